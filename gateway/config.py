@@ -1,0 +1,146 @@
+"""The gateway config file (TOML), validated by pydantic; unknown keys are errors.
+
+Example:
+
+    [gateway]
+    max_message_bytes = 16777216
+    deny = ["delete_file"]
+
+    [upstreams.files]
+    command = "npx"
+    args = ["-y", "@modelcontextprotocol/server-filesystem", "/home/me/docs"]
+    pass_env = ["DEBUG"]          # copied from the gateway's environment when set
+    env = { LOG_LEVEL = "warn" }  # set explicitly
+
+Every option here also has a flag on `airlock run`; a flag wins over the file.
+"""
+
+from __future__ import annotations
+
+import tomllib
+import types
+import typing
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from gateway.errors import ConfigError
+from gateway.framing import DEFAULT_MAX_MESSAGE_BYTES
+from gateway.inflight import DEFAULT_MAX_IN_FLIGHT
+
+EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class UpstreamConfig(_Strict):
+    """One upstream MCP server, started as a child process speaking stdio."""
+
+    command: Annotated[str, Field(min_length=1)]
+    args: list[str] = []
+    env: dict[EnvName, str] = {}
+    pass_env: list[EnvName] = []
+    cwd: str | None = None
+
+
+class GatewaySection(_Strict):
+    max_message_bytes: Annotated[int, Field(ge=1024, le=1 << 30)] = DEFAULT_MAX_MESSAGE_BYTES
+    max_in_flight: Annotated[int, Field(ge=1, le=1_000_000)] = DEFAULT_MAX_IN_FLIGHT
+    shutdown_grace: Annotated[float, Field(ge=0, le=60, allow_inf_nan=False)] = 1.0
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["console", "json"] = "console"
+    deny: list[Annotated[str, Field(min_length=1)]] = []
+
+
+class GatewayConfig(_Strict):
+    gateway: GatewaySection = GatewaySection()
+    upstreams: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")], UpstreamConfig] = {}
+
+    def upstream(self, name: str | None) -> UpstreamConfig | None:
+        """The upstream named `name`, or the only one when `name` is None.
+
+        Raises:
+            ConfigError: the name is unknown, or several exist and none was named.
+        """
+        if name is not None:
+            if name not in self.upstreams:
+                known = ", ".join(sorted(self.upstreams)) or "none"
+                raise ConfigError(f"no upstream named {name!r} in the config (configured: {known})")
+            return self.upstreams[name]
+        if len(self.upstreams) > 1:
+            raise ConfigError(
+                f"the config names {len(self.upstreams)} upstreams ({', '.join(sorted(self.upstreams))}); choose one with --upstream NAME"
+            )
+        return next(iter(self.upstreams.values()), None)
+
+
+def load_config(path: Path) -> GatewayConfig:
+    """Read and validate a config file.
+
+    Raises:
+        ConfigError: unreadable file, invalid TOML, or invalid content; the message names the
+            file, the key path and what is allowed there.
+    """
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: the config file is not UTF-8 text (byte {exc.start})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return parse_config(raw, str(path))
+
+
+def parse_config(raw: dict[str, Any], source: str) -> GatewayConfig:
+    try:
+        return GatewayConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, source, GatewayConfig)) from None
+
+
+def format_validation_error(exc: ValidationError, source: str, root: type[BaseModel]) -> str:
+    """One line per problem: `source: key.path: what is wrong (what to write instead)`."""
+    lines = []
+    for problem in exc.errors():
+        loc = tuple(problem["loc"])
+        path = ".".join(str(part) for part in loc) or "(top level)"
+        if problem["type"] == "extra_forbidden":
+            allowed = _allowed_keys(root, loc[:-1])
+            hint = f"; allowed here: {', '.join(allowed)}" if allowed else ""
+            lines.append(f"{source}: {path}: unknown key{hint}")
+        else:
+            lines.append(f"{source}: {path}: {problem['msg']}")
+    return "\n".join(lines)
+
+
+def _allowed_keys(root: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The field names of the model found at `loc`, walking models and dict values."""
+    current: Any = root
+    for part in loc:
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field = current.model_fields.get(str(part))
+            if field is None:
+                return []
+            current = field.annotation
+        elif typing.get_origin(current) is dict:
+            current = typing.get_args(current)[1]
+        else:
+            return []
+        current = _unwrap(current)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []
+
+
+def _unwrap(annotation: Any) -> Any:
+    origin = typing.get_origin(annotation)
+    if origin is Annotated:
+        return _unwrap(typing.get_args(annotation)[0])
+    if origin in (Union, types.UnionType):
+        models = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return _unwrap(models[0]) if len(models) == 1 else annotation
+    return annotation

@@ -1,0 +1,1 @@
+"""The embedded demo: a small notes server and a walkthrough that drives it through Airlock."""

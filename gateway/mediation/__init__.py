@@ -1,0 +1,2 @@
+"""Mediation: the decisions the relay asks about. `interface.py` is the seam; one module per
+implementation beside it."""

@@ -1,0 +1,56 @@
+"""The seam between the relay and whatever decides (today the `--deny` list, later the policy
+engine). Pure: a mediator gets values and returns values; the relay does the I/O.
+
+The relay calls the mediator synchronously, in message order, on the event-loop thread, so a
+mediator needs no locking; it must not block.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from gateway.errors import GatewayError
+from gateway.jsonrpc import JsonObject
+
+
+@dataclass(frozen=True, slots=True)
+class Forward:
+    """Let the request through. `context` is kept with the in-flight entry and handed back with
+    the response; `message` replaces the request when the mediator rewrote it."""
+
+    context: Any = None
+    message: JsonObject | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Refuse:
+    """Answer the request with this error instead of forwarding it."""
+
+    error: GatewayError
+
+
+Verdict = Forward | Refuse
+
+
+class Mediator(Protocol):
+    def on_client_request(self, method: str, message: JsonObject) -> Verdict:
+        """Decide a request from the client before it is forwarded upstream."""
+        ...
+
+    def on_upstream_response(self, method: str, context: Any, message: JsonObject) -> JsonObject:
+        """Inspect or rewrite the upstream's response to a request this mediator let through."""
+        ...
+
+
+class PassThrough:
+    """Mediates nothing: every request is forwarded, every response relayed unchanged."""
+
+    def on_client_request(self, method: str, message: JsonObject) -> Verdict:
+        return _FORWARD
+
+    def on_upstream_response(self, method: str, context: Any, message: JsonObject) -> JsonObject:
+        return message
+
+
+_FORWARD = Forward()

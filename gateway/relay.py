@@ -1,0 +1,237 @@
+"""The relay: one client, one upstream, JSON-RPC messages in both directions. No I/O.
+
+The transports feed it complete lines (`from_client`, `from_upstream`) and it writes lines
+through the two callables it was given. Everything passes through unchanged at the message
+level (unknown methods, notifications, server-to-client requests, `_meta`, fields this
+version does not know), except what the mediator refuses or rewrites, what is malformed,
+and responses that answer no open request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any, Final
+
+import structlog
+
+from gateway import jsonrpc
+from gateway.errors import (
+    GatewayError,
+    InvalidRequest,
+    MessageTooLarge,
+    ParseError,
+    UpstreamProtocolError,
+    UpstreamUnavailable,
+)
+from gateway.inflight import DEFAULT_MAX_IN_FLIGHT, InFlightTable
+from gateway.jsonrpc import Envelope, RequestId
+from gateway.mediation.interface import Mediator, Refuse
+
+LineSink = Callable[[bytes], None]
+
+_CANCELLED: Final = "notifications/cancelled"
+_PREVIEW_BYTES: Final = 120
+
+log = structlog.get_logger("airlock.relay")
+
+
+@dataclass(slots=True)
+class RelayCounters:
+    from_client: int = 0
+    from_upstream: int = 0
+    refused: int = 0
+    malformed_from_client: int = 0
+    malformed_from_upstream: int = 0
+    unsolicited: int = 0
+
+
+def _preview(line: bytes) -> str:
+    return repr(line[:_PREVIEW_BYTES]) + ("..." if len(line) > _PREVIEW_BYTES else "")
+
+
+class Relay:
+    """Correlates, mediates and forwards messages between one client and one upstream."""
+
+    def __init__(
+        self,
+        mediator: Mediator,
+        to_client: LineSink,
+        to_upstream: LineSink,
+        *,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+    ) -> None:
+        self._mediator = mediator
+        self._to_client = to_client
+        self._to_upstream = to_upstream
+        self._client_requests = InFlightTable(max_in_flight)
+        self._upstream_requests = InFlightTable(max_in_flight)
+        self._upstream_lost: str | None = None
+        self.counters = RelayCounters()
+
+    @property
+    def pending_client_requests(self) -> int:
+        return len(self._client_requests)
+
+    # -- client -> upstream -------------------------------------------------------------
+
+    def from_client(self, line: bytes) -> None:
+        """Handle one line the client sent."""
+        self.counters.from_client += 1
+        try:
+            envelope = jsonrpc.classify(jsonrpc.decode(line))
+        except ParseError as error:
+            self._reject_client_line(line, error, jsonrpc.probe_id(line))
+            return
+        except InvalidRequest as error:
+            self._reject_client_line(line, error, (error.data or {}).get("id"))
+            return
+        if envelope.kind == "request":
+            self._client_request(envelope)
+        elif envelope.kind == "notification":
+            self._client_notification(envelope)
+        else:
+            self._client_response(envelope)
+
+    def client_line_too_large(self, prefix: bytes, size: int) -> None:
+        """The client sent a line over the size limit; only its first bytes are known."""
+        self.counters.from_client += 1
+        error = MessageTooLarge(
+            f"message of {size} bytes exceeds the gateway's limit; raise --max-message-bytes to accept it",
+            data={"size": size},
+        )
+        self._reject_client_line(prefix, error, jsonrpc.probe_id(prefix))
+
+    def _reject_client_line(self, line: bytes, error: GatewayError, request_id: RequestId | None) -> None:
+        self.counters.malformed_from_client += 1
+        log.warning("client message rejected", code=error.code, error=error.message, id=request_id, preview=_preview(line))
+        self._to_client(jsonrpc.error_response(request_id, error))
+
+    def _client_request(self, envelope: Envelope) -> None:
+        request_id = envelope.id
+        method = envelope.method
+        assert request_id is not None and method is not None
+        if self._upstream_lost is not None:
+            self._refuse(request_id, UpstreamUnavailable(self._upstream_lost))
+            return
+        verdict = self._mediator.on_client_request(method, envelope.message)
+        if isinstance(verdict, Refuse):
+            self.counters.refused += 1
+            log.info("request refused", method=method, id=request_id, code=verdict.error.code, error=verdict.error.message)
+            self._refuse(request_id, verdict.error)
+            return
+        try:
+            self._client_requests.open(request_id, method, verdict.context)
+        except GatewayError as error:
+            self._refuse(request_id, error)
+            return
+        self._to_upstream(jsonrpc.encode(verdict.message if verdict.message is not None else envelope.message))
+
+    def _client_notification(self, envelope: Envelope) -> None:
+        if envelope.method == _CANCELLED and not self._cancel(self._client_requests, envelope):
+            return
+        self._to_upstream(jsonrpc.encode(envelope.message))
+
+    def _client_response(self, envelope: Envelope) -> None:
+        if envelope.id is None or self._upstream_requests.close(envelope.id) is None:
+            self._unsolicited("client", envelope)
+            return
+        self._to_upstream(jsonrpc.encode(envelope.message))
+
+    def _refuse(self, request_id: RequestId, error: GatewayError) -> None:
+        self._to_client(jsonrpc.error_response(request_id, error))
+
+    # -- upstream -> client -------------------------------------------------------------
+
+    def from_upstream(self, line: bytes) -> None:
+        """Handle one line the upstream wrote to its stdout."""
+        self.counters.from_upstream += 1
+        try:
+            envelope = jsonrpc.classify(jsonrpc.decode(line))
+        except GatewayError as error:
+            self._upstream_garbage(line, error.message)
+            return
+        if envelope.kind == "response":
+            self._upstream_response(envelope)
+        elif envelope.kind == "request":
+            assert envelope.id is not None and envelope.method is not None
+            try:
+                self._upstream_requests.open(envelope.id, envelope.method)
+            except GatewayError as error:
+                self._to_upstream(jsonrpc.error_response(envelope.id, error))
+                return
+            self._to_client(jsonrpc.encode(envelope.message))
+        else:
+            if envelope.method == _CANCELLED and not self._cancel(self._upstream_requests, envelope):
+                return
+            self._to_client(jsonrpc.encode(envelope.message))
+
+    def upstream_line_too_large(self, prefix: bytes, size: int) -> None:
+        """The upstream wrote a line over the size limit: answer the request it was for."""
+        self.counters.from_upstream += 1
+        request_id = jsonrpc.probe_id(prefix)
+        pending = self._client_requests.close(request_id) if request_id is not None else None
+        self._upstream_garbage(prefix, f"message of {size} bytes exceeds the gateway's limit")
+        if pending is not None:
+            self._refuse(
+                pending.id,
+                MessageTooLarge(
+                    f"the upstream's response of {size} bytes exceeds the gateway's limit; raise --max-message-bytes to accept it",
+                    data={"size": size},
+                ),
+            )
+
+    def _upstream_garbage(self, line: bytes, why: str) -> None:
+        self.counters.malformed_from_upstream += 1
+        log.warning(
+            "upstream wrote an invalid message to stdout; not relayed",
+            code=UpstreamProtocolError.code,
+            error=why,
+            preview=_preview(line),
+        )
+
+    def _upstream_response(self, envelope: Envelope) -> None:
+        if envelope.id is None:
+            # id null: the upstream could not read some request. Not relayable to anyone
+            # specific; report it.
+            self._upstream_garbage(jsonrpc.encode(envelope.message), "error response with id null")
+            return
+        pending = self._client_requests.close(envelope.id)
+        if pending is None:
+            self._unsolicited("upstream", envelope)
+            return
+        message = self._mediator.on_upstream_response(pending.method, pending.context, envelope.message)
+        self._to_client(jsonrpc.encode(message))
+
+    # -- both ---------------------------------------------------------------------------
+
+    def _cancel(self, own_requests: InFlightTable, envelope: Envelope) -> bool:
+        """A `notifications/cancelled` closes the sender's own open request: no answer is owed
+        after it (MCP 2025-11-25, cancellation). Returns whether to forward it, which is only
+        when that request was open: cancelling what the gateway itself answered, or an id
+        never sent, concerns nobody downstream."""
+        params = envelope.message.get("params")
+        request_id = params.get("requestId") if type(params) is dict else None
+        if (type(request_id) is int or type(request_id) is str) and own_requests.close(request_id) is not None:
+            return True
+        log.info("cancellation of no open request dropped", id=request_id)
+        return False
+
+    def _unsolicited(self, side: str, envelope: Envelope) -> None:
+        self.counters.unsolicited += 1
+        log.info("response to no open request dropped", side=side, id=envelope.id)
+
+    def upstream_lost(self, reason: str) -> list[RequestId]:
+        """The upstream is gone: answer every open client request with an error, refuse all
+        later ones. Returns the ids that were answered."""
+        self._upstream_lost = reason
+        answered = []
+        for pending in self._client_requests.drain():
+            answered.append(pending.id)
+            self._refuse(pending.id, UpstreamUnavailable(reason, data={"method": pending.method}))
+        self._upstream_requests.drain()
+        return answered
+
+    def describe(self) -> dict[str, Any]:
+        """Counters for the shutdown summary."""
+        return {"pending_client_requests": len(self._client_requests), **asdict(self.counters)}

@@ -1,0 +1,1 @@
+"""Byte-level transports: pipes to the client and to upstream child processes."""
