@@ -79,10 +79,15 @@ class Relay:
         """Handle one line the client sent."""
         self.counters.from_client += 1
         try:
-            envelope = jsonrpc.classify(jsonrpc.decode(line))
+            decoded = jsonrpc.decode(line)
         except ParseError as error:
             self._reject_client_line(line, error, jsonrpc.probe_id(line))
             return
+        if type(decoded) is list and decoded:
+            self._reject_batch(line, decoded)
+            return
+        try:
+            envelope = jsonrpc.classify(decoded)
         except InvalidRequest as error:
             self._reject_client_line(line, error, (error.data or {}).get("id"))
             return
@@ -102,6 +107,18 @@ class Relay:
         )
         self._reject_client_line(prefix, error, jsonrpc.probe_id(prefix))
 
+    def _reject_batch(self, line: bytes, batch: list[Any]) -> None:
+        """MCP removed JSON-RPC batches (2025-06-18). Answer as JSON-RPC 2.0 answers a batch, with
+        an array: one error per member that has a request id, so no caller waits forever."""
+        self.counters.malformed_from_client += 1
+        error = InvalidRequest("JSON-RPC batches are not supported: MCP sends one message per line")
+        ids = [m["id"] for m in batch if type(m) is dict and "method" in m and jsonrpc.is_valid_id(m.get("id"))]
+        log.warning("client batch rejected", code=error.code, ids=ids, preview=_preview(line))
+        replies = [{"jsonrpc": "2.0", "id": i, "error": error.to_error_object()} for i in ids] or [
+            {"jsonrpc": "2.0", "id": None, "error": error.to_error_object()}
+        ]
+        self._to_client(jsonrpc.encode(replies))
+
     def _reject_client_line(self, line: bytes, error: GatewayError, request_id: RequestId | None) -> None:
         self.counters.malformed_from_client += 1
         log.warning("client message rejected", code=error.code, error=error.message, id=request_id, preview=_preview(line))
@@ -114,7 +131,12 @@ class Relay:
         if self._upstream_lost is not None:
             self._refuse(request_id, UpstreamUnavailable(self._upstream_lost))
             return
-        verdict = self._mediator.on_client_request(method, envelope.message)
+        try:
+            verdict = self._mediator.on_client_request(method, envelope.message)
+        except Exception:
+            # Fail closed: a request the mediator could not decide is not forwarded.
+            log.exception("mediator failed; request refused", method=method, id=request_id)
+            verdict = Refuse(GatewayError("the gateway could not decide this request (internal error); it was not forwarded"))
         if isinstance(verdict, Refuse):
             self.counters.refused += 1
             log.info("request refused", method=method, id=request_id, code=verdict.error.code, error=verdict.error.message)
@@ -200,7 +222,13 @@ class Relay:
         if pending is None:
             self._unsolicited("upstream", envelope)
             return
-        message = self._mediator.on_upstream_response(pending.method, pending.context, envelope.message)
+        try:
+            message = self._mediator.on_upstream_response(pending.method, pending.context, envelope.message)
+        except Exception:
+            # Fail closed: an unmediated response might show what the policy hides.
+            log.exception("mediator failed on a response; client gets an error instead", method=pending.method, id=pending.id)
+            self._refuse(pending.id, GatewayError("the gateway could not check this response (internal error); it was withheld"))
+            return
         self._to_client(jsonrpc.encode(message))
 
     # -- both ---------------------------------------------------------------------------

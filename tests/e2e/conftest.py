@@ -1,0 +1,128 @@
+"""Shared parts of the end-to-end tests: real servers, the real gateway process, the real client."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import orjson
+import pytest
+from anyio.abc import Process
+from anyio.streams.buffered import BufferedByteReceiveStream
+from mcp.client.stdio import StdioServerParameters
+
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURE_SERVERS = ROOT / "fixtures" / "servers"
+EVERYTHING = ROOT / "node_modules" / ".bin" / "mcp-server-everything"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def everything_argv() -> list[str]:
+    if not EVERYTHING.exists():
+        pytest.fail("server-everything is not installed: run 'make test' (it runs 'npm ci' first)")
+    return [str(EVERYTHING)]
+
+
+def time_server_argv() -> list[str]:
+    exe = shutil.which("mcp-server-time", path=str(Path(sys.executable).parent))
+    if exe is None:
+        pytest.fail("mcp-server-time is not installed: run 'make test' (it installs the test extra)")
+    return [exe]
+
+
+def fixture_server_argv(name: str) -> list[str]:
+    return [sys.executable, str(FIXTURE_SERVERS / name)]
+
+
+def gateway_argv(upstream: list[str], *options: str) -> list[str]:
+    return [sys.executable, "-m", "gateway", "run", *options, "--", *upstream]
+
+
+def through_gateway(upstream: list[str], *options: str) -> StdioServerParameters:
+    argv = gateway_argv(upstream, *options)
+    return StdioServerParameters(command=argv[0], args=argv[1:], cwd=str(ROOT))
+
+
+def upstream_pids(gateway_log: str) -> list[int]:
+    """The pids the gateway logged when it started its upstream."""
+    return [int(pid) for pid in re.findall(r"upstream started.*?pid=(\d+)", gateway_log)]
+
+
+def process_alive(pid: int) -> bool:
+    """True when `pid` is a live (not zombie) process."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            state = stat.read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state not in ("Z", "X")
+
+
+async def wait_until_dead(pid: int, timeout: float = 10.0) -> None:
+    with anyio.fail_after(timeout):
+        while process_alive(pid):
+            await anyio.sleep(0.02)
+
+
+class GatewayProcess:
+    """The real `airlock run` process, driven with raw JSON-RPC lines."""
+
+    def __init__(self, process: Process) -> None:
+        self.process = process
+        assert process.stdout is not None and process.stdin is not None
+        self._reader = BufferedByteReceiveStream(process.stdout)
+
+    async def send_raw(self, data: bytes) -> None:
+        assert self.process.stdin is not None
+        await self.process.stdin.send(data)
+
+    async def send(self, message: Any) -> None:
+        await self.send_raw(orjson.dumps(message) + b"\n")
+
+    async def receive_line(self, timeout: float = 15.0) -> bytes:
+        with anyio.fail_after(timeout):
+            return await self._reader.receive_until(b"\n", 64 * 1024 * 1024)
+
+    async def receive(self, timeout: float = 15.0) -> Any:
+        return orjson.loads(await self.receive_line(timeout))
+
+    async def request(self, request_id: Any, method: str, params: dict[str, Any] | None = None) -> Any:
+        message: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
+        if params is not None:
+            message["params"] = params
+        await self.send(message)
+        return await self.receive()
+
+    async def close_input(self) -> None:
+        assert self.process.stdin is not None
+        await self.process.stdin.aclose()
+
+    async def wait(self, timeout: float = 15.0) -> int:
+        with anyio.fail_after(timeout):
+            return await self.process.wait()
+
+
+@asynccontextmanager
+async def raw_gateway(upstream: list[str], *options: str, stderr: Any = None) -> AsyncIterator[GatewayProcess]:
+    process = await anyio.open_process(gateway_argv(upstream, *options), cwd=str(ROOT), stderr=stderr, start_new_session=True)
+    gateway = GatewayProcess(process)
+    try:
+        yield gateway
+    finally:
+        if process.returncode is None:
+            with anyio.CancelScope(shield=True):
+                os.killpg(process.pid, signal.SIGKILL)
+                await process.wait()
+        await process.aclose()
