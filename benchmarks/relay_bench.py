@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from rawclient import RawClient, latencies, throughput  # noqa: E402
+from rawclient import RawClient, latencies, throughput
 
 ROOT = Path(__file__).resolve().parent.parent
 EVERYTHING = [str(ROOT / "node_modules" / ".bin" / "mcp-server-everything")]

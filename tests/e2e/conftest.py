@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import orjson
 import pytest
 from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
 from mcp.client.stdio import StdioServerParameters
+
+from gateway import jsonrpc
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURE_SERVERS = ROOT / "fixtures" / "servers"
@@ -89,14 +90,14 @@ class GatewayProcess:
         await self.process.stdin.send(data)
 
     async def send(self, message: Any) -> None:
-        await self.send_raw(orjson.dumps(message) + b"\n")
+        await self.send_raw(jsonrpc.encode(message) + b"\n")
 
     async def receive_line(self, timeout: float = 15.0) -> bytes:
         with anyio.fail_after(timeout):
             return await self._reader.receive_until(b"\n", 64 * 1024 * 1024)
 
     async def receive(self, timeout: float = 15.0) -> Any:
-        return orjson.loads(await self.receive_line(timeout))
+        return jsonrpc.decode(await self.receive_line(timeout))
 
     async def request(self, request_id: Any, method: str, params: dict[str, Any] | None = None) -> Any:
         message: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}

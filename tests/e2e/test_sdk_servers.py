@@ -24,9 +24,7 @@ async def test_the_time_server_works_through_the_gateway_in_both_protocol_eras(m
             result = await client.call_tool("get_current_time", {"timezone": "UTC"})
             assert result.structured_content is not None
             assert result.structured_content["timezone"] == "UTC"
-            converted = await client.call_tool(
-                "convert_time", {"source_timezone": "UTC", "time": "12:00", "target_timezone": "Asia/Tokyo"}
-            )
+            converted = await client.call_tool("convert_time", {"source_timezone": "UTC", "time": "12:00", "target_timezone": "Asia/Tokyo"})
             assert "21:00" in json.dumps(converted.structured_content)
 
 
