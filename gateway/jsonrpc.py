@@ -171,10 +171,14 @@ def probe_id(prefix: bytes) -> RequestId | None:
             value, pos = decoder.raw_decode(text, _skip_ws(text, pos + 1))
         except (ValueError, RecursionError):
             return found
+        pos = _skip_ws(text, pos)
+        # A member counts only once the next delimiter is seen: `"id":12` at the very end of
+        # the prefix may be the start of `"id":123`.
+        if pos >= len(text) or text[pos] not in ",}":
+            return found
         if key == "id" and is_valid_id(value):
             found = value
-        pos = _skip_ws(text, pos)
-        if pos >= len(text) or text[pos] != ",":
+        if text[pos] == "}":
             return found
         pos += 1
 
