@@ -24,7 +24,7 @@ class LineFramer:
     trailing CR; blank lines are skipped) and `on_oversize(prefix, size)` per line longer than
     `max_bytes`, where `size` is the full length seen."""
 
-    __slots__ = ("_discarding", "_max", "_on_line", "_on_oversize", "_parts", "_prefix", "_size")
+    __slots__ = ("_discarding", "_last", "_max", "_on_line", "_on_oversize", "_parts", "_prefix", "_size")
 
     def __init__(self, on_line: LineHandler, on_oversize: OversizeHandler, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
         if max_bytes < 1:
@@ -36,6 +36,8 @@ class LineFramer:
         self._size = 0
         self._discarding = False
         self._prefix = b""
+        self._last = b""
+        self._last = b""  # last byte held, to see a CR that ended an earlier chunk
 
     def feed(self, data: bytes) -> None:
         start = 0
@@ -48,7 +50,8 @@ class LineFramer:
             piece = data[start:nl]
             start = nl + 1
             if self._discarding:
-                size = self._size + len(piece)
+                ends_in_cr = piece.endswith(b"\r") if piece else self._last == b"\r"
+                size = self._size + len(piece) - ends_in_cr
                 prefix = self._prefix
                 self._reset()
                 self._on_oversize(prefix, size)
@@ -74,10 +77,12 @@ class LineFramer:
 
     def _hold(self, tail: bytes) -> None:
         self._size += len(tail)
+        self._last = tail[-1:]
         if self._discarding:
             return
         self._parts.append(tail)
-        if self._size > self._max:
+        # One byte of slack: a line of exactly the limit may still end in CR LF.
+        if self._size > self._max + 1:
             # Keep only the probe prefix; count the rest as it streams past.
             self._prefix = b"".join(self._parts)[:ID_PROBE_BYTES]
             self._parts = []
@@ -88,3 +93,4 @@ class LineFramer:
         self._size = 0
         self._discarding = False
         self._prefix = b""
+        self._last = b""

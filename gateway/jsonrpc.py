@@ -154,7 +154,9 @@ def probe_id(prefix: bytes) -> RequestId | None:
     to the request. Only members that decode completely, before the prefix runs out, count;
     an `id` nested inside `params` is never mistaken for the top-level one.
     """
-    text = prefix[:ID_PROBE_BYTES].decode("utf-8", errors="replace")
+    # surrogateescape keeps invalid bytes distinguishable: an id that contains one is not
+    # the id the client meant, so it is not used.
+    text = prefix[:ID_PROBE_BYTES].decode("utf-8", errors="surrogateescape")
     decoder = _STRICT_DECODER
     pos = _skip_ws(text, 0)
     if pos >= len(text) or text[pos] != "{":
@@ -176,11 +178,15 @@ def probe_id(prefix: bytes) -> RequestId | None:
         # the prefix may be the start of `"id":123`.
         if pos >= len(text) or text[pos] not in ",}":
             return found
-        if key == "id" and is_valid_id(value):
+        if key == "id" and is_valid_id(value) and not (type(value) is str and _has_surrogate(value)):
             found = value
         if text[pos] == "}":
             return found
         pos += 1
+
+
+def _has_surrogate(text: str) -> bool:
+    return any("\ud800" <= ch <= "\udfff" for ch in text)
 
 
 def _skip_ws(text: str, pos: int) -> int:

@@ -25,12 +25,13 @@ from gateway.errors import (
     UpstreamUnavailable,
 )
 from gateway.inflight import DEFAULT_MAX_IN_FLIGHT, InFlightTable
-from gateway.jsonrpc import Envelope, RequestId
-from gateway.mediation.interface import Mediator, Refuse
+from gateway.jsonrpc import Envelope, JsonObject, RequestId
+from gateway.mediation.interface import Mediator, Refuse, Verdict
 
 LineSink = Callable[[bytes], None]
 
 _CANCELLED: Final = "notifications/cancelled"
+_NOTIFICATIONS: Final = "notifications/"
 _PREVIEW_BYTES: Final = 120
 
 log = structlog.get_logger("airlock.relay")
@@ -131,15 +132,9 @@ class Relay:
         if self._upstream_lost is not None:
             self._refuse(request_id, UpstreamUnavailable(self._upstream_lost))
             return
-        try:
-            verdict = self._mediator.on_client_request(method, envelope.message)
-        except Exception:
-            # Fail closed: a request the mediator could not decide is not forwarded.
-            log.exception("mediator failed; request refused", method=method, id=request_id)
-            verdict = Refuse(GatewayError("the gateway could not decide this request (internal error); it was not forwarded"))
+        verdict = self._decide(method, envelope.message, request_id)
         if isinstance(verdict, Refuse):
             self.counters.refused += 1
-            log.info("request refused", method=method, id=request_id, code=verdict.error.code, error=verdict.error.message)
             self._refuse(request_id, verdict.error)
             return
         try:
@@ -150,9 +145,33 @@ class Relay:
         self._to_upstream(jsonrpc.encode(verdict.message if verdict.message is not None else envelope.message))
 
     def _client_notification(self, envelope: Envelope) -> None:
-        if envelope.method == _CANCELLED and not self._cancel(self._client_requests, envelope):
+        method = envelope.method
+        assert method is not None
+        if not method.startswith(_NOTIFICATIONS):
+            # A method call without an id (e.g. `tools/call` sent as a notification) is still
+            # a call: some servers dispatch on the method alone. It gets the same mediation as
+            # a request and, having no id, no answer.
+            verdict = self._decide(method, envelope.message, None)
+            if isinstance(verdict, Refuse):
+                self.counters.refused += 1
+                return
+            message = verdict.message if verdict.message is not None else envelope.message
+            self._to_upstream(jsonrpc.encode(message))
+            return
+        if method == _CANCELLED and not self._cancel(self._client_requests, envelope):
             return
         self._to_upstream(jsonrpc.encode(envelope.message))
+
+    def _decide(self, method: str, message: JsonObject, request_id: RequestId | None) -> Verdict:
+        try:
+            verdict = self._mediator.on_client_request(method, message)
+        except Exception:
+            # Fail closed: a request the mediator could not decide is not forwarded.
+            log.exception("mediator failed; request refused", method=method, id=request_id)
+            verdict = Refuse(GatewayError("the gateway could not decide this request (internal error); it was not forwarded"))
+        if isinstance(verdict, Refuse):
+            log.info("request refused", method=method, id=request_id, code=verdict.error.code, error=verdict.error.message)
+        return verdict
 
     def _client_response(self, envelope: Envelope) -> None:
         if envelope.id is None or self._upstream_requests.close(envelope.id) is None:

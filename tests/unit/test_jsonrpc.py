@@ -87,7 +87,7 @@ def test_decode_rejects_what_is_not_strict_utf8_json(line: bytes) -> None:
         pytest.param({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, id="request"),
         pytest.param({"b": 1, "a": 2, "c": {"z": [], "y": {}}}, id="key-order-kept"),
         pytest.param({"id": 2**64, "neg": -(2**80)}, id="big-integers"),
-        pytest.param({"s": "ключ 🔑 \u0000 \u2028 \"quoted\" \\"}, id="unicode-and-escapes"),
+        pytest.param({"s": 'ключ 🔑 \u0000 \u2028 "quoted" \\'}, id="unicode-and-escapes"),
         pytest.param({"s": "\ud800 lone surrogate"}, id="lone-surrogate"),
         pytest.param([True, False, None, 0, -1, 1.5, ""], id="scalars"),
     ],
@@ -149,9 +149,7 @@ def test_decode_of_encode_is_the_identity_for_any_json_value(message: Any) -> No
         ),
         pytest.param({"jsonrpc": "2.0", "id": 1, "result": {}}, "response", None, 1, id="result-response"),
         pytest.param({"jsonrpc": "2.0", "id": "x", "result": None}, "response", None, "x", id="null-result-response"),
-        pytest.param(
-            {"jsonrpc": "2.0", "id": 1, "error": {"code": -1, "message": "m"}}, "response", None, 1, id="error-response"
-        ),
+        pytest.param({"jsonrpc": "2.0", "id": 1, "error": {"code": -1, "message": "m"}}, "response", None, 1, id="error-response"),
         pytest.param(
             {"jsonrpc": "2.0", "id": None, "error": {"code": -32700, "message": "m"}},
             "response",
@@ -263,7 +261,7 @@ def test_error_response_with_unknown_id_carries_id_null() -> None:
         pytest.param(b'[{"jsonrpc":"2.0","id":1,"method":"x"}]', None, id="array-prefix"),
         pytest.param(b'"id"', None, id="string-prefix"),
         pytest.param(b"", None, id="empty-prefix"),
-        pytest.param(b"garbage {\"id\":1}", None, id="garbage-before-object"),
+        pytest.param(b'garbage {"id":1}', None, id="garbage-before-object"),
         pytest.param(b'{"jsonrpc":"2.0","id":11,"method":"x","params":{"a":"\xff\xfe', 11, id="invalid-utf8-after-id"),
         pytest.param(b'{"params":{"a":"\xff"},"id":11,"method":"x"', 11, id="invalid-utf8-before-id"),
         pytest.param(b'{"id":null,"method":"x"', None, id="null-id"),
