@@ -1,0 +1,77 @@
+"""Canonical JSON (RFC 8785, JCS) and the one function that makes signed bytes.
+
+`signing_bytes` is the only producer of bytes that are hashed or signed anywhere in the
+gateway. Storage formatting (`gateway.receipts.to_line`) is a different function, and nothing
+ever verifies the stored line's bytes directly: the verifier re-derives the signing bytes.
+
+Fast path: orjson with sorted keys is byte-equal to RFC 8785 when every key is ASCII (JCS sorts
+by UTF-16 code units, orjson by code points: they agree on ASCII), every number is an integer
+within +/-(2**53 - 1), and there are no floats (JCS writes 1.0 as `1`, orjson as `1.0`).
+Anything else takes `rfc8785`, the reference implementation; `tests/unit/test_canonical.py`
+checks the equality property with `rfc8785` as the oracle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final
+
+import orjson
+import rfc8785
+
+from gateway.errors import GatewayError
+
+#: Prefixes that separate what is signed for different purposes (domain separation): an entry's
+#: signature can never be replayed as a batch statement or a rotation manifest, or vice versa.
+ENTRY_DOMAIN: Final = b"mcp-airlock/v1/entry\x00"
+BATCH_DOMAIN: Final = b"mcp-airlock/v1/batch\x00"
+ROTATION_DOMAIN: Final = b"mcp-airlock/v1/rotation\x00"
+
+#: Members of a stored entry that are not part of what is signed.
+UNSIGNED_MEMBERS: Final = frozenset({"hash", "sig"})
+
+_SAFE_INT: Final = 2**53 - 1
+_MAX_DEPTH: Final = 64
+
+
+class CanonicalizationError(GatewayError):
+    """A value has no RFC 8785 form (NaN, infinity, an integer beyond 2**53, a lone surrogate,
+    a non-string key) or is nested too deeply."""
+
+
+def _fast_ok(value: Any, depth: int = 0) -> bool:
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
+        return True
+    if kind is int:
+        return bool(-_SAFE_INT <= value <= _SAFE_INT)
+    if depth > _MAX_DEPTH:
+        return False
+    if kind is dict:
+        return all(type(key) is str and key.isascii() and _fast_ok(member, depth + 1) for key, member in value.items())
+    if kind is list:
+        return all(_fast_ok(item, depth + 1) for item in value)
+    return False
+
+
+def canonical_json(value: Any) -> bytes:
+    """RFC 8785 canonical JSON of `value`.
+
+    Raises:
+        CanonicalizationError: the value has no canonical form.
+    """
+    if _fast_ok(value):
+        try:
+            return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+        except orjson.JSONEncodeError:
+            pass  # lone surrogates: let the reference implementation say what is wrong
+    try:
+        return rfc8785.dumps(value)
+    except (rfc8785.CanonicalizationError, TypeError, ValueError, RecursionError) as exc:
+        raise CanonicalizationError(f"value has no canonical JSON form: {exc}") from None
+
+
+def signing_bytes(entry: Mapping[str, Any], domain: bytes = ENTRY_DOMAIN) -> bytes:
+    """The bytes that are hashed and signed for `entry`: the domain prefix, then the RFC 8785
+    form of the entry without its `hash` and `sig` members."""
+    return domain + canonical_json({k: v for k, v in entry.items() if k not in UNSIGNED_MEMBERS})

@@ -1,0 +1,271 @@
+"""The flight-log writer: one writer per log, write-ahead, hash-chained, batch-signed.
+
+`append` runs on the event-loop thread, in message order, so sequence numbers and `prev`
+links can never fork however many calls are in flight. It writes the entry's line to the OS
+before returning, so a decision is in the log before the call it decides is forwarded (the
+entry survives a crash or `kill -9` of the gateway in every fsync mode). Signing is batched:
+a worker thread signs the Merkle root of the entries written since the last batch (Ed25519
+releases the GIL) and the loop thread then appends a `checkpoint` entry with that signature.
+
+fsync modes:
+- `always`: fsync after every entry, before `append` returns (durable against power loss).
+- `group` (default): the worker fsyncs once per batch, after at most `group_entries` entries
+  or `group_ms` milliseconds.
+- `off`: never fsync (the OS writes back when it likes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import os
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, Literal
+
+import structlog
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from gateway import receipts
+from gateway.canonical import signing_bytes
+from gateway.errors import EXIT_USAGE, GatewayError
+from gateway.signing import key_id, public_text, sign
+
+log = structlog.get_logger("airlock.flightlog")
+
+FsyncMode = Literal["always", "group", "off"]
+FSYNC_MODES: Final = ("always", "group", "off")
+
+
+class LogOpenFailed(GatewayError):
+    exit_code = EXIT_USAGE
+
+
+@dataclass(frozen=True, slots=True)
+class LogSettings:
+    path: Path
+    fsync: FsyncMode = "group"
+    group_entries: int = 256
+    group_ms: float = 5.0
+    #: Keep raw arguments and results in entries (for replay); off by default: hashes only.
+    store_raw: bool = False
+
+
+def resolve_log_path(path: Path, session: str, clock: receipts.Clock) -> Path:
+    """A directory gets a new file per run (`airlock-<time>-<session>.jsonl`); a file path is
+    used as given and must not exist yet."""
+    if path.is_dir():
+        stamp = clock().strftime("%Y%m%dT%H%M%SZ")
+        return path / f"airlock-{stamp}-{session[:8]}.jsonl"
+    return path
+
+
+class FlightLog:
+    """Appends entries to one log file. Use `open`, `start`, then `append`, then `close`."""
+
+    def __init__(
+        self,
+        fd: int,
+        path: Path,
+        key: Ed25519PrivateKey,
+        *,
+        session: str,
+        policy_hash: str | None,
+        fsync: FsyncMode = "group",
+        group_entries: int = 256,
+        group_ms: float = 5.0,
+        clock: receipts.Clock = receipts.utc_now,
+        inline_signing: bool = False,
+    ) -> None:
+        self.path = path
+        self._fd = fd
+        self._key = key
+        self.key_id = key_id(key.public_key())
+        self.session = session
+        self.policy_hash = policy_hash
+        self._fsync = fsync
+        self._group_entries = max(1, group_entries)
+        self._group_s = max(0.0, group_ms) / 1000
+        self._clock = clock
+        self._inline = inline_signing
+        self._seq = 0
+        self._prev = receipts.GENESIS_PREV
+        self._pending: list[str] = []  # hashes written since the last signed batch
+        self._pending_first = 0
+        self._pending_real = 0  # of which not checkpoints
+        self._signing: concurrent.futures.Future[tuple[dict[str, Any], str]] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+        self.entries_written = 0
+
+    @classmethod
+    def open(cls, settings: LogSettings, key: Ed25519PrivateKey, *, policy_hash: str | None,
+             session: str | None = None, clock: receipts.Clock = receipts.utc_now, inline_signing: bool = False) -> FlightLog:  # fmt: skip
+        """Create the log file (mode 0600, never an existing one).
+
+        Raises:
+            LogOpenFailed: the file exists or cannot be created.
+        """
+        session = session or secrets.token_hex(16)
+        path = resolve_log_path(settings.path, session, clock)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
+        except FileExistsError:
+            raise LogOpenFailed(f"flight log {path} already exists; give a new file or a directory with --log") from None
+        except OSError as exc:
+            raise LogOpenFailed(f"cannot create flight log {path}: {exc.strerror}") from None
+        return cls(fd, path, key, session=session, policy_hash=policy_hash, fsync=settings.fsync,
+                   group_entries=settings.group_entries, group_ms=settings.group_ms, clock=clock,
+                   inline_signing=inline_signing)  # fmt: skip
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def start(self, gateway_version: str, *, ephemeral: bool, started: str | None = None, extra: Mapping[str, Any] | None = None) -> str:
+        """Write the self-signed genesis entry. Returns its hash."""
+        data = {
+            "format": receipts.FORMAT_VERSION,
+            "gateway_version": gateway_version,
+            "public_key": public_text(self._key.public_key()),
+            "ephemeral": ephemeral,
+            "started": started or receipts.timestamp(self._clock()),
+            "fsync": self._fsync,
+            **(extra or {}),
+        }
+        return self._write("genesis", {"data": data}, self_signed=True)
+
+    def append(self, kind: receipts.Kind, **fields: Any) -> str:
+        """Write one entry now (write-ahead); returns its hash. Raises OSError if the disk
+        refuses it: the caller must then not act on the decision (fail closed)."""
+        if self._closed:
+            raise GatewayError("the flight log is closed")
+        entry_hash = self._write(kind, fields)
+        if kind != "checkpoint":
+            self._pending_real += 1
+            self._schedule_batch()
+        return entry_hash
+
+    def _write(self, kind: receipts.Kind, fields: Mapping[str, Any], *, self_signed: bool = False) -> str:
+        entry = receipts.build_entry(
+            kind, session=self.session, seq=self._seq, ts=receipts.timestamp(self._clock()), key_id=self.key_id,
+            prev=self._prev, policy_hash=self.policy_hash, **fields,
+        )  # fmt: skip
+        payload = signing_bytes(entry)
+        digest = receipts.sha256_hex(payload)
+        entry["hash"] = digest
+        if self_signed:
+            entry["sig"] = sign(self._key, payload)
+        line = receipts.to_line(entry)
+        view = memoryview(line)
+        while view:
+            view = view[os.write(self._fd, view) :]
+        if self._fsync == "always":
+            os.fsync(self._fd)
+        if self_signed:
+            self._pending = []  # signed by itself, and through the chain all before it
+            self._pending_real = 0
+        else:
+            if not self._pending:
+                self._pending_first = self._seq
+            self._pending.append(digest)
+        self._seq += 1
+        self._prev = digest
+        self.entries_written += 1
+        return digest
+
+    # -- batch signing ---------------------------------------------------------------------
+
+    def _schedule_batch(self) -> None:
+        if self._inline:
+            if self._pending_real >= self._group_entries:
+                self._sign_now()
+            return
+        if self._signing is not None:
+            return  # the running batch's completion starts the next one
+        if self._pending_real >= self._group_entries:
+            self._start_batch()
+        elif self._timer is None:
+            loop = self._loop or asyncio.get_running_loop()
+            self._loop = loop
+            self._timer = loop.call_later(self._group_s, self._start_batch)
+
+    def _take_batch(self) -> tuple[int, list[str]]:
+        first, hashes = self._pending_first, self._pending
+        self._pending = []
+        self._pending_real = 0
+        return first, hashes
+
+    def _sign_batch(self, first: int, hashes: Sequence[str]) -> tuple[dict[str, Any], str]:
+        statement = receipts.batch_statement(self.session, self.key_id, first, hashes)
+        signature = sign(self._key, receipts.batch_signing_bytes(statement))
+        if self._fsync == "group":
+            os.fsync(self._fd)
+        return statement, signature
+
+    def _write_checkpoint(self, statement: Mapping[str, Any], signature: str) -> None:
+        self._write("checkpoint", {"data": {**statement, "count": statement["last"] - statement["first"] + 1, "sig": signature}})
+
+    def _sign_now(self) -> None:
+        if self._pending:
+            first, hashes = self._take_batch()
+            self._write_checkpoint(*self._sign_batch(first, hashes))
+
+    def _start_batch(self) -> None:
+        self._timer = None
+        if self._signing is not None or self._pending_real == 0 or self._closed:
+            return
+        if self._executor is None:
+            self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="airlock-signer")
+        loop = self._loop or asyncio.get_running_loop()
+        self._loop = loop
+        first, hashes = self._take_batch()
+        future = self._executor.submit(self._sign_batch, first, hashes)
+        self._signing = future
+        future.add_done_callback(lambda f: loop.call_soon_threadsafe(self._batch_done, f))
+
+    def _batch_done(self, future: concurrent.futures.Future[tuple[dict[str, Any], str]]) -> None:
+        self._signing = None
+        if self._closed:
+            return
+        try:
+            statement, signature = future.result()
+            self._write_checkpoint(statement, signature)
+        except Exception:
+            log.exception("signing a flight-log batch failed; the next batch will cover these entries")
+        if self._pending_real:
+            self._schedule_batch()
+
+    # -- closing ---------------------------------------------------------------------------
+
+    async def aclose(self, reason: str = "clean shutdown") -> None:
+        """Finish the running batch, sign the rest, write the signed seal, fsync, close."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._signing is not None:
+            await asyncio.wrap_future(self._signing)
+            await asyncio.sleep(0)  # let _batch_done write its checkpoint
+        self.close(reason)
+
+    def close(self, reason: str = "clean shutdown") -> None:
+        """Synchronous close (no batch may be running): sign the rest, seal, fsync, close."""
+        if self._closed:
+            return
+        self._sign_now()
+        count = self._seq + 1
+        self._write("seal", {"reason": reason, "data": {"count": count, "head": self._prev}}, self_signed=True)
+        self._closed = True
+        if self._fsync != "off":
+            os.fsync(self._fd)
+        os.close(self._fd)
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
+
+    def abandon(self) -> None:
+        """Close the file without a seal (the verifier will report the log as unsealed)."""
+        if not self._closed:
+            self._closed = True
+            os.close(self._fd)

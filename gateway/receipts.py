@@ -1,0 +1,125 @@
+"""Flight-log entries (receipts) as values: build, hash, format. Pure, no I/O.
+
+Every entry has every member, `null` where it does not apply, so that no field can be left
+out of what is signed and a verifier never guesses a schema:
+
+    v, kind, session, seq, ts, key_id, prev, server, tool, request_id, descriptor_hash,
+    policy_hash, args_hash, result_hash, labels, decision, rule, reason, data, hash [, sig]
+
+`hash` is SHA-256 over `signing_bytes(entry)` (the domain prefix and RFC 8785 form of every
+other member), so editing any member, `decision` and `rule` included, breaks it. `prev` is the
+previous entry's `hash`, which chains the log. Genesis and seal entries also carry `sig`, an
+Ed25519 signature over the same bytes; every other entry is signed in a batch: a later
+`checkpoint` entry holds a signature over the Merkle root (RFC 6962) of the batch's hashes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, Final, Literal
+
+import orjson
+
+from gateway import merkle
+from gateway.canonical import BATCH_DOMAIN, canonical_json, signing_bytes
+
+FORMAT_VERSION: Final = 1
+GENESIS_PREV: Final = "0" * 64
+
+Kind = Literal["genesis", "descriptor", "call", "result", "checkpoint", "seal"]
+KINDS: Final = frozenset({"genesis", "descriptor", "call", "result", "checkpoint", "seal"})
+Decision = Literal["allow", "deny", "shadow-deny"]
+DECISIONS: Final = frozenset({"allow", "deny", "shadow-deny"})
+
+#: Every member of an entry other than `hash` and `sig`, in storage order.
+MEMBERS: Final = (
+    "v", "kind", "session", "seq", "ts", "key_id", "prev", "server", "tool", "request_id",
+    "descriptor_hash", "policy_hash", "args_hash", "result_hash", "labels", "decision", "rule",
+    "reason", "data",
+)  # fmt: skip
+_OPTIONAL: Final = (
+    "server", "tool", "request_id", "descriptor_hash", "args_hash", "result_hash", "decision", "rule", "reason",
+)  # fmt: skip
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def timestamp(moment: datetime) -> str:
+    """RFC 3339, UTC, microseconds: a string, so no float ever enters an entry."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def build_entry(
+    kind: Kind,
+    *,
+    session: str,
+    seq: int,
+    ts: str,
+    key_id: str,
+    prev: str,
+    policy_hash: str | None,
+    labels: Sequence[str] = (),
+    data: Mapping[str, Any] | None = None,
+    **optional: Any,
+) -> dict[str, Any]:
+    """An entry with every member present, not yet hashed.
+
+    Raises:
+        ValueError: an unknown member name or kind.
+    """
+    unknown = set(optional) - set(_OPTIONAL)
+    if unknown or kind not in KINDS:
+        raise ValueError(f"unknown entry member(s) {sorted(unknown)} or kind {kind!r}")
+    entry: dict[str, Any] = {"v": FORMAT_VERSION, "kind": kind, "session": session, "seq": seq, "ts": ts, "key_id": key_id, "prev": prev}
+    for name in ("server", "tool", "request_id", "descriptor_hash"):
+        entry[name] = optional.get(name)
+    entry["policy_hash"] = policy_hash
+    for name in ("args_hash", "result_hash"):
+        entry[name] = optional.get(name)
+    entry["labels"] = sorted(labels)
+    for name in ("decision", "rule", "reason"):
+        entry[name] = optional.get(name)
+    entry["data"] = dict(data) if data is not None else {}
+    return entry
+
+
+def entry_hash(entry: Mapping[str, Any]) -> str:
+    """The `hash` member an entry must carry."""
+    return sha256_hex(signing_bytes(entry))
+
+
+def to_line(entry: Mapping[str, Any]) -> bytes:
+    """Storage form: one compact JSON object and a newline (not what is signed)."""
+    return orjson.dumps(entry) + b"\n"
+
+
+def batch_statement(session: str, key_id: str, first: int, hashes: Sequence[str]) -> dict[str, Any]:
+    """What a checkpoint signs: the session, key, seq range and Merkle root of the batch."""
+    leaves = [bytes.fromhex(h) for h in hashes]
+    return {
+        "session": session,
+        "key_id": key_id,
+        "first": first,
+        "last": first + len(hashes) - 1,
+        "root": merkle.root(leaves).hex(),
+        "head": hashes[-1],
+    }
+
+
+def batch_signing_bytes(statement: Mapping[str, Any]) -> bytes:
+    return BATCH_DOMAIN + canonical_json(dict(statement))
+
+
+def descriptor_hash(descriptor: Any) -> str:
+    """SHA-256 of the RFC 8785 form of a descriptor (a tool, prompt or resource as listed)."""
+    return sha256_hex(canonical_json(descriptor))
