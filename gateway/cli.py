@@ -8,20 +8,36 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import orjson
 import structlog
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from gateway import __version__
-from gateway.config import GatewayConfig, load_config
-from gateway.errors import EXIT_INTERNAL, EXIT_USAGE, ConfigError, GatewayError
+from gateway.config import FlightLogSection, GatewayConfig, load_config
+from gateway.errors import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, ConfigError, GatewayError
+from gateway.flightlog import FSYNC_MODES, FlightLog, LogSettings
+from gateway.inspect import EntryFilter, read_entries, redact, table_header, table_row
 from gateway.logs import configure_logging
 from gateway.mediation.denylist import ToolDenyList
 from gateway.mediation.interface import Mediator, PassThrough
+from gateway.mediation.recording import RecordingMediator
 from gateway.runner import RunSettings, run_stdio
+from gateway.signing import (
+    KEY_FILE_ENV,
+    generate_key,
+    key_id,
+    load_private_key,
+    public_from_text,
+    public_text,
+    write_private_key,
+)
 from gateway.transports.child import ChildSpec, child_environment
+from gateway.verify import VerificationError, verify_file
 
 
 def _env_pair(text: str) -> tuple[str, str]:
@@ -58,15 +74,45 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--shutdown-grace", type=float, help="seconds the upstream gets to exit after its input closes")
     run.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     run.add_argument("--log-format", choices=["console", "json"])
+    run.add_argument("--log", type=Path, help="flight log: a new file, or a directory (one new file per run)")
+    key = run.add_mutually_exclusive_group()
+    key.add_argument("--key", type=Path, help=f"Ed25519 private key file (or ${KEY_FILE_ENV}); made by 'airlock keygen'")
+    key.add_argument(
+        "--ephemeral-key", action="store_true", help="UNSAFE for evidence: sign with a throwaway in-memory key (marked in the log)"
+    )
+    run.add_argument("--fsync", choices=list(FSYNC_MODES), help="flight-log durability: always | group (default) | off")
+    run.add_argument("--store-raw", action="store_true", help="keep raw arguments and results in the flight log (for replay)")
     run.add_argument("upstream_command", nargs=argparse.REMAINDER, metavar="-- CMD [ARG...]")
     run.set_defaults(handler=cmd_run)
+
+    keygen = commands.add_parser("keygen", help="make a signing key (--out K) or print a key's public half (--public K)")
+    which = keygen.add_mutually_exclusive_group(required=True)
+    which.add_argument("--out", type=Path, help="write a new private key here (mode 0600; never overwrites)")
+    which.add_argument("--public", type=Path, metavar="K", help="print the public key of private key file K")
+    keygen.set_defaults(handler=cmd_keygen)
+
+    verify = commands.add_parser("verify", help="verify a flight log offline (exit 0 only for an intact, sealed log)")
+    verify.add_argument("log", type=Path)
+    verify.add_argument("--public-key", help="the expected signer: a file or text 'ed25519:BASE64' (or PEM)")
+    verify.add_argument("--json", action="store_true", help="print a machine-readable report")
+    verify.set_defaults(handler=cmd_verify)
+
+    inspect = commands.add_parser("inspect", help="print a flight log as a table or JSON lines")
+    inspect.add_argument("log", type=Path)
+    inspect.add_argument("--session")
+    inspect.add_argument("--tool")
+    inspect.add_argument("--decision", choices=["allow", "deny", "shadow-deny"])
+    inspect.add_argument("--kind")
+    inspect.add_argument("--json", action="store_true", help="one JSON entry per line")
+    inspect.add_argument("--show-raw", action="store_true", help="also print stored raw arguments and results")
+    inspect.set_defaults(handler=cmd_inspect)
 
     demo = commands.add_parser("demo", help="run the gateway against a built-in demo server and show what it does")
     demo.set_defaults(handler=cmd_demo)
     return parser
 
 
-def _settings_from(args: argparse.Namespace) -> tuple[RunSettings, Mediator, GatewayConfig]:
+def _settings_from(args: argparse.Namespace) -> tuple[RunSettings, ToolDenyList, GatewayConfig]:
     config = load_config(args.config) if args.config else GatewayConfig()
     section = config.gateway
     argv = list(args.upstream_command)
@@ -90,8 +136,7 @@ def _settings_from(args: argparse.Namespace) -> tuple[RunSettings, Mediator, Gat
         max_in_flight=_positive(args.max_in_flight, section.max_in_flight, "--max-in-flight"),
         shutdown_grace=section.shutdown_grace if args.shutdown_grace is None else max(0.0, args.shutdown_grace),
     )
-    deny = ToolDenyList([*section.deny, *args.deny])
-    return settings, (deny if deny else PassThrough()), config
+    return settings, ToolDenyList([*section.deny, *args.deny]), config
 
 
 def _positive(flag: int | None, configured: int, name: str) -> int:
@@ -102,10 +147,131 @@ def _positive(flag: int | None, configured: int, name: str) -> int:
     return flag
 
 
+def _signing_key(args: argparse.Namespace, section: FlightLogSection) -> tuple[Ed25519PrivateKey, bool]:
+    """The key named by --key, the config, or $AIRLOCK_KEY_FILE; or an ephemeral one if asked.
+
+    Raises:
+        ConfigError: no key anywhere (there is no built-in key).
+    """
+    if args.ephemeral_key:
+        key = generate_key()
+        structlog.get_logger("airlock").warning(
+            "signing with an EPHEMERAL key: the log proves nothing to anyone who did not see this public key",
+            public_key=public_text(key.public_key()),
+            key_id=key_id(key.public_key()),
+        )
+        return key, True
+    path = (
+        args.key
+        or (Path(section.key) if section.key else None)
+        or (Path(os.environ[KEY_FILE_ENV]) if os.environ.get(KEY_FILE_ENV) else None)
+    )
+    if path is None:
+        raise ConfigError(
+            "a flight log needs a signing key and there is no built-in one: make one with "
+            "'airlock keygen --out KEY' and pass --key KEY (or set [flight_log] key, or $AIRLOCK_KEY_FILE), "
+            "or pass --ephemeral-key for a throwaway key"
+        )
+    return load_private_key(path.expanduser()), False
+
+
+def _open_flight_log(args: argparse.Namespace, config: GatewayConfig, policy_hash: str) -> FlightLog | None:
+    section = config.flight_log
+    path = args.log or (Path(section.path).expanduser() if section.path else None)
+    if path is None:
+        if args.key or args.ephemeral_key:
+            raise ConfigError("--key/--ephemeral-key without a flight log: add --log FILE_OR_DIRECTORY")
+        structlog.get_logger("airlock").warning("no flight log: decisions are not recorded (add --log DIR and --key KEY)")
+        return None
+    key, ephemeral = _signing_key(args, section)
+    settings = LogSettings(path=path, fsync=args.fsync or section.fsync, group_entries=section.group_entries,
+                           group_ms=section.group_ms, store_raw=args.store_raw or section.store_raw)  # fmt: skip
+    flight_log = FlightLog.open(settings, key, policy_hash=policy_hash)
+    flight_log.start(__version__, ephemeral=ephemeral)
+    structlog.get_logger("airlock").info("flight log opened", path=str(flight_log.path), key_id=flight_log.key_id)
+    return flight_log
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    settings, mediator, config = _settings_from(args)
+    settings, deny, config = _settings_from(args)
     configure_logging(args.log_level or config.gateway.log_level, args.log_format or config.gateway.log_format)
-    return asyncio.run(run_stdio(settings, mediator))
+    flight_log = _open_flight_log(args, config, deny.policy_hash())
+    mediator: Mediator = deny if deny else PassThrough()
+    if flight_log is not None:
+        server = Path(settings.upstream.argv[0]).name
+        mediator = RecordingMediator(mediator, flight_log, server=server, store_raw=args.store_raw or config.flight_log.store_raw)
+    try:
+        return asyncio.run(run_stdio(settings, mediator, flight_log=flight_log))
+    finally:
+        if flight_log is not None:
+            flight_log.abandon()  # no-op after a seal; an unsealed log stays unsealed
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    if args.public is not None:
+        public = load_private_key(args.public).public_key()
+        print(public_text(public))
+        return EXIT_OK
+    key = generate_key()
+    write_private_key(args.out, key)
+    print(f"wrote {args.out} (mode 0600); key id {key_id(key.public_key())}", file=sys.stderr)
+    print(public_text(key.public_key()))
+    return EXIT_OK
+
+
+def _pinned_key(text: str | None) -> Ed25519PublicKey | None:
+    if text is None:
+        return None
+    candidate = Path(text)
+    if not text.startswith("ed25519:") and candidate.exists():
+        try:
+            text = candidate.read_text()
+        except OSError as exc:
+            raise ConfigError(f"cannot read public key file {candidate}: {exc.strerror}") from None
+    return public_from_text(text)
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    pinned = _pinned_key(args.public_key)
+    try:
+        report = verify_file(args.log, pinned)
+    except VerificationError as error:
+        if args.json:
+            detail = error.report.to_json() if error.report else {}
+            print(orjson.dumps({"ok": False, "error": error.kind, "exit_code": error.exit_code, "line": error.line,
+                                "message": error.message, **detail}).decode())  # fmt: skip
+        else:
+            print(f"airlock verify: {error.kind}: {error.message}", file=sys.stderr)
+        return error.exit_code
+    if args.json:
+        print(orjson.dumps({"ok": True, "error": None, "exit_code": 0, **report.to_json()}).decode())
+    else:
+        pin = "pinned key" if report.key_pinned else "key from the log's genesis entry (pass --public-key to pin it)"
+        print(f"OK: {report.entries} entries, sealed, every entry signed; signer {report.key_id} ({pin})")
+        if report.ephemeral:
+            print("warning: the log was signed with an ephemeral key", file=sys.stderr)
+        print("decisions: " + (", ".join(f"{k} {v}" for k, v in sorted(report.decisions.items())) or "none"))
+    return EXIT_OK
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    wanted = EntryFilter(session=args.session, tool=args.tool, decision=args.decision, kind=args.kind)
+    try:
+        stream = open(args.log, "rb")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        raise ConfigError(f"cannot read {args.log}: {exc.strerror}") from None
+    with stream:
+        if not args.json:
+            print(table_header())
+        for number, entry in read_entries(stream):
+            if entry is None:
+                print(f"line {number}: not a JSON object (run 'airlock verify')", file=sys.stderr)
+                continue
+            if not wanted.accepts(entry):
+                continue
+            shown = redact(entry, args.show_raw)
+            print(orjson.dumps(shown).decode() if args.json else table_row(shown))
+    return EXIT_OK
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -12,6 +12,10 @@ Example:
     pass_env = ["DEBUG"]          # copied from the gateway's environment when set
     env = { LOG_LEVEL = "warn" }  # set explicitly
 
+    [flight_log]
+    path = "/home/me/airlock-logs"   # a directory: one new log file per run
+    key = "/home/me/.config/airlock/signing.key"
+
 Every option here also has a flag on `airlock run`; a flag wins over the file.
 """
 
@@ -55,8 +59,21 @@ class GatewaySection(_Strict):
     deny: list[Annotated[str, Field(min_length=1)]] = []
 
 
+class FlightLogSection(_Strict):
+    """Where and how decisions are recorded. A log needs a key: `key`, --key, or the file
+    named by $AIRLOCK_KEY_FILE (never a built-in key)."""
+
+    path: str | None = None
+    key: str | None = None
+    fsync: Literal["always", "group", "off"] = "group"
+    group_entries: Annotated[int, Field(ge=1, le=100_000)] = 256
+    group_ms: Annotated[float, Field(ge=0, le=1000, allow_inf_nan=False)] = 5.0
+    store_raw: bool = False
+
+
 class GatewayConfig(_Strict):
     gateway: GatewaySection = GatewaySection()
+    flight_log: FlightLogSection = FlightLogSection()
     upstreams: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")], UpstreamConfig] = {}
 
     def upstream(self, name: str | None) -> UpstreamConfig | None:

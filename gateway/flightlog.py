@@ -209,7 +209,7 @@ class FlightLog:
         self._write("checkpoint", {"data": {**statement, "count": statement["last"] - statement["first"] + 1, "sig": signature}})
 
     def _sign_now(self) -> None:
-        if self._pending:
+        if self._pending_real:
             first, hashes = self._take_batch()
             self._write_checkpoint(*self._sign_batch(first, hashes))
 

@@ -17,6 +17,7 @@ from typing import Any, Final
 import structlog
 
 from gateway.errors import EXIT_OK, EXIT_UPSTREAM
+from gateway.flightlog import FlightLog
 from gateway.framing import DEFAULT_MAX_MESSAGE_BYTES, LineFramer
 from gateway.inflight import DEFAULT_MAX_IN_FLIGHT
 from gateway.mediation.interface import Mediator
@@ -52,7 +53,9 @@ class _Stop:
             self.event.set()
 
 
-async def run_stdio(settings: RunSettings, mediator: Mediator, *, stdin_fd: int = 0, stdout_fd: int = 1) -> int:
+async def run_stdio(
+    settings: RunSettings, mediator: Mediator, *, flight_log: FlightLog | None = None, stdin_fd: int = 0, stdout_fd: int = 1
+) -> int:
     """Relay between this process's stdin/stdout and a child MCP server until one side ends.
 
     Returns the process exit status (0 after a requested shutdown, 3 when the upstream
@@ -101,7 +104,10 @@ async def run_stdio(settings: RunSettings, mediator: Mediator, *, stdin_fd: int 
     try:
         await asyncio.wait({child_exit, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
         if not stop.event.is_set():
-            return await _upstream_died(child, relay, to_client)
+            exit_status = await _upstream_died(child, relay, to_client)
+            if flight_log is not None:
+                await flight_log.aclose(f"upstream exited (status {child.returncode})")
+            return exit_status
         log.info("shutting down", reason=stop.reason, **relay.describe())
         if stop.reason == "client closed its input" and relay.pending_client_requests and not child.exited.is_set():
             draining = True
@@ -113,6 +119,9 @@ async def run_stdio(settings: RunSettings, mediator: Mediator, *, stdin_fd: int 
         status = await child.terminate(grace=settings.shutdown_grace)
         log.info("upstream ended", status=status)
         await to_client.drain(2.0)
+        if flight_log is not None:
+            await flight_log.aclose(f"clean shutdown ({stop.reason})")
+            log.info("flight log sealed", path=str(flight_log.path), entries=flight_log.entries_written)
         return EXIT_OK
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):

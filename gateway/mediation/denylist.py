@@ -10,9 +10,11 @@ import unicodedata
 from collections.abc import Iterable
 from typing import Any
 
+from gateway.canonical import canonical_json
 from gateway.errors import InvalidParams, PolicyDenied
 from gateway.jsonrpc import JsonObject
 from gateway.mediation.interface import Forward, Refuse, Verdict
+from gateway.receipts import sha256_hex
 
 _FORWARD = Forward()
 _LIST_TOOLS = "tools/list"
@@ -35,6 +37,10 @@ class ToolDenyList:
 
     def __bool__(self) -> bool:
         return bool(self._rules)
+
+    def policy_hash(self) -> str:
+        """SHA-256 of the canonical form of this policy, recorded in every flight-log entry."""
+        return sha256_hex(canonical_json({"kind": "cli-deny", "deny": sorted(self._rules)}))
 
     def on_client_request(self, method: str, message: JsonObject) -> Verdict:
         if method != "tools/call":
