@@ -38,6 +38,8 @@ class CanonicalizationError(GatewayError):
     """A value has no RFC 8785 form (NaN, infinity, an integer beyond 2**53, a lone surrogate,
     a non-string key) or is nested too deeply."""
 
+    exit_code = 10  # as `airlock verify`'s malformed: the data, not the gateway, is at fault
+
 
 def _fast_ok(value: Any, depth: int = 0) -> bool:
     kind = type(value)

@@ -26,7 +26,9 @@ from gateway.logs import configure_logging
 from gateway.mediation.denylist import ToolDenyList
 from gateway.mediation.interface import Mediator, PassThrough
 from gateway.mediation.recording import RecordingMediator
-from gateway.runner import RunSettings, run_stdio
+from gateway.receipts import timestamp, utc_now
+from gateway.rotation import make_manifest
+from gateway.runner import RunSettings, rotation_manifest_path, run_stdio
 from gateway.signing import (
     KEY_FILE_ENV,
     generate_key,
@@ -91,6 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--public", type=Path, metavar="K", help="print the public key of private key file K")
     keygen.set_defaults(handler=cmd_keygen)
 
+    key_cmd = commands.add_parser("key", help="key management")
+    key_commands = key_cmd.add_subparsers(dest="key_command", required=True, metavar="ACTION")
+    rotate = key_commands.add_parser("rotate", help="replace a key file with a new key, and write a hand-over manifest signed by both")
+    rotate.add_argument("--key", type=Path, required=True, help="the current private key file (replaced in place)")
+    rotate.set_defaults(handler=cmd_key_rotate)
+
     verify = commands.add_parser("verify", help="verify a flight log offline (exit 0 only for an intact, sealed log)")
     verify.add_argument("log", type=Path)
     verify.add_argument("--public-key", help="the expected signer: a file or text 'ed25519:BASE64' (or PEM)")
@@ -147,6 +155,12 @@ def _positive(flag: int | None, configured: int, name: str) -> int:
     return flag
 
 
+def _key_path(args: argparse.Namespace, section: FlightLogSection) -> Path | None:
+    from_env = os.environ.get(KEY_FILE_ENV)
+    path = args.key or (Path(section.key) if section.key else None) or (Path(from_env) if from_env else None)
+    return path.expanduser() if path is not None else None
+
+
 def _signing_key(args: argparse.Namespace, section: FlightLogSection) -> tuple[Ed25519PrivateKey, bool]:
     """The key named by --key, the config, or $AIRLOCK_KEY_FILE; or an ephemeral one if asked.
 
@@ -172,7 +186,7 @@ def _signing_key(args: argparse.Namespace, section: FlightLogSection) -> tuple[E
             "'airlock keygen --out KEY' and pass --key KEY (or set [flight_log] key, or $AIRLOCK_KEY_FILE), "
             "or pass --ephemeral-key for a throwaway key"
         )
-    return load_private_key(path.expanduser()), False
+    return load_private_key(path), False
 
 
 def _open_flight_log(args: argparse.Namespace, config: GatewayConfig, policy_hash: str) -> FlightLog | None:
@@ -201,7 +215,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         server = Path(settings.upstream.argv[0]).name
         mediator = RecordingMediator(mediator, flight_log, server=server, store_raw=args.store_raw or config.flight_log.store_raw)
     try:
-        return asyncio.run(run_stdio(settings, mediator, flight_log=flight_log))
+        key_path = None if args.ephemeral_key else _key_path(args, config.flight_log)
+        return asyncio.run(run_stdio(settings, mediator, flight_log=flight_log, key_path=key_path))
     finally:
         if flight_log is not None:
             flight_log.abandon()  # no-op after a seal; an unsealed log stays unsealed
@@ -216,6 +231,23 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     write_private_key(args.out, key)
     print(f"wrote {args.out} (mode 0600); key id {key_id(key.public_key())}", file=sys.stderr)
     print(public_text(key.public_key()))
+    return EXIT_OK
+
+
+def cmd_key_rotate(args: argparse.Namespace) -> int:
+    old = load_private_key(args.key)
+    new = generate_key()
+    manifest = make_manifest(old, new, timestamp(utc_now()))
+    manifest_path = rotation_manifest_path(args.key)
+    staged = args.key.with_name(args.key.name + ".next")
+    write_private_key(staged, new)
+    tmp = manifest_path.with_name(manifest_path.name + ".tmp")
+    tmp.write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2) + b"\n")
+    os.replace(tmp, manifest_path)
+    os.replace(staged, args.key)
+    print(f"rotated {args.key}: {manifest['old_key_id']} -> {manifest['new_key_id']}; manifest {manifest_path}", file=sys.stderr)
+    print("running gateways switch on SIGHUP (kill -HUP PID); new runs use the new key", file=sys.stderr)
+    print(public_text(new.public_key()))
     return EXIT_OK
 
 
@@ -292,6 +324,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return error.exit_code
     except KeyboardInterrupt:
         return EXIT_USAGE
+    except BrokenPipeError:
+        # The reader went away (e.g. `airlock inspect LOG | head`): not an error.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except Exception:
         structlog.get_logger("airlock").exception("internal error; please report it with the traceback above")
         return EXIT_INTERNAL

@@ -31,7 +31,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from gateway import receipts
 from gateway.canonical import signing_bytes
 from gateway.errors import EXIT_USAGE, GatewayError
-from gateway.signing import key_id, public_text, sign
+from gateway.rotation import verify_manifest
+from gateway.signing import SignatureInvalid, key_id, public_raw, public_text, sign
 
 log = structlog.get_logger("airlock.flightlog")
 
@@ -237,6 +238,29 @@ class FlightLog:
             log.exception("signing a flight-log batch failed; the next batch will cover these entries")
         if self._pending_real:
             self._schedule_batch()
+
+    # -- rotation --------------------------------------------------------------------------
+
+    async def rotate(self, new_key: Ed25519PrivateKey, manifest: Mapping[str, Any]) -> None:
+        """Hand the log over to `new_key`: finish and sign what the old key owes, then write a
+        `rotation` entry (manifest signed by both keys, entry signed by the new key).
+
+        Raises:
+            SignatureInvalid: the manifest does not hand the current key over to `new_key`.
+        """
+        handed_to = verify_manifest(manifest, self._key.public_key())
+        if public_raw(handed_to) != public_raw(new_key.public_key()):
+            raise SignatureInvalid("the rotation manifest names another new key")
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        while self._signing is not None:
+            await asyncio.wrap_future(self._signing)
+            await asyncio.sleep(0)
+        self._sign_now()  # the old key vouches for every entry before the hand-over
+        self._key = new_key
+        self.key_id = key_id(new_key.public_key())
+        self._write("rotation", {"data": {"manifest": dict(manifest)}}, self_signed=True)
 
     # -- closing ---------------------------------------------------------------------------
 

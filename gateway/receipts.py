@@ -8,9 +8,11 @@ out of what is signed and a verifier never guesses a schema:
 
 `hash` is SHA-256 over `signing_bytes(entry)` (the domain prefix and RFC 8785 form of every
 other member), so editing any member, `decision` and `rule` included, breaks it. `prev` is the
-previous entry's `hash`, which chains the log. Genesis and seal entries also carry `sig`, an
-Ed25519 signature over the same bytes; every other entry is signed in a batch: a later
-`checkpoint` entry holds a signature over the Merkle root (RFC 6962) of the batch's hashes.
+previous entry's `hash`, which chains the log. Genesis, rotation and seal entries also carry
+`sig`, an Ed25519 signature over the same bytes; every other entry is signed in a batch: a
+later `checkpoint` entry holds a signature over the Merkle root (RFC 6962) of the batch's
+hashes. A `rotation` entry carries a manifest signed by the old and the new key; entries
+after it name and are signed by the new key.
 """
 
 from __future__ import annotations
@@ -28,8 +30,10 @@ from gateway.canonical import BATCH_DOMAIN, canonical_json, signing_bytes
 FORMAT_VERSION: Final = 1
 GENESIS_PREV: Final = "0" * 64
 
-Kind = Literal["genesis", "descriptor", "call", "result", "checkpoint", "seal"]
-KINDS: Final = frozenset({"genesis", "descriptor", "call", "result", "checkpoint", "seal"})
+Kind = Literal["genesis", "descriptor", "call", "result", "checkpoint", "seal", "rotation"]
+KINDS: Final = frozenset({"genesis", "descriptor", "call", "result", "checkpoint", "seal", "rotation"})
+#: Kinds that carry their own signature (`sig`), by the key named in their `key_id`.
+SELF_SIGNED: Final = frozenset({"genesis", "seal", "rotation"})
 Decision = Literal["allow", "deny", "shadow-deny"]
 DECISIONS: Final = frozenset({"allow", "deny", "shadow-deny"})
 

@@ -12,16 +12,19 @@ import asyncio
 import signal
 from collections.abc import Coroutine
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 
+import orjson
 import structlog
 
-from gateway.errors import EXIT_OK, EXIT_UPSTREAM
+from gateway.errors import EXIT_OK, EXIT_UPSTREAM, GatewayError
 from gateway.flightlog import FlightLog
 from gateway.framing import DEFAULT_MAX_MESSAGE_BYTES, LineFramer
 from gateway.inflight import DEFAULT_MAX_IN_FLIGHT
 from gateway.mediation.interface import Mediator
 from gateway.relay import Relay
+from gateway.signing import key_id, load_private_key
 from gateway.transports.child import ChildProcess, ChildSpec
 from gateway.transports.pipes import FlowLink, FramedReader, LineWriter, WriterProtocol, open_read_fd, open_write_fd
 
@@ -54,7 +57,13 @@ class _Stop:
 
 
 async def run_stdio(
-    settings: RunSettings, mediator: Mediator, *, flight_log: FlightLog | None = None, stdin_fd: int = 0, stdout_fd: int = 1
+    settings: RunSettings,
+    mediator: Mediator,
+    *,
+    flight_log: FlightLog | None = None,
+    key_path: Path | None = None,
+    stdin_fd: int = 0,
+    stdout_fd: int = 1,
 ) -> int:
     """Relay between this process's stdin/stdout and a child MCP server until one side ends.
 
@@ -99,6 +108,16 @@ async def run_stdio(
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set, f"received {signal.Signals(sig).name}")
+    rotations: set[asyncio.Task[None]] = set()
+    if flight_log is not None and key_path is not None:
+        log_, path = flight_log, key_path
+
+        def on_hangup() -> None:
+            task = asyncio.ensure_future(rotate_key(log_, path))
+            rotations.add(task)
+            task.add_done_callback(rotations.discard)
+
+        loop.add_signal_handler(signal.SIGHUP, on_hangup)
     child_exit = asyncio.ensure_future(child.exited.wait())
     stop_wait = asyncio.ensure_future(stop.event.wait())
     try:
@@ -124,8 +143,10 @@ async def run_stdio(
             log.info("flight log sealed", path=str(flight_log.path), entries=flight_log.entries_written)
         return EXIT_OK
     finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
+        for task in rotations:
+            await task
         for waiter in (child_exit, stop_wait):
             waiter.cancel()
         if child.returncode is None:
@@ -141,6 +162,26 @@ async def _upstream_died(child: ChildProcess, relay: Relay, to_client: LineWrite
     await child.terminate(grace=0.0)  # the rest of its process group
     await to_client.drain(2.0)
     return EXIT_UPSTREAM
+
+
+def rotation_manifest_path(key_path: Path) -> Path:
+    return key_path.with_name(key_path.name + ".rotation.json")
+
+
+async def rotate_key(flight_log: FlightLog, key_path: Path) -> None:
+    """SIGHUP: if the key file now holds a new key with a manifest handing the current key to
+    it, continue the log with the new key. Anything else is refused, and the old key stays."""
+    try:
+        new_key = load_private_key(key_path)
+        if key_id(new_key.public_key()) == flight_log.key_id:
+            log.info("SIGHUP: the signing key is unchanged", key_id=flight_log.key_id)
+            return
+        manifest = orjson.loads(rotation_manifest_path(key_path).read_bytes())
+        await flight_log.rotate(new_key, manifest)
+    except (GatewayError, OSError, ValueError) as exc:
+        log.error("key rotation refused; still signing with the old key", error=str(exc))
+        return
+    log.info("signing key rotated", key_id=flight_log.key_id)
 
 
 async def _first(*waits: Coroutine[Any, Any, Any]) -> None:

@@ -10,7 +10,7 @@ import stat
 from pathlib import Path
 from typing import Final, NewType
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -22,7 +22,7 @@ KeyId = NewType("KeyId", str)
 KEY_FILE_ENV: Final = "AIRLOCK_KEY_FILE"
 
 
-class KeyError_(GatewayError):
+class KeyFileError(GatewayError):
     """A key file is missing, unreadable, malformed, or too widely readable."""
 
     exit_code = EXIT_USAGE
@@ -30,6 +30,8 @@ class KeyError_(GatewayError):
 
 class SignatureInvalid(GatewayError):
     """A signature does not verify under the expected key."""
+
+    exit_code = 14  # as `airlock verify`'s signature-invalid
 
 
 def generate_key() -> Ed25519PrivateKey:
@@ -54,7 +56,7 @@ def public_from_text(text: str) -> Ed25519PublicKey:
     """Parse `ed25519:BASE64` or a PEM public key.
 
     Raises:
-        KeyError_: neither form, or not an Ed25519 key.
+        KeyFileError: neither form, or not an Ed25519 key.
     """
     text = text.strip()
     try:
@@ -62,10 +64,10 @@ def public_from_text(text: str) -> Ed25519PublicKey:
             raw = base64.b64decode(text.removeprefix("ed25519:"), validate=True)
             return Ed25519PublicKey.from_public_bytes(raw)
         loaded = serialization.load_pem_public_key(text.encode())
-    except ValueError as exc:
-        raise KeyError_(f"not an Ed25519 public key ({exc}); expected 'ed25519:BASE64' or a PEM public key") from None
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise KeyFileError(f"not an Ed25519 public key ({exc}); expected 'ed25519:BASE64' or a PEM public key") from None
     if not isinstance(loaded, Ed25519PublicKey):
-        raise KeyError_("the public key is not an Ed25519 key")
+        raise KeyFileError("the public key is not an Ed25519 key")
     return loaded
 
 
@@ -73,15 +75,15 @@ def write_private_key(path: Path, key: Ed25519PrivateKey) -> None:
     """Write `key` as unencrypted PKCS#8 PEM, mode 0600, refusing to replace an existing file.
 
     Raises:
-        KeyError_: the file exists or cannot be created.
+        KeyFileError: the file exists or cannot be created.
     """
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        raise KeyError_(f"{path} already exists; refusing to overwrite a key (choose another --out)") from None
+        raise KeyFileError(f"{path} already exists; refusing to overwrite a key (choose another --out)") from None
     except OSError as exc:
-        raise KeyError_(f"cannot create {path}: {exc.strerror}") from None
+        raise KeyFileError(f"cannot create {path}: {exc.strerror}") from None
     try:
         os.fchmod(fd, 0o600)  # whatever the umask said
         os.write(fd, pem)
@@ -94,28 +96,34 @@ def load_private_key(path: Path) -> Ed25519PrivateKey:
     """Load a private key file written by `airlock keygen`.
 
     Raises:
-        KeyError_: missing, readable by group or others (fix: `chmod 600 FILE`), or not an
+        KeyFileError: missing, readable by group or others (fix: `chmod 600 FILE`), or not an
             Ed25519 private key.
     """
     try:
-        fd = os.open(path, os.O_RDONLY)
+        # O_NONBLOCK: a FIFO planted at the key path must not hang the gateway.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as exc:
-        raise KeyError_(f"cannot open key file {path}: {exc.strerror}") from None
+        raise KeyFileError(f"cannot open key file {path}: {exc.strerror}") from None
     try:
         mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise KeyFileError(f"key file {path} is not a regular file")
         if mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise KeyError_(f"key file {path} is accessible by group or others (mode {stat.S_IMODE(mode):o}); run: chmod 600 {path}")
+            raise KeyFileError(f"key file {path} is accessible by group or others (mode {stat.S_IMODE(mode):o}); run: chmod 600 {path}")
         data = b""
-        while chunk := os.read(fd, 65536):
-            data += chunk
+        try:
+            while chunk := os.read(fd, 65536):
+                data += chunk
+        except OSError as exc:
+            raise KeyFileError(f"cannot read key file {path}: {exc.strerror}") from None
     finally:
         os.close(fd)
     try:
         key = serialization.load_pem_private_key(data, password=None)
-    except (ValueError, TypeError) as exc:
-        raise KeyError_(f"{path} is not an unencrypted PEM private key: {exc}") from None
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        raise KeyFileError(f"{path} is not an unencrypted PEM private key: {exc}") from None
     if not isinstance(key, Ed25519PrivateKey):
-        raise KeyError_(f"{path} holds a {type(key).__name__}, not an Ed25519 key")
+        raise KeyFileError(f"{path} holds a {type(key).__name__}, not an Ed25519 key")
     return key
 
 

@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from gateway import receipts
 from gateway.canonical import CanonicalizationError, signing_bytes
 from gateway.errors import GatewayError
+from gateway.rotation import verify_manifest
 from gateway.signing import SignatureInvalid as _BadSignature
 from gateway.signing import key_id, public_from_text, public_raw, verify_signature
 
@@ -120,6 +121,8 @@ class VerifyReport:
     #: Trailing entries that are chained but not yet covered by a signature.
     unsigned_tail: int = 0
     torn_tail: bool = False
+    #: Key rotations followed; `key_id` is then the last key.
+    rotations: int = 0
     kinds: dict[str, int] = field(default_factory=dict)
     decisions: dict[str, int] = field(default_factory=dict)
     head: str | None = None
@@ -144,7 +147,7 @@ class Verifier:
         self._prev = receipts.GENESIS_PREV
         self._unsigned: list[str] = []
         self._unsigned_first = 0
-        self._hashes: dict[int, str] = {}
+        self._unsigned_kinds: list[str] = []
         self._sealed = False
 
     def _fail(self, error: type[VerificationError], message: str, line: int) -> VerificationError:
@@ -171,6 +174,8 @@ class Verifier:
             raise self._fail(ChainBroken, "a second genesis entry (logs spliced together)", line)
         if entry["prev"] != self._prev:
             raise self._fail(ChainBroken, f"entry seq={seq} does not link to the entry before it", line)
+        if entry["kind"] == "rotation":
+            self._rotation(entry, line)
         if entry["key_id"] != self.report.key_id:
             raise self._fail(WrongKey, f"entry names key {entry['key_id']!r}, the log's key is {self.report.key_id!r}", line)
         kind = entry["kind"]
@@ -181,11 +186,14 @@ class Verifier:
         self._prev = entry["hash"]
         if not self._unsigned:
             self._unsigned_first = seq
+            self._unsigned_kinds = []
         self._unsigned.append(entry["hash"])
-        if kind in ("genesis", "seal"):
+        self._unsigned_kinds.append(kind)
+        if kind in receipts.SELF_SIGNED:
             # Self-signed: covers itself and, through the chain, everything before it.
             self.report.signed_entries = seq + 1
             self._unsigned = []
+            self._unsigned_kinds = []
         self.report.entries = seq + 1
         self.report.head = entry["hash"]
         self.report.kinds[kind] = self.report.kinds.get(kind, 0) + 1
@@ -208,8 +216,8 @@ class Verifier:
             raise self._fail(LogMalformed, f"unknown entry kind {entry['kind']!r}", line)
         if entry["decision"] is not None and entry["decision"] not in receipts.DECISIONS:
             raise self._fail(LogMalformed, f"unknown decision {entry['decision']!r}", line)
-        if ("sig" in entry) != (entry["kind"] in ("genesis", "seal")):
-            raise self._fail(LogMalformed, "only genesis and seal entries carry their own signature", line)
+        if ("sig" in entry) != (entry["kind"] in receipts.SELF_SIGNED):
+            raise self._fail(LogMalformed, "only genesis, rotation and seal entries carry their own signature", line)
 
     def _verify_own_signature(self, entry: dict[str, Any], line: int) -> None:
         assert self._public is not None
@@ -238,6 +246,25 @@ class Verifier:
         self.report.ephemeral = bool(data.get("ephemeral"))
         self._verify_own_signature(entry, line)
 
+    def _rotation(self, entry: dict[str, Any], line: int) -> None:
+        """Follow a key rotation: the manifest must hand the current key to the entry's key."""
+        assert self._public is not None
+        # Everything before the hand-over must be signed by the old key. Only checkpoint
+        # entries may be pending: their statements carry their own (old-key) signatures, and
+        # the rotation entry's signature covers their place in the chain.
+        if set(self._unsigned_kinds) - {"checkpoint"}:
+            raise self._fail(CheckpointInvalid, "entries before a rotation were left unsigned by the old key", line)
+        try:
+            new = verify_manifest(entry["data"].get("manifest"), self._public)
+        except _BadSignature as exc:
+            raise self._fail(SignatureInvalid, f"key rotation manifest invalid: {exc.message}", line) from None
+        if key_id(new) != entry["key_id"]:
+            raise self._fail(WrongKey, "the rotation entry names another key than its manifest", line)
+        self._public = new
+        self.report.key_id = entry["key_id"]
+        self.report.rotations += 1
+        self._verify_own_signature(entry, line)
+
     def _checkpoint(self, entry: dict[str, Any], line: int) -> None:
         data = entry["data"]
         try:
@@ -259,6 +286,7 @@ class Verifier:
         except _BadSignature:
             raise self._fail(SignatureInvalid, "the checkpoint signature does not verify", line) from None
         self._unsigned = self._unsigned[last - first + 1 :]
+        self._unsigned_kinds = self._unsigned_kinds[last - first + 1 :]
         self._unsigned_first = last + 1
         self.report.checkpoints += 1
         self.report.signed_entries = max(self.report.signed_entries, last + 1)

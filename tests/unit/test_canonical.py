@@ -1,0 +1,321 @@
+"""gateway/canonical.py: RFC 8785 canonical JSON, its orjson fast path, and the signed bytes."""
+
+from __future__ import annotations
+
+import json
+import struct
+from typing import Any
+
+import pytest
+import rfc8785
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from gateway.canonical import (
+    BATCH_DOMAIN,
+    ENTRY_DOMAIN,
+    ROTATION_DOMAIN,
+    CanonicalizationError,
+    canonical_json,
+    signing_bytes,
+)
+from gateway.errors import GatewayError
+
+# Bound before any test patches the module attribute: the oracle is always the real thing.
+_reference = rfc8785.dumps
+
+_SAFE_INT = 2**53 - 1
+
+# Characters where JSON encoders usually disagree: control characters (escaped as \u00XX, or as
+# \b \t \n \f \r), DEL and the line separators (never escaped by RFC 8785), the escapes themselves,
+# and characters whose UTF-16 order differs from their code point order (U+E000.. vs non-BMP).
+_AWKWARD_CHARS = [
+    "\x00",
+    "\x08",
+    "\x0b",
+    "\x1f",
+    "\x7f",
+    "\x80",
+    "\u2028",
+    "\u2029",
+    "\ue000",
+    "\ufb33",
+    "\uffff",
+    "\U00010000",
+    "\U0001f600",
+    "\U0010ffff",
+    "\\",
+    '"',
+    "/",
+]
+# Surrogates are left out, so every generated string has a canonical form (they have their own row below).
+_chars = st.one_of(st.characters(exclude_categories=["Cs"]), st.sampled_from(_AWKWARD_CHARS))
+_text = st.text(_chars, max_size=10)
+_ascii_text = st.text(st.characters(max_codepoint=0x7F), max_size=10)
+_safe_ints = st.one_of(st.integers(-_SAFE_INT, _SAFE_INT), st.sampled_from([0, 1, -1, _SAFE_INT, -_SAFE_INT, 2**31, 2**32, -(2**32)]))
+_floats = st.one_of(
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.sampled_from([1.0, -1.0, 0.0, -0.0, 1e21, 1e20, 1e-7, 1e-6, 0.000001, 5e-324, 1e23, 2.0**53, 2.0**64, 1.7976931348623157e308]),
+)
+
+_json_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), _safe_ints, _floats, _text),
+    lambda children: st.one_of(st.lists(children, max_size=5), st.dictionaries(_text, children, max_size=5)),
+    max_leaves=25,
+)
+# What the fast path promises to take: ASCII keys, and only strings, safe integers, booleans, null.
+_fast_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), _safe_ints, _text),
+    lambda children: st.one_of(st.lists(children, max_size=5), st.dictionaries(_ascii_text, children, max_size=5)),
+    max_leaves=25,
+)
+
+
+class ReferenceCalled(Exception):
+    """Raised by a stand-in for rfc8785.dumps; canonical_json does not catch it."""
+
+
+def _refuse_reference(value: Any) -> bytes:
+    raise ReferenceCalled
+
+
+def _from_bits(bits: int) -> float:
+    value: float = struct.unpack(">d", bits.to_bytes(8, "big"))[0]
+    return value
+
+
+@settings(max_examples=300, deadline=None)
+@given(_json_values)
+@example({"\ue000": 1, "\U0001f600": 2})
+@example({"\U0001f600": [1.0, -0.0], "\ue000": {"\x7f": "\u2028", "é": 5e-324}, "a": 1e21})
+@example(["\x00\x1f\x7f\u2028\u2029\U0010ffff", 1e-7, 0.000001, _SAFE_INT, -_SAFE_INT])
+def test_canonical_json_equals_rfc8785_for_any_json_value(value: Any) -> None:
+    assert canonical_json(value) == _reference(value)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_fast_values)
+@example({"b": 1, "a": [True, None, "\U0001f600"], "": _SAFE_INT, "A": -_SAFE_INT})
+def test_the_fast_path_serves_ascii_keyed_scalar_values_without_the_reference_and_agrees_with_it(value: Any) -> None:
+    expected = _reference(value)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(rfc8785, "dumps", _refuse_reference)
+        assert canonical_json(value) == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param(1.0, id="float"),
+        pytest.param({"a": [0.5]}, id="nested-float"),
+        pytest.param({"é": 1}, id="non-ascii-key"),
+        pytest.param({"\U0001f600": 1, "\ue000": 2}, id="non-bmp-key"),
+        pytest.param(2**53, id="integer-2**53"),
+        pytest.param([-(2**53)], id="integer-minus-2**53"),
+        pytest.param({1: "a"}, id="non-string-key"),
+        pytest.param((1, 2), id="tuple"),
+    ],
+)
+def test_values_outside_the_fast_path_go_to_the_reference_implementation(value: Any) -> None:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(rfc8785, "dumps", _refuse_reference)
+        with pytest.raises(ReferenceCalled):
+            canonical_json(value)
+
+
+@pytest.mark.parametrize("depth", [1, 63, 64, 65, 66, 100])
+def test_nesting_around_the_fast_path_depth_limit_still_equals_rfc8785(depth: int) -> None:
+    value: Any = {"k": "v", "n": 1}
+    for level in range(depth):
+        value = [value, level] if level % 2 else {"x": value, "y": None}
+    assert canonical_json(value) == _reference(value)
+
+
+def _nested_list(depth: int) -> list[Any]:
+    value: list[Any] = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def _cycle() -> list[Any]:
+    value: list[Any] = []
+    value.append(value)
+    return value
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param(float("nan"), id="nan"),
+        pytest.param(float("inf"), id="plus-infinity"),
+        pytest.param(float("-inf"), id="minus-infinity"),
+        pytest.param({"a": [1, {"b": float("nan")}]}, id="nested-nan"),
+        pytest.param([float("inf")], id="nested-plus-infinity"),
+        pytest.param({"a": float("-inf")}, id="nested-minus-infinity"),
+        pytest.param(2**53, id="integer-2**53"),
+        pytest.param(-(2**53), id="integer-minus-2**53"),
+        pytest.param({"a": [2**64]}, id="nested-large-integer"),
+        pytest.param("\ud800", id="lone-high-surrogate"),
+        pytest.param("a\udfffb", id="lone-low-surrogate"),
+        pytest.param({"k": ["\ud83d"]}, id="nested-lone-surrogate"),
+        pytest.param({"\ud800": 1}, id="lone-surrogate-key"),
+        pytest.param({1: "a"}, id="integer-key"),
+        pytest.param({None: "a"}, id="null-key"),
+        pytest.param({"a": {("t",): 1}}, id="nested-tuple-key"),
+        pytest.param(object(), id="object"),
+        pytest.param({"a": object()}, id="nested-object"),
+        pytest.param(b"bytes", id="bytes"),
+        pytest.param(_nested_list(10_000), id="nested-too-deeply"),
+        pytest.param(_cycle(), id="cycle"),
+    ],
+)
+def test_values_without_a_canonical_form_raise_canonicalization_error(value: Any) -> None:
+    with pytest.raises(CanonicalizationError) as caught:
+        canonical_json(value)
+    assert isinstance(caught.value, GatewayError)
+
+
+# RFC 8785 Appendix B: IEEE 754 bit patterns and their canonical number forms.
+@pytest.mark.parametrize(
+    ("bits", "expected"),
+    [
+        pytest.param(0x0000000000000000, b"0", id="zero"),
+        pytest.param(0x8000000000000000, b"0", id="minus-zero"),
+        pytest.param(0x0000000000000001, b"5e-324", id="min-subnormal"),
+        pytest.param(0x8000000000000001, b"-5e-324", id="minus-min-subnormal"),
+        pytest.param(0x7FEFFFFFFFFFFFFF, b"1.7976931348623157e+308", id="max-double"),
+        pytest.param(0xFFEFFFFFFFFFFFFF, b"-1.7976931348623157e+308", id="minus-max-double"),
+        pytest.param(0x4340000000000000, b"9007199254740992", id="float-2**53"),
+        pytest.param(0xC340000000000000, b"-9007199254740992", id="float-minus-2**53"),
+        pytest.param(0x4430000000000000, b"295147905179352830000", id="float-2**68"),
+        pytest.param(0x44B52D02C7E14AF5, b"9.999999999999997e+22", id="below-1e23"),
+        pytest.param(0x44B52D02C7E14AF6, b"1e+23", id="1e23"),
+        pytest.param(0x44B52D02C7E14AF7, b"1.0000000000000001e+23", id="above-1e23"),
+        pytest.param(0x444B1AE4D6E2EF4E, b"999999999999999700000", id="below-1e21-a"),
+        pytest.param(0x444B1AE4D6E2EF4F, b"999999999999999900000", id="below-1e21-b"),
+        pytest.param(0x444B1AE4D6E2EF50, b"1e+21", id="1e21"),
+        pytest.param(0x3EB0C6F7A0B5ED8C, b"9.999999999999997e-7", id="below-1e-6"),
+        pytest.param(0x3EB0C6F7A0B5ED8D, b"0.000001", id="1e-6"),
+        pytest.param(0x41B3DE4355555553, b"333333333.3333332", id="third-a"),
+        pytest.param(0x41B3DE4355555554, b"333333333.33333325", id="third-b"),
+        pytest.param(0x41B3DE4355555555, b"333333333.3333333", id="third-c"),
+        pytest.param(0x41B3DE4355555556, b"333333333.3333334", id="third-d"),
+        pytest.param(0x41B3DE4355555557, b"333333333.33333343", id="third-e"),
+        pytest.param(0xBECBF647612F3696, b"-0.0000033333333333333333", id="small-negative"),
+        pytest.param(0x43143FF3C1CB0959, b"1424953923781206.2", id="large-fraction"),
+    ],
+)
+def test_numbers_serialise_as_in_rfc8785_appendix_b(bits: int, expected: bytes) -> None:
+    assert canonical_json(_from_bits(bits)) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        pytest.param(1e21, b"1e+21", id="1e21"),
+        pytest.param(0.000001, b"0.000001", id="1e-6"),
+        pytest.param(1e-7, b"1e-7", id="1e-7"),
+        pytest.param(-0.0, b"0", id="minus-zero"),
+        pytest.param(1.0, b"1", id="one-point-zero"),
+        pytest.param(4.50, b"4.5", id="trailing-zero"),
+        pytest.param(_SAFE_INT, b"9007199254740991", id="max-safe-integer"),
+        pytest.param(-_SAFE_INT, b"-9007199254740991", id="min-safe-integer"),
+        pytest.param([None, True, False], b"[null,true,false]", id="literals"),
+        pytest.param({}, b"{}", id="empty-object"),
+        pytest.param([], b"[]", id="empty-array"),
+        pytest.param({"b": 1, "a": {"d": 2, "c": 3}}, b'{"a":{"c":3,"d":2},"b":1}', id="nested-keys-sorted"),
+        pytest.param("\u2028\x7f", '"\u2028\x7f"'.encode(), id="separators-and-del-not-escaped"),
+        pytest.param("\x00\x0f\x1f", b'"\\u0000\\u000f\\u001f"', id="controls-as-lowercase-u-escapes"),
+        pytest.param("\b\t\n\f\r", b'"\\b\\t\\n\\f\\r"', id="short-escapes"),
+        pytest.param('"\\/', b'"\\"\\\\/"', id="quote-backslash-and-unescaped-solidus"),
+        pytest.param({"\U0001f600": 1, "\ue000": 2}, '{"\U0001f600":1,"\ue000":2}'.encode(), id="utf16-order-non-bmp-before-e000"),
+    ],
+)
+def test_values_serialise_to_their_rfc8785_bytes(value: Any, expected: bytes) -> None:
+    assert canonical_json(value) == expected
+
+
+def test_the_rfc8785_sorting_example_orders_keys_by_utf16_code_units() -> None:
+    # RFC 8785, section 3.2.3.
+    value = {
+        "\u20ac": "Euro Sign",
+        "\r": "Carriage Return",
+        "\ufb33": "Hebrew Letter Dalet With Dagesh",
+        "1": "One",
+        "\U0001f600": "Emoji: Grinning Face",
+        "\u0080": "Control",
+        "\u00f6": "Latin Small Letter O With Diaeresis",
+    }
+    keys = list(json.loads(canonical_json(value)))
+    assert keys == ["\r", "1", "\u0080", "\u00f6", "\u20ac", "\U0001f600", "\ufb33"]
+
+
+def test_the_rfc8785_main_example_gives_its_published_bytes() -> None:
+    # RFC 8785, section 3.2.4, fed through a JSON parser as the RFC does.
+    text = r"""{
+      "numbers": [333333333.33333329, 1E30, 4.50, 2e-3, 0.000000000000000000000000001],
+      "string": "\u20ac$\u000F\u000aA'\u0042\u0022\u005c\\\"\/",
+      "literals": [null, true, false]
+    }"""
+    expected = r"""{"literals":[null,true,false],"numbers":[333333333.3333333,1e+30,4.5,0.002,1e-27],"string":"€$\u000f\nA'B\"\\\\\"/"}"""
+    assert canonical_json(json.loads(text)) == expected.encode()
+
+
+def test_signing_bytes_drop_exactly_the_top_level_hash_and_sig_members() -> None:
+    entry = {
+        "seq": 7,
+        "hash": "aa" * 32,
+        "sig": "c2ln",
+        "hashes": ["kept"],
+        "signature": "kept",
+        "Sig": "kept",
+        "HASH": "kept",
+        "body": {"hash": "kept when nested", "sig": "kept when nested"},
+    }
+    kept = {k: v for k, v in entry.items() if k not in ("hash", "sig")}
+    assert signing_bytes(entry) == ENTRY_DOMAIN + canonical_json(kept)
+    assert "hash" in entry
+    assert "sig" in entry
+
+
+def test_signing_bytes_do_not_change_with_hash_or_sig_and_change_with_anything_else() -> None:
+    entry = {"seq": 1, "tool": "echo", "hash": "00", "sig": "AA=="}
+    base = signing_bytes(entry)
+    assert signing_bytes({**entry, "hash": "ff", "sig": "BB=="}) == base
+    assert signing_bytes({k: v for k, v in entry.items() if k not in ("hash", "sig")}) == base
+    assert signing_bytes({**entry, "seq": 2}) != base
+    assert signing_bytes({**entry, "extra": None}) != base
+
+
+@pytest.mark.parametrize(
+    "domain",
+    [
+        pytest.param(ENTRY_DOMAIN, id="entry"),
+        pytest.param(BATCH_DOMAIN, id="batch"),
+        pytest.param(ROTATION_DOMAIN, id="rotation"),
+        pytest.param(b"custom\x00", id="custom"),
+    ],
+)
+def test_signing_bytes_start_with_the_domain_prefix_given(domain: bytes) -> None:
+    entry = {"seq": 1, "hash": "00"}
+    assert signing_bytes(entry, domain) == domain + b'{"seq":1}'
+
+
+def test_signing_bytes_default_to_the_entry_domain() -> None:
+    assert signing_bytes({"a": 1}).startswith(ENTRY_DOMAIN)
+
+
+def test_different_domains_give_different_bytes_and_no_domain_is_a_prefix_of_another() -> None:
+    domains = [ENTRY_DOMAIN, BATCH_DOMAIN, ROTATION_DOMAIN]
+    entry = {"seq": 1, "root": "00" * 32}
+    assert len({signing_bytes(entry, domain) for domain in domains}) == len(domains)
+    for first in domains:
+        for second in domains:
+            if first != second:
+                assert not second.startswith(first)
+
+
+def test_signing_bytes_raise_canonicalization_error_for_an_entry_without_canonical_form() -> None:
+    with pytest.raises(CanonicalizationError):
+        signing_bytes({"seq": 1, "latency": float("nan")})
