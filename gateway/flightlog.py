@@ -242,8 +242,19 @@ class FlightLog:
     # -- rotation --------------------------------------------------------------------------
 
     async def rotate(self, new_key: Ed25519PrivateKey, manifest: Mapping[str, Any]) -> None:
-        """Hand the log over to `new_key`: finish and sign what the old key owes, then write a
-        `rotation` entry (manifest signed by both keys, entry signed by the new key).
+        """Hand the log over to `new_key` once the running batch is signed (see `rotate_now`)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        while self._signing is not None:
+            await asyncio.wrap_future(self._signing)
+            await asyncio.sleep(0)  # let _batch_done write its checkpoint
+        self.rotate_now(new_key, manifest)
+
+    def rotate_now(self, new_key: Ed25519PrivateKey, manifest: Mapping[str, Any]) -> None:
+        """Sign what the old key owes, then write a `rotation` entry (manifest signed by both
+        keys, entry signed by the new key); later entries name and are signed by the new key.
+        No batch may be running (use `rotate` from the event loop).
 
         Raises:
             SignatureInvalid: the manifest does not hand the current key over to `new_key`.
@@ -251,12 +262,6 @@ class FlightLog:
         handed_to = verify_manifest(manifest, self._key.public_key())
         if public_raw(handed_to) != public_raw(new_key.public_key()):
             raise SignatureInvalid("the rotation manifest names another new key")
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        while self._signing is not None:
-            await asyncio.wrap_future(self._signing)
-            await asyncio.sleep(0)
         self._sign_now()  # the old key vouches for every entry before the hand-over
         self._key = new_key
         self.key_id = key_id(new_key.public_key())
