@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/relay_bench.py [--calls N] [--upstream everything|demo]
 
 Prints p50/p99 latency per `tools/call` (1 in flight) and calls/s at 1 and 16 in flight, with
-the gateway's figures as ratios to the direct path. Targets (issue 2, this 2-core machine):
+the gateway's figures as ratios to the direct path; the third path adds the signed flight log
+(group commit, ephemeral key). Targets (issue 2, this 2-core machine):
 added p50 <= 0.5 ms; throughput at 16 in flight >= 25% of direct.
 """
 
@@ -11,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shutil
+import tempfile
 import statistics
 import sys
 from pathlib import Path
@@ -55,7 +58,12 @@ async def main() -> None:
     parser.add_argument("--calls", type=int, default=3000)
     parser.add_argument("--rounds", type=int, default=3, help="alternate direct/gateway this many times; best round kept")
     args = parser.parse_args()
-    paths = {"direct": EVERYTHING, "airlock run": gateway_argv([], EVERYTHING)}
+    log_dir = tempfile.mkdtemp(prefix="airlock-bench-")
+    paths = {
+        "direct": EVERYTHING,
+        "airlock run": gateway_argv([], EVERYTHING),
+        "+ flight log": gateway_argv(["--log", log_dir, "--ephemeral-key"], EVERYTHING),
+    }
     best: dict[str, dict[str, float]] = {}
     for _ in range(args.rounds):
         for name, argv in paths.items():
@@ -77,6 +85,9 @@ async def main() -> None:
         added = f["p50_ms"] - direct["p50_ms"]
         ratio = f["cps16"] / direct["cps16"]
         print(f"{name:<14}{f['p50_ms']:>9.3f}{f['p99_ms']:>9.3f}{f['cps1']:>12.0f}{f['cps16']:>13.0f}{added:>14.3f}{ratio:>14.0%}")
+    cost = 1 - best["+ flight log"]["cps16"] / best["airlock run"]["cps16"]
+    print(f"flight log cost at 16 in flight: {cost:.0%} of the relay's calls/s (group commit, 2 signed entries per call)")
+    shutil.rmtree(log_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import asyncio
 import concurrent.futures
 import os
 import secrets
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +30,7 @@ import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gateway import receipts
-from gateway.canonical import signing_bytes
+from gateway.canonical import ENTRY_DOMAIN, signing_bytes
 from gateway.errors import EXIT_USAGE, GatewayError
 from gateway.rotation import verify_manifest
 from gateway.signing import SignatureInvalid, key_id, public_raw, public_text, sign
@@ -54,11 +55,11 @@ class LogSettings:
     store_raw: bool = False
 
 
-def resolve_log_path(path: Path, session: str, clock: receipts.Clock) -> Path:
+def resolve_log_path(path: Path, session: str) -> Path:
     """A directory gets a new file per run (`airlock-<time>-<session>.jsonl`); a file path is
     used as given and must not exist yet."""
     if path.is_dir():
-        stamp = clock().strftime("%Y%m%dT%H%M%SZ")
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         return path / f"airlock-{stamp}-{session[:8]}.jsonl"
     return path
 
@@ -77,7 +78,7 @@ class FlightLog:
         fsync: FsyncMode = "group",
         group_entries: int = 256,
         group_ms: float = 5.0,
-        clock: receipts.Clock = receipts.utc_now,
+        clock: receipts.TimestampSource = receipts.now_timestamp,
         inline_signing: bool = False,
     ) -> None:
         self.path = path
@@ -105,14 +106,15 @@ class FlightLog:
 
     @classmethod
     def open(cls, settings: LogSettings, key: Ed25519PrivateKey, *, policy_hash: str | None,
-             session: str | None = None, clock: receipts.Clock = receipts.utc_now, inline_signing: bool = False) -> FlightLog:  # fmt: skip
+             session: str | None = None, clock: receipts.TimestampSource = receipts.now_timestamp,
+             inline_signing: bool = False) -> FlightLog:  # fmt: skip
         """Create the log file (mode 0600, never an existing one).
 
         Raises:
             LogOpenFailed: the file exists or cannot be created.
         """
         session = session or secrets.token_hex(16)
-        path = resolve_log_path(settings.path, session, clock)
+        path = resolve_log_path(settings.path, session)
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
         except FileExistsError:
@@ -132,7 +134,7 @@ class FlightLog:
             "gateway_version": gateway_version,
             "public_key": public_text(self._key.public_key()),
             "ephemeral": ephemeral,
-            "started": started or receipts.timestamp(self._clock()),
+            "started": started or self._clock(),
             "fsync": self._fsync,
             **(extra or {}),
         }
@@ -151,15 +153,12 @@ class FlightLog:
 
     def _write(self, kind: receipts.Kind, fields: Mapping[str, Any], *, self_signed: bool = False) -> str:
         entry = receipts.build_entry(
-            kind, session=self.session, seq=self._seq, ts=receipts.timestamp(self._clock()), key_id=self.key_id,
+            kind, session=self.session, seq=self._seq, ts=self._clock(), key_id=self.key_id,
             prev=self._prev, policy_hash=self.policy_hash, **fields,
         )  # fmt: skip
         payload = signing_bytes(entry)
         digest = receipts.sha256_hex(payload)
-        entry["hash"] = digest
-        if self_signed:
-            entry["sig"] = sign(self._key, payload)
-        line = receipts.to_line(entry)
+        line = receipts.line_from_signed(payload, ENTRY_DOMAIN, digest, sign(self._key, payload) if self_signed else None)
         view = memoryview(line)
         while view:
             view = view[os.write(self._fd, view) :]

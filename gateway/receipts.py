@@ -18,6 +18,7 @@ after it name and are signed by the new key.
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
@@ -43,11 +44,10 @@ MEMBERS: Final = (
     "descriptor_hash", "policy_hash", "args_hash", "result_hash", "labels", "decision", "rule",
     "reason", "data",
 )  # fmt: skip
-_OPTIONAL: Final = (
-    "server", "tool", "request_id", "descriptor_hash", "args_hash", "result_hash", "decision", "rule", "reason",
-)  # fmt: skip
 
 Clock = Callable[[], datetime]
+#: What the flight log asks for the time: an RFC 3339 timestamp string.
+TimestampSource = Callable[[], str]
 
 
 def utc_now() -> datetime:
@@ -57,6 +57,19 @@ def utc_now() -> datetime:
 def timestamp(moment: datetime) -> str:
     """RFC 3339, UTC, microseconds: a string, so no float ever enters an entry."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+_SECOND_PREFIX: dict[int, str] = {}
+
+
+def now_timestamp() -> str:
+    """`timestamp(utc_now())`, about five times cheaper: this runs for every entry."""
+    seconds, micros = divmod(time.time_ns() // 1000, 1_000_000)
+    prefix = _SECOND_PREFIX.get(seconds)
+    if prefix is None:
+        _SECOND_PREFIX.clear()
+        prefix = _SECOND_PREFIX[seconds] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    return f"{prefix}.{micros:06d}Z"
 
 
 def sha256_hex(data: bytes) -> str:
@@ -74,27 +87,30 @@ def build_entry(
     policy_hash: str | None,
     labels: Sequence[str] = (),
     data: Mapping[str, Any] | None = None,
-    **optional: Any,
+    server: str | None = None,
+    tool: str | None = None,
+    request_id: int | str | Mapping[str, str] | None = None,
+    descriptor_hash: str | None = None,
+    args_hash: str | None = None,
+    result_hash: str | None = None,
+    decision: Decision | None = None,
+    rule: str | None = None,
+    reason: str | None = None,
 ) -> dict[str, Any]:
     """An entry with every member present, not yet hashed.
 
     Raises:
-        ValueError: an unknown member name or kind.
+        ValueError: an unknown kind.
     """
-    unknown = set(optional) - set(_OPTIONAL)
-    if unknown or kind not in KINDS:
-        raise ValueError(f"unknown entry member(s) {sorted(unknown)} or kind {kind!r}")
-    entry: dict[str, Any] = {"v": FORMAT_VERSION, "kind": kind, "session": session, "seq": seq, "ts": ts, "key_id": key_id, "prev": prev}
-    for name in ("server", "tool", "request_id", "descriptor_hash"):
-        entry[name] = optional.get(name)
-    entry["policy_hash"] = policy_hash
-    for name in ("args_hash", "result_hash"):
-        entry[name] = optional.get(name)
-    entry["labels"] = sorted(labels)
-    for name in ("decision", "rule", "reason"):
-        entry[name] = optional.get(name)
-    entry["data"] = dict(data) if data is not None else {}
-    return entry
+    if kind not in KINDS:
+        raise ValueError(f"unknown entry kind {kind!r}")
+    return {
+        "v": FORMAT_VERSION, "kind": kind, "session": session, "seq": seq, "ts": ts, "key_id": key_id, "prev": prev,
+        "server": server, "tool": tool, "request_id": request_id, "descriptor_hash": descriptor_hash,
+        "policy_hash": policy_hash, "args_hash": args_hash, "result_hash": result_hash,
+        "labels": sorted(labels) if labels else [], "decision": decision, "rule": rule, "reason": reason,
+        "data": dict(data) if data else {},
+    }  # fmt: skip
 
 
 def entry_hash(entry: Mapping[str, Any]) -> str:
@@ -103,8 +119,16 @@ def entry_hash(entry: Mapping[str, Any]) -> str:
 
 
 def to_line(entry: Mapping[str, Any]) -> bytes:
-    """Storage form: one compact JSON object and a newline (not what is signed)."""
+    """Storage form of a complete entry: one compact JSON object and a newline (not what is
+    signed; the verifier always re-derives the signed bytes)."""
     return orjson.dumps(entry) + b"\n"
+
+
+def line_from_signed(payload: bytes, domain: bytes, digest: str, signature: str | None) -> bytes:
+    """Storage form built from an entry's signing bytes: its canonical JSON with `hash` (and
+    `sig`) appended. Equal in content to `to_line`, without serialising the entry again."""
+    tail = f',"hash":"{digest}"' + (f',"sig":"{signature}"' if signature is not None else "") + "}\n"
+    return payload[len(domain) : -1] + tail.encode()
 
 
 def batch_statement(session: str, key_id: str, first: int, hashes: Sequence[str]) -> dict[str, Any]:

@@ -248,7 +248,7 @@ class Relay:
             log.exception("mediator failed on a response; client gets an error instead", method=pending.method, id=pending.id)
             self._refuse(pending.id, GatewayError("the gateway could not check this response (internal error); it was withheld"))
             return
-        self._to_client(jsonrpc.encode(message))
+        self._to_client(message if type(message) is bytes else jsonrpc.encode(message))
 
     # -- both ---------------------------------------------------------------------------
 

@@ -138,6 +138,10 @@ def verify_signature(public: Ed25519PublicKey, signature: str, message: bytes) -
     """
     try:
         raw = base64.b64decode(signature, validate=True)
+        # Only the canonical encoding counts: base64 has spare bits in its last character,
+        # and a log whose bytes can change without failing verification is not tamper-evident.
+        if base64.b64encode(raw).decode() != signature:
+            raise ValueError("non-canonical base64")
         public.verify(raw, message)
     except (InvalidSignature, ValueError, TypeError):
         raise SignatureInvalid("signature does not verify") from None

@@ -31,7 +31,7 @@ import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from gateway import receipts
-from gateway.canonical import CanonicalizationError, signing_bytes
+from gateway.canonical import ENTRY_DOMAIN, CanonicalizationError, signing_bytes
 from gateway.errors import GatewayError
 from gateway.rotation import verify_manifest
 from gateway.signing import SignatureInvalid as _BadSignature
@@ -153,17 +153,22 @@ class Verifier:
     def _fail(self, error: type[VerificationError], message: str, line: int) -> VerificationError:
         return error(message, line=line, report=self.report)
 
-    def feed(self, entry: Any, line: int) -> None:
+    def feed(self, entry: Any, line: int, raw: bytes | None = None) -> None:
+        """Check one entry. `raw` is the stored line without its newline: when given, it must be
+        byte for byte the storage form the writer makes, so no byte of the file can change
+        (whitespace, escapes, member order) without failing verification."""
         if self._sealed:
             raise self._fail(EntriesAfterSeal, "the log continues after its seal", line)
         self._check_shape(entry, line)
         seq = self.report.entries
         try:
-            expected_hash = receipts.sha256_hex(signing_bytes(entry))
+            payload = signing_bytes(entry)
         except CanonicalizationError as exc:
             raise self._fail(LogMalformed, f"entry has no canonical form: {exc.message}", line) from None
-        if entry["hash"] != expected_hash:
+        if entry["hash"] != receipts.sha256_hex(payload):
             raise self._fail(EntryHashMismatch, f"entry seq={entry['seq']!r} does not match its hash (a member was edited)", line)
+        if raw is not None and raw + b"\n" != receipts.line_from_signed(payload, ENTRY_DOMAIN, entry["hash"], entry.get("sig")):
+            raise self._fail(LogMalformed, "the line's bytes differ from the stored form of its entry (the file was modified)", line)
         if entry["seq"] != seq:
             raise self._fail(SequenceBroken, f"expected sequence number {seq}, found {entry['seq']}", line)
         if seq == 0:
@@ -339,11 +344,8 @@ def verify_lines(stream: Iterable[bytes], pinned: Ed25519PublicKey | None = None
         return verifier.finish()
     number, content, complete = pending
     if not complete:
-        try:
-            entry = orjson.loads(content)
-        except orjson.JSONDecodeError:
-            return verifier.finish(torn=True, line=number)
-        verifier.feed(entry, number)
+        # The writer ends every entry with a newline in the same write: a last line without
+        # one was cut short. Whatever it holds, it is not a verified entry.
         return verifier.finish(torn=True, line=number)
     _feed(verifier, number, content, complete, last=True)
     return verifier.finish()
@@ -354,7 +356,7 @@ def _feed(verifier: Verifier, number: int, content: bytes, complete: bool, *, la
         entry = orjson.loads(content)
     except orjson.JSONDecodeError as exc:
         raise LogMalformed(f"not JSON: {exc}", line=number, report=verifier.report) from None
-    verifier.feed(entry, number)
+    verifier.feed(entry, number, content)
 
 
 def verify_file(path: Path, pinned: Ed25519PublicKey | None = None) -> VerifyReport:

@@ -38,8 +38,9 @@ class Mediator(Protocol):
         """Decide a request from the client before it is forwarded upstream."""
         ...
 
-    def on_upstream_response(self, method: str, context: Any, message: JsonObject) -> JsonObject:
-        """Inspect or rewrite the upstream's response to a request this mediator let through."""
+    def on_upstream_response(self, method: str, context: Any, message: JsonObject) -> JsonObject | bytes:
+        """Inspect or rewrite the upstream's response to a request this mediator let through.
+        May return the response already encoded (bytes, no newline): it is then sent as is."""
         ...
 
 

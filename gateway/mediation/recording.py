@@ -30,6 +30,17 @@ class _Recorded:
     tool: str | None
 
 
+_SAFE_INT: Final = 2**53 - 1
+
+
+def log_request_id(request_id: Any) -> Any:
+    """JSON-RPC ids may be integers of any size; RFC 8785 only has exact integers up to 2**53.
+    Larger ones are recorded as {"big_int": "<decimal>"}, so any id can be logged."""
+    if type(request_id) is int and not -_SAFE_INT <= request_id <= _SAFE_INT:
+        return {"big_int": str(request_id)}
+    return request_id
+
+
 def _hash(value: Any) -> str:
     return hashlib.sha256(jsonrpc.encode(value)).hexdigest()
 
@@ -73,7 +84,7 @@ class RecordingMediator:
             "call",
             server=self._server,
             tool=tool,
-            request_id=message.get("id"),
+            request_id=log_request_id(message.get("id")),
             descriptor_hash=self._descriptors.get(tool) if tool is not None else None,
             args_hash=_hash(arguments) if arguments is not None else None,
             decision=decision,
@@ -85,24 +96,30 @@ class RecordingMediator:
             return verdict
         return Forward(_Recorded(verdict.context, call_hash, tool), verdict.message)
 
-    def on_upstream_response(self, method: str, context: Any, message: JsonObject) -> JsonObject:
+    def on_upstream_response(self, method: str, context: Any, message: JsonObject) -> JsonObject | bytes:
         recorded: _Recorded = context
         out = self._inner.on_upstream_response(method, recorded.inner, message)
+        if type(out) is bytes:
+            out = jsonrpc.decode(out)
+        assert type(out) is dict
         if method == _CALL:
+            # Hash exactly the bytes the client will get, and hand those bytes to the relay.
+            encoded = jsonrpc.encode(out)
             result = out.get("result")
             is_error = "error" in out or (type(result) is dict and result.get("isError") is True)
             data: dict[str, Any] = {"call": recorded.call_hash, "is_error": is_error}
             if self._store_raw:
-                data["response"] = jsonrpc.encode(out).decode()
+                data["response"] = encoded.decode()
             self._log.append(
                 "result",
                 server=self._server,
                 tool=recorded.tool,
-                request_id=out.get("id"),
+                request_id=log_request_id(out.get("id")),
                 descriptor_hash=self._descriptors.get(recorded.tool) if recorded.tool else None,
-                result_hash=_hash(out),
+                result_hash=hashlib.sha256(encoded).hexdigest(),
                 data=data,
             )
+            return encoded
         elif method == _LIST:
             self._record_descriptors(out)
         return out
