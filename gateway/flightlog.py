@@ -151,17 +151,50 @@ class FlightLog:
             self._schedule_batch()
         return entry_hash
 
+    def record(
+        self,
+        kind: receipts.Kind,
+        server: str | None,
+        tool: str | None,
+        request_id: Any,
+        descriptor_hash: str | None,
+        args_hash: str | None,
+        result_hash: str | None,
+        decision: receipts.Decision | None,
+        rule: str | None,
+        reason: str | None,
+        data: dict[str, Any],
+    ) -> str:
+        """`append` for the hot path (one call per decision and per result): positional, and
+        the entry is built directly in canonical member order."""
+        if self._closed:
+            raise GatewayError("the flight log is closed")
+        entry = {
+            "args_hash": args_hash, "data": data, "decision": decision, "descriptor_hash": descriptor_hash,
+            "key_id": self.key_id, "kind": kind, "labels": [], "policy_hash": self.policy_hash, "prev": self._prev,
+            "reason": reason, "request_id": request_id, "result_hash": result_hash, "rule": rule, "seq": self._seq,
+            "server": server, "session": self.session, "tool": tool, "ts": self._clock(), "v": receipts.FORMAT_VERSION,
+        }  # fmt: skip
+        digest = self._commit(entry, False)
+        self._pending_real += 1
+        if self._signing is None and (self._timer is None or self._pending_real >= self._group_entries):
+            self._schedule_batch()
+        return digest
+
     def _write(self, kind: receipts.Kind, fields: Mapping[str, Any], *, self_signed: bool = False) -> str:
         entry = receipts.build_entry(
             kind, session=self.session, seq=self._seq, ts=self._clock(), key_id=self.key_id,
             prev=self._prev, policy_hash=self.policy_hash, **fields,
         )  # fmt: skip
+        return self._commit(entry, self_signed)
+
+    def _commit(self, entry: dict[str, Any], self_signed: bool) -> str:
         payload = signing_bytes(entry)
         digest = receipts.sha256_hex(payload)
         line = receipts.line_from_signed(payload, ENTRY_DOMAIN, digest, sign(self._key, payload) if self_signed else None)
-        view = memoryview(line)
-        while view:
-            view = view[os.write(self._fd, view) :]
+        written = os.write(self._fd, line)
+        while written < len(line):  # a short write to a regular file: finish it
+            written += os.write(self._fd, line[written:])
         if self._fsync == "always":
             os.fsync(self._fd)
         if self_signed:

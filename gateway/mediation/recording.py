@@ -17,7 +17,7 @@ from gateway.errors import PolicyDenied
 from gateway.flightlog import FlightLog
 from gateway.jsonrpc import JsonObject
 from gateway.mediation.interface import Forward, Mediator, Refuse, Verdict
-from gateway.receipts import descriptor_hash
+from gateway.receipts import Decision, descriptor_hash
 
 _CALL: Final = "tools/call"
 _LIST: Final = "tools/list"
@@ -64,65 +64,67 @@ class RecordingMediator:
     def on_client_request(self, method: str, message: JsonObject) -> Verdict:
         verdict = self._inner.on_client_request(method, message)
         if method != _CALL:
-            return verdict if isinstance(verdict, Refuse) else Forward(_Recorded(verdict.context, None, None), verdict.message)
+            if method == _LIST and isinstance(verdict, Forward):
+                return Forward(_Recorded(verdict.context, None, None), verdict.message)
+            return verdict
         forwarded = verdict.message if isinstance(verdict, Forward) and verdict.message is not None else message
         params = forwarded.get("params")
-        params = params if type(params) is dict else {}
-        tool = params.get("name") if type(params.get("name")) is str else None
+        if type(params) is not dict:
+            params = {}
+        tool = params.get("name")
+        if type(tool) is not str:
+            tool = None
         arguments = params.get("arguments")
+        args_hash = None
         data: dict[str, Any] = {}
-        if self._store_raw and arguments is not None:
-            data["arguments"] = jsonrpc.encode(arguments).decode()
+        if arguments is not None:
+            encoded = jsonrpc.encode(arguments)
+            args_hash = hashlib.sha256(encoded).hexdigest()
+            if self._store_raw:
+                data["arguments"] = encoded.decode()
         if isinstance(verdict, Refuse):
             error = verdict.error
-            rule = error.rule if isinstance(error, PolicyDenied) else f"gateway.{type(error).__name__}"
-            reason = error.reason if isinstance(error, PolicyDenied) else error.message
-            decision = "deny"
+            if isinstance(error, PolicyDenied):
+                rule, reason = error.rule, error.reason
+            else:
+                rule, reason = f"gateway.{type(error).__name__}", error.message
+            decision: Decision = "deny"
         else:
             rule, reason, decision = "default.allow", "no rule denies this call", "allow"
-        call_hash = self._log.append(
-            "call",
-            server=self._server,
-            tool=tool,
-            request_id=log_request_id(message.get("id")),
-            descriptor_hash=self._descriptors.get(tool) if tool is not None else None,
-            args_hash=_hash(arguments) if arguments is not None else None,
-            decision=decision,
-            rule=rule,
-            reason=reason,
-            data=data,
+        descriptor = self._descriptors.get(tool) if tool is not None else None
+        call_hash = self._log.record(
+            "call", self._server, tool, log_request_id(message.get("id")), descriptor, args_hash, None, decision, rule, reason, data
         )
         if isinstance(verdict, Refuse):
             return verdict
         return Forward(_Recorded(verdict.context, call_hash, tool), verdict.message)
 
     def on_upstream_response(self, method: str, context: Any, message: JsonObject) -> JsonObject | bytes:
+        if method != _CALL and method != _LIST:
+            return self._inner.on_upstream_response(method, context, message)
         recorded: _Recorded = context
         out = self._inner.on_upstream_response(method, recorded.inner, message)
         if type(out) is bytes:
             out = jsonrpc.decode(out)
         assert type(out) is dict
-        if method == _CALL:
-            # Hash exactly the bytes the client will get, and hand those bytes to the relay.
-            encoded = jsonrpc.encode(out)
-            result = out.get("result")
-            is_error = "error" in out or (type(result) is dict and result.get("isError") is True)
-            data: dict[str, Any] = {"call": recorded.call_hash, "is_error": is_error}
-            if self._store_raw:
-                data["response"] = encoded.decode()
-            self._log.append(
-                "result",
-                server=self._server,
-                tool=recorded.tool,
-                request_id=log_request_id(out.get("id")),
-                descriptor_hash=self._descriptors.get(recorded.tool) if recorded.tool else None,
-                result_hash=hashlib.sha256(encoded).hexdigest(),
-                data=data,
-            )
-            return encoded
-        elif method == _LIST:
+        if method == _LIST:
             self._record_descriptors(out)
-        return out
+            return out
+        # Hash exactly the bytes the client will get, and hand those bytes to the relay.
+        encoded = jsonrpc.encode(out)
+        result = out.get("result")
+        data: dict[str, Any] = {
+            "call": recorded.call_hash,
+            "is_error": "error" in out or (type(result) is dict and result.get("isError") is True),
+        }
+        if self._store_raw:
+            data["response"] = encoded.decode()
+        tool = recorded.tool
+        self._log.record(
+            "result", self._server, tool, log_request_id(out.get("id")), self._descriptors.get(tool) if tool else None,
+            None, hashlib.sha256(encoded).hexdigest(), None, None, None, data,
+        )  # fmt: skip
+        return encoded
 
     def _record_descriptors(self, message: JsonObject) -> None:
         result = message.get("result")
