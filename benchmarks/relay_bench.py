@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from rawclient import RawClient, latencies, throughput  # noqa: E402
+from rawclient import RawClient, latencies, throughput
 
 ROOT = Path(__file__).resolve().parent.parent
 EVERYTHING = [str(ROOT / "node_modules" / ".bin" / "mcp-server-everything")]
