@@ -50,7 +50,7 @@ COLUMNS = (("seq", 5), ("ts", 27), ("kind", 10), ("tool", 24), ("decision", 11),
 
 
 def table_header() -> str:
-    return "  ".join(name.ljust(width) for name, width in COLUMNS)
+    return "  ".join(name.ljust(width) for name, width in COLUMNS).rstrip()
 
 
 def table_row(entry: dict[str, Any]) -> str:

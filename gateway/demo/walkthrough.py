@@ -6,12 +6,16 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
+from pathlib import Path
 from typing import Any
 
 import anyio
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.shared.exceptions import MCPError
+
+from gateway.inspect import read_entries, table_header, table_row
+from gateway.verify import VerificationError, verify_file
 
 DENIED = ("delete_all_notes",)
 
@@ -20,9 +24,9 @@ def _upstream_argv() -> list[str]:
     return [sys.executable, "-m", "gateway.demo.server"]
 
 
-def _gateway_argv() -> list[str]:
+def _gateway_argv(log: Path) -> list[str]:
     deny = [arg for name in DENIED for arg in ("--deny", name)]
-    return [sys.executable, "-m", "gateway", "run", *deny, "--", *_upstream_argv()]
+    return [sys.executable, "-m", "gateway", "run", *deny, "--log", str(log), "--ephemeral-key", "--", *_upstream_argv()]
 
 
 def _params(argv: list[str]) -> StdioServerParameters:
@@ -33,13 +37,13 @@ def _text(result: Any) -> str:
     return " ".join(getattr(block, "text", "") for block in result.content) or json.dumps(result.structured_content)
 
 
-async def _walk(errlog: Any) -> list[str]:
+async def _walk(errlog: Any, log: Path) -> list[str]:
     out: list[str] = []
     say = out.append
     with anyio.fail_after(60):
         async with Client(_params(_upstream_argv())) as direct:
             direct_tools = [t.name for t in (await direct.list_tools()).tools]
-        async with Client(stdio_client(_params(_gateway_argv()), errlog=errlog)) as client:
+        async with Client(stdio_client(_params(_gateway_argv(log)), errlog=errlog)) as client:
             info = client.server_info
             say(f"1. Connected through the gateway: server {info.name if info else '?'!r}, protocol {client.protocol_version}")
             tools = [t.name for t in (await client.list_tools()).tools]
@@ -65,16 +69,24 @@ def run_demo() -> int:
     """Print the walkthrough; exit 0 when everything behaved as shown."""
     print("MCP Airlock demo")
     print(f"  upstream: the demo notes server ({' '.join(_upstream_argv()[1:])})")
-    print(f"  gateway:  airlock run {' '.join(a for n in DENIED for a in ('--deny', n))} -- <upstream>")
+    deny = " ".join(a for n in DENIED for a in ("--deny", n))
+    print(f"  gateway:  airlock run {deny} --log <tmp>/flight.jsonl --ephemeral-key -- <upstream>")
     print()
-    with tempfile.TemporaryFile("w+") as errlog:
-        lines = anyio.run(_walk, errlog)
-        errlog.seek(0)
-        gateway_log = [line.rstrip() for line in errlog if "airlock" in line or "[" in line]
-    for line in lines:
-        print(line)
-    print()
-    print("The gateway's own log (stderr; stdout carries only protocol messages):")
-    for line in gateway_log[-8:]:
-        print(f"  {line}")
-    return 0 if not any("ALLOWED" in line for line in lines) else 1
+    with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryFile("w+") as errlog:
+        log = Path(tmp) / "flight.jsonl"
+        lines = anyio.run(_walk, errlog, log)
+        for line in lines:
+            print(line)
+        print()
+        print("6. The signed flight log, verified offline (airlock verify), then shown (airlock inspect):")
+        try:
+            report = verify_file(log)
+            verified = f"OK: {report.entries} entries, hash-chained, every one signed, sealed on shutdown"
+        except VerificationError as error:
+            verified = f"FAILED: {error.kind}: {error.message}"
+        print(f"     {verified}")
+        print("     " + table_header())
+        for _, entry in read_entries(log.read_bytes().splitlines()):
+            if entry is not None and entry.get("kind") in ("call", "result", "seal"):
+                print("     " + table_row(entry))
+    return 0 if verified.startswith("OK") and not any("ALLOWED" in line for line in lines) else 1
