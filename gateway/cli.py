@@ -21,7 +21,7 @@ from gateway import __version__
 from gateway.config import FlightLogSection, GatewayConfig, load_config
 from gateway.errors import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, ConfigError, GatewayError
 from gateway.flightlog import FSYNC_MODES, FlightLog, LogSettings
-from gateway.inspect import EntryFilter, read_entries, redact, table_header, table_row
+from gateway.inspect import EntryFilter, read_entries, redact, redact_receipt, table_header, table_row
 from gateway.logs import configure_logging
 from gateway.mediation.denylist import ToolDenyList
 from gateway.mediation.interface import Mediator, PassThrough
@@ -38,6 +38,7 @@ from gateway.signing import (
     public_text,
     write_private_key,
 )
+from gateway.standalone import extract_receipt, verify_receipt
 from gateway.transports.child import ChildSpec, child_environment
 from gateway.verify import VerificationError, verify_file
 
@@ -100,7 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     rotate.set_defaults(handler=cmd_key_rotate)
 
     verify = commands.add_parser("verify", help="verify a flight log offline (exit 0 only for an intact, sealed log)")
-    verify.add_argument("log", type=Path)
+    verify.add_argument("log", type=Path, help="a flight log (or, with --receipt, a receipt file)")
+    verify.add_argument("--receipt", action="store_true", help="LOG is one receipt from 'airlock inspect --receipt'")
     verify.add_argument("--public-key", help="the expected signer: a file or text 'ed25519:BASE64' (or PEM)")
     verify.add_argument("--json", action="store_true", help="print a machine-readable report")
     verify.set_defaults(handler=cmd_verify)
@@ -113,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--kind")
     inspect.add_argument("--json", action="store_true", help="one JSON entry per line")
     inspect.add_argument("--show-raw", action="store_true", help="also print stored raw arguments and results")
+    inspect.add_argument("--receipt", type=int, metavar="SEQ", help="print entry SEQ as a standalone, verifiable receipt")
     inspect.set_defaults(handler=cmd_inspect)
 
     demo = commands.add_parser("demo", help="run the gateway against a built-in demo server and show what it does")
@@ -265,6 +268,8 @@ def _pinned_key(text: str | None) -> Ed25519PublicKey | None:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     pinned = _pinned_key(args.public_key)
+    if args.receipt:
+        return _verify_receipt_file(args.log, pinned, args.json)
     try:
         report = verify_file(args.log, pinned)
     except VerificationError as error:
@@ -286,7 +291,33 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _verify_receipt_file(path: Path, pinned: Ed25519PublicKey | None, as_json: bool) -> int:
+    try:
+        receipt = orjson.loads(path.read_bytes())
+    except (OSError, orjson.JSONDecodeError) as exc:
+        raise ConfigError(f"cannot read receipt {path}: {exc}") from None
+    try:
+        entry = verify_receipt(receipt, pinned)
+    except VerificationError as error:
+        if as_json:
+            print(orjson.dumps({"ok": False, "error": error.kind, "exit_code": error.exit_code, "message": error.message}).decode())
+        else:
+            print(f"airlock verify: {error.kind}: {error.message}", file=sys.stderr)
+        return error.exit_code
+    summary = {"ok": True, "seq": entry["seq"], "kind": entry["kind"], "tool": entry["tool"], "decision": entry["decision"]}
+    print(orjson.dumps(summary).decode() if as_json else f"OK: receipt for entry {entry['seq']} ({entry['kind']}) verifies on its own")
+    return EXIT_OK
+
+
 def cmd_inspect(args: argparse.Namespace) -> int:
+    if args.receipt is not None:
+        try:
+            data = args.log.read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"cannot read {args.log}: {exc.strerror}") from None
+        receipt = extract_receipt(data.splitlines(), args.receipt)
+        print(orjson.dumps(redact_receipt(receipt, args.show_raw), option=orjson.OPT_INDENT_2).decode())
+        return EXIT_OK
     wanted = EntryFilter(session=args.session, tool=args.tool, decision=args.decision, kind=args.kind)
     try:
         stream = open(args.log, "rb")  # noqa: SIM115 - closed below

@@ -62,3 +62,13 @@ def table_row(entry: dict[str, Any]) -> str:
             text = text[:12]
         cells.append(text[:width].ljust(width))
     return "  ".join(cells).rstrip()
+
+
+def redact_receipt(receipt: dict[str, Any], show_raw: bool) -> dict[str, Any]:
+    """A receipt with raw values hidden. Hiding them changes the entry, so such a receipt no
+    longer verifies: say so instead of printing something that looks checkable."""
+    entry = receipt["entry"]
+    shown = redact(entry, show_raw)
+    if shown is entry:
+        return receipt
+    return {**receipt, "entry": shown, "note": "raw values hidden: pass --show-raw for a receipt that verifies"}
