@@ -27,8 +27,15 @@ def root(leaves: Sequence[bytes]) -> bytes:
     """MTH(D[n]) of RFC 6962. Raises ValueError for an empty list."""
     if not leaves:
         raise ValueError("a Merkle tree needs at least one leaf")
+    # Pairing adjacent nodes level by level, an odd last node moving up unpaired, builds the
+    # same tree as RFC 6962's split at the largest power of two, without recursion or slicing.
     level = [_leaf(leaf) for leaf in leaves]
-    return _root_of_hashes(level)
+    while len(level) > 1:
+        paired = [_node(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
+        if len(level) % 2:
+            paired.append(level[-1])
+        level = paired
+    return level[0]
 
 
 def _root_of_hashes(nodes: Sequence[bytes]) -> bytes:
