@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import re
 import shutil
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -71,10 +72,26 @@ def process_alive(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
-async def wait_until_dead(pid: int, timeout: float = 10.0) -> None:
+#: How often `eventually` looks again. Waits are bounded by `anyio.fail_after`, never by time.
+POLL_INTERVAL = 0.02
+
+
+async def eventually(condition: Callable[[], Awaitable[bool] | bool], timeout: float = 10.0) -> None:
+    """Wait until `condition()` holds, failing after `timeout` seconds. Only for state in another
+    process (a child's liveness, a server's counters, a file another process writes), which no
+    event in this process can signal."""
     with anyio.fail_after(timeout):
-        while process_alive(pid):
-            await anyio.sleep(0.02)
+        while True:
+            result = condition()
+            if inspect.isawaitable(result):
+                result = await result
+            if result:
+                return
+            await anyio.sleep(POLL_INTERVAL)
+
+
+async def wait_until_dead(pid: int, timeout: float = 10.0) -> None:
+    await eventually(lambda: not process_alive(pid), timeout)
 
 
 class GatewayProcess:

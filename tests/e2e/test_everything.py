@@ -15,7 +15,7 @@ from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 
 from gateway.errors import POLICY_DENIED
-from tests.e2e.conftest import everything_argv, through_gateway, upstream_pids, wait_until_dead
+from tests.e2e.conftest import eventually, everything_argv, through_gateway, upstream_pids, wait_until_dead
 
 pytestmark = pytest.mark.anyio
 
@@ -69,12 +69,14 @@ async def _tool_names(client: Client) -> list[str]:
 
 async def _wait_for_tool(client: Client, name: str) -> list[types.Tool]:
     """server-everything registers some tools only after `initialized` (and the roots reply)."""
-    with anyio.fail_after(10):
-        while True:
-            tools = (await client.list_tools()).tools
-            if any(tool.name == name for tool in tools):
-                return tools
-            await anyio.sleep(0.05)
+    seen: list[types.Tool] = []
+
+    async def listed() -> bool:
+        seen[:] = (await client.list_tools()).tools
+        return any(tool.name == name for tool in seen)
+
+    await eventually(listed)
+    return seen
 
 
 async def _surface(client: Client) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from gateway.verify import LogUnsealed, verify_file
-from tests.e2e.conftest import ROOT, everything_argv, fixture_server_argv, gateway_argv, raw_gateway
+from tests.e2e.conftest import ROOT, eventually, everything_argv, fixture_server_argv, gateway_argv, raw_gateway
 
 pytestmark = pytest.mark.anyio
 
@@ -190,9 +190,7 @@ async def test_a_rotated_key_takes_over_on_sighup_and_the_log_verifies_against_t
         await gateway.request(1, "tools/call", {"name": "echo", "arguments": {"message": "before"}})
         subprocess.run([sys.executable, "-m", "gateway", "key", "rotate", "--key", str(key)], check=True, capture_output=True)
         gateway.process.send_signal(signal.SIGHUP)
-        with anyio.fail_after(15):
-            while not any(e["kind"] == "rotation" for e in _entries(log)):
-                await anyio.sleep(0.02)
+        await eventually(lambda: any(e["kind"] == "rotation" for e in _entries(log)), 15)
         await gateway.request(2, "tools/call", {"name": "echo", "arguments": {"message": "after"}})
         await gateway.close_input()
         assert await gateway.wait() == 0

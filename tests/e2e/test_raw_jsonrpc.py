@@ -21,7 +21,7 @@ from gateway.errors import (
     PARSE_ERROR,
     UPSTREAM_UNAVAILABLE,
 )
-from tests.e2e.conftest import ROOT, fixture_server_argv, gateway_argv, raw_gateway, upstream_pids, wait_until_dead
+from tests.e2e.conftest import ROOT, eventually, fixture_server_argv, gateway_argv, raw_gateway, upstream_pids, wait_until_dead
 
 pytestmark = pytest.mark.anyio
 
@@ -171,9 +171,7 @@ async def test_a_signal_ends_the_gateway_and_its_upstream_process_group(sig: sig
             gateway.process.send_signal(sig)
             assert await gateway.wait(timeout=10) == 0
     await wait_until_dead(upstream_pids(errlog.read_text())[0])
-    with anyio.fail_after(10):
-        while subprocess.run(["pgrep", "-g", str(pgid)], capture_output=True).returncode == 0:
-            await anyio.sleep(0.05)
+    await eventually(lambda: subprocess.run(["pgrep", "-g", str(pgid)], capture_output=True).returncode != 0)
 
 
 async def test_an_upstream_that_cannot_start_is_a_clear_error_with_exit_status_3() -> None:

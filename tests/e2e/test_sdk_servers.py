@@ -9,7 +9,7 @@ import anyio
 import pytest
 from mcp import Client
 
-from tests.e2e.conftest import fixture_server_argv, through_gateway, time_server_argv
+from tests.e2e.conftest import eventually, fixture_server_argv, through_gateway, time_server_argv
 
 pytestmark = pytest.mark.anyio
 
@@ -34,17 +34,19 @@ async def _counts(client: Client) -> dict[str, int]:
     return dict(result.structured_content)
 
 
+async def _reached(client: Client, counter: str) -> bool:
+    return (await _counts(client))[counter] >= 1
+
+
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
 async def test_a_client_cancellation_reaches_the_upstream(mode: str) -> None:
     with anyio.fail_after(60):
         async with Client(through_gateway(fixture_server_argv("probe_server.py")), mode=mode) as client:
             async with anyio.create_task_group() as group:
                 group.start_soon(client.call_tool, "block_until_cancelled", {})
-                while (await _counts(client))["started"] < 1:
-                    await anyio.sleep(0.02)
+                await eventually(lambda: _reached(client, "started"))
                 group.cancel_scope.cancel()
-            while (await _counts(client))["cancelled"] < 1:
-                await anyio.sleep(0.02)
+            await eventually(lambda: _reached(client, "cancelled"))
             assert await _counts(client) == {"started": 1, "cancelled": 1}
 
 

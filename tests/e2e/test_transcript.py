@@ -36,7 +36,7 @@ TRANSCRIPT: list[dict[str, Any]] = [
     },
     {"jsonrpc": "2.0", "id": 6, "method": "resources/list", "params": {}},
     {"jsonrpc": "2.0", "id": 7, "method": "resources/templates/list", "params": {}},
-    {"jsonrpc": "2.0", "id": 8, "method": "resources/read", "params": {"uri": "demo://resource/dynamic/text/3"}},
+    {"jsonrpc": "2.0", "id": 8, "method": "resources/read", "params": {"uri": "demo://resource/static/document/architecture.md"}},
     {"jsonrpc": "2.0", "id": 9, "method": "prompts/list", "params": {}},
     {"jsonrpc": "2.0", "id": 10, "method": "prompts/get", "params": {"name": "args-prompt", "arguments": {"city": "Oslo"}}},
     {"jsonrpc": "2.0", "id": 11, "method": "vendor/unknown-method", "params": {"z": [1, 2]}},
