@@ -220,6 +220,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         key_path = None if args.ephemeral_key else _key_path(args, config.flight_log)
         return asyncio.run(run_stdio(settings, mediator, flight_log=flight_log, key_path=key_path))
+    except GatewayError as error:
+        if flight_log is not None:
+            flight_log.close(f"gateway stopped: {error.message}")
+        raise
     finally:
         if flight_log is not None:
             flight_log.abandon()  # no-op after a seal; an unsealed log stays unsealed

@@ -257,9 +257,9 @@ class FlightLog:
         first, hashes = self._take_batch()
         future = self._executor.submit(self._sign_batch, first, hashes)
         self._signing = future
-        future.add_done_callback(lambda f: loop.call_soon_threadsafe(self._batch_done, f))
+        future.add_done_callback(lambda f: loop.call_soon_threadsafe(self._batch_done, f, first, hashes))
 
-    def _batch_done(self, future: concurrent.futures.Future[tuple[dict[str, Any], str]]) -> None:
+    def _batch_done(self, future: concurrent.futures.Future[tuple[dict[str, Any], str]], first: int, hashes: list[str]) -> None:
         self._signing = None
         if self._closed:
             return
@@ -267,7 +267,12 @@ class FlightLog:
             statement, signature = future.result()
             self._write_checkpoint(statement, signature)
         except Exception:
+            # Put the batch back in front, so that the next batch covers it: checkpoints must
+            # cover every entry, in order.
             log.exception("signing a flight-log batch failed; the next batch will cover these entries")
+            self._pending = hashes + self._pending
+            self._pending_first = first
+            self._pending_real += len(hashes)
         if self._pending_real:
             self._schedule_batch()
 
@@ -315,6 +320,13 @@ class FlightLog:
         """Synchronous close (no batch may be running): sign the rest, seal, fsync, close."""
         if self._closed:
             return
+        if self._signing is not None:  # closed from outside the event loop with a batch running
+            try:
+                statement, signature = self._signing.result(timeout=30)
+                self._write_checkpoint(statement, signature)
+            except Exception:
+                log.exception("the last running flight-log batch failed; the seal still covers its entries")
+            self._signing = None
         self._sign_now()
         count = self._seq + 1
         self._write("seal", {"reason": reason, "data": {"count": count, "head": self._prev}}, self_signed=True)

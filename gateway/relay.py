@@ -132,16 +132,20 @@ class Relay:
         if self._upstream_lost is not None:
             self._refuse(request_id, UpstreamUnavailable(self._upstream_lost))
             return
-        verdict = self._decide(method, envelope.message, request_id)
-        if isinstance(verdict, Refuse):
-            self.counters.refused += 1
-            self._refuse(request_id, verdict.error)
-            return
+        # Claim the id first: a request refused for a reused id or a full table is never
+        # decided, so the flight log never records an "allow" for a call that was not sent.
         try:
-            self._client_requests.open(request_id, method, verdict.context)
+            pending = self._client_requests.open(request_id, method)
         except GatewayError as error:
             self._refuse(request_id, error)
             return
+        verdict = self._decide(method, envelope.message, request_id)
+        if isinstance(verdict, Refuse):
+            self._client_requests.close(request_id)
+            self.counters.refused += 1
+            self._refuse(request_id, verdict.error)
+            return
+        pending.context = verdict.context
         self._to_upstream(jsonrpc.encode(verdict.message if verdict.message is not None else envelope.message))
 
     def _client_notification(self, envelope: Envelope) -> None:
