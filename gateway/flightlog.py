@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import hashlib
 import os
 import secrets
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -29,7 +30,7 @@ from typing import Any, Final, Literal
 import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from gateway import receipts
+from gateway import merkle, receipts
 from gateway.canonical import ENTRY_DOMAIN, signing_bytes
 from gateway.errors import EXIT_USAGE, GatewayError
 from gateway.rotation import verify_manifest
@@ -97,6 +98,7 @@ class FlightLog:
         self._pending: list[str] = []  # hashes written since the last signed batch
         self._pending_first = 0
         self._pending_real = 0  # of which not checkpoints
+        self._tree = merkle.Accumulator()  # Merkle root of the pending hashes, kept up to date
         self._signing: concurrent.futures.Future[tuple[dict[str, Any], str]] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
@@ -190,7 +192,8 @@ class FlightLog:
 
     def _commit(self, entry: dict[str, Any], self_signed: bool) -> str:
         payload = signing_bytes(entry)
-        digest = receipts.sha256_hex(payload)
+        raw_digest = hashlib.sha256(payload).digest()
+        digest = raw_digest.hex()
         line = receipts.line_from_signed(payload, ENTRY_DOMAIN, digest, sign(self._key, payload) if self_signed else None)
         written = os.write(self._fd, line)
         while written < len(line):  # a short write to a regular file: finish it
@@ -200,10 +203,12 @@ class FlightLog:
         if self_signed:
             self._pending = []  # signed by itself, and through the chain all before it
             self._pending_real = 0
+            self._tree.reset()
         else:
             if not self._pending:
                 self._pending_first = self._seq
             self._pending.append(digest)
+            self._tree.push(raw_digest)
         self._seq += 1
         self._prev = digest
         self.entries_written += 1
@@ -225,14 +230,24 @@ class FlightLog:
             self._loop = loop
             self._timer = loop.call_later(self._group_s, self._start_batch)
 
-    def _take_batch(self) -> tuple[int, list[str]]:
+    def _take_batch(self) -> tuple[dict[str, Any], list[str]]:
+        """The statement for everything pending, its root from the running Merkle accumulator
+        (so the signer thread does no Python hashing that would hold the GIL)."""
         first, hashes = self._pending_first, self._pending
+        statement = {
+            "session": self.session,
+            "key_id": self.key_id,
+            "first": first,
+            "last": first + len(hashes) - 1,
+            "root": self._tree.root().hex(),
+            "head": hashes[-1],
+        }
         self._pending = []
         self._pending_real = 0
-        return first, hashes
+        self._tree.reset()
+        return statement, hashes
 
-    def _sign_batch(self, first: int, hashes: Sequence[str]) -> tuple[dict[str, Any], str]:
-        statement = receipts.batch_statement(self.session, self.key_id, first, hashes)
+    def _sign_batch(self, statement: dict[str, Any]) -> tuple[dict[str, Any], str]:
         signature = sign(self._key, receipts.batch_signing_bytes(statement))
         if self._fsync == "group":
             os.fsync(self._fd)
@@ -243,8 +258,8 @@ class FlightLog:
 
     def _sign_now(self) -> None:
         if self._pending_real:
-            first, hashes = self._take_batch()
-            self._write_checkpoint(*self._sign_batch(first, hashes))
+            statement, _ = self._take_batch()
+            self._write_checkpoint(*self._sign_batch(statement))
 
     def _start_batch(self) -> None:
         self._timer = None
@@ -254,10 +269,10 @@ class FlightLog:
             self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="airlock-signer")
         loop = self._loop or asyncio.get_running_loop()
         self._loop = loop
-        first, hashes = self._take_batch()
-        future = self._executor.submit(self._sign_batch, first, hashes)
+        statement, hashes = self._take_batch()
+        future = self._executor.submit(self._sign_batch, statement)
         self._signing = future
-        future.add_done_callback(lambda f: loop.call_soon_threadsafe(self._batch_done, f, first, hashes))
+        future.add_done_callback(lambda f: loop.call_soon_threadsafe(self._batch_done, f, statement["first"], hashes))
 
     def _batch_done(self, future: concurrent.futures.Future[tuple[dict[str, Any], str]], first: int, hashes: list[str]) -> None:
         self._signing = None
@@ -273,6 +288,9 @@ class FlightLog:
             self._pending = hashes + self._pending
             self._pending_first = first
             self._pending_real += len(hashes)
+            self._tree.reset()
+            for pending in self._pending:
+                self._tree.push(bytes.fromhex(pending))
         if self._pending_real:
             self._schedule_batch()
 
