@@ -298,13 +298,21 @@ class FlightLog:
 
     async def rotate(self, new_key: Ed25519PrivateKey, manifest: Mapping[str, Any]) -> None:
         """Hand the log over to `new_key` once the running batch is signed (see `rotate_now`)."""
+        await self._settle_batches()
+        self.rotate_now(new_key, manifest)
+
+    async def _settle_batches(self) -> None:
+        """Stop the batch timer and wait until no batch is being signed (a finishing batch may
+        start the next one, hence the loop); the caller then signs the rest itself."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         while self._signing is not None:
             await asyncio.wrap_future(self._signing)
             await asyncio.sleep(0)  # let _batch_done write its checkpoint
-        self.rotate_now(new_key, manifest)
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
 
     def rotate_now(self, new_key: Ed25519PrivateKey, manifest: Mapping[str, Any]) -> None:
         """Sign what the old key owes, then write a `rotation` entry (manifest signed by both
@@ -326,12 +334,7 @@ class FlightLog:
 
     async def aclose(self, reason: str = "clean shutdown") -> None:
         """Finish the running batch, sign the rest, write the signed seal, fsync, close."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if self._signing is not None:
-            await asyncio.wrap_future(self._signing)
-            await asyncio.sleep(0)  # let _batch_done write its checkpoint
+        await self._settle_batches()
         self.close(reason)
 
     def close(self, reason: str = "clean shutdown") -> None:
