@@ -103,9 +103,29 @@ def canonical_json(value: Any) -> bytes:
         raise CanonicalizationError(f"value has no canonical JSON form: {exc}") from None
 
 
-def signing_bytes(entry: Mapping[str, Any], domain: bytes = ENTRY_DOMAIN) -> bytes:
+def signing_bytes(entry: Mapping[str, Any], domain: bytes = ENTRY_DOMAIN, *, inspect: tuple[str, ...] | None = None) -> bytes:
     """The bytes that are hashed and signed for `entry`: the domain prefix, then the RFC 8785
-    form of the entry without its `hash` and `sig` members."""
+    form of the entry without its `hash` and `sig` members.
+
+    `inspect` is for the flight log's hot path: the caller vouches that `entry` is a dict whose
+    keys are all in the known ASCII member set and whose members, except those named in
+    `inspect`, are strings, None, booleans or integers within +/-(2**53 - 1). Only the named
+    members are then checked for the fast path, which saves most of its cost; the bytes are the
+    same (`tests/unit/test_canonical.py` checks them against `rfc8785`)."""
+    if inspect is not None and type(entry) is dict:
+        for name in inspect:
+            member = entry[name]
+            kind = type(member)
+            if kind is int:
+                if not -_SAFE_INT <= member <= _SAFE_INT:
+                    break
+            elif kind not in _SCALARS and not _fast_ok(member):
+                break
+        else:
+            try:
+                return domain + orjson.dumps(entry, option=orjson.OPT_SORT_KEYS)
+            except orjson.JSONEncodeError:
+                pass  # a lone surrogate somewhere: the general path says what is wrong
     if "hash" in entry or "sig" in entry:
         entry = {k: v for k, v in entry.items() if k not in UNSIGNED_MEMBERS}
     return domain + canonical_json(entry)

@@ -16,6 +16,7 @@ JSON-RPC codes (client-visible). Codes reserved by the mcp SDK (-32000, -32001,
 | -32032 | MessageTooLarge          | a message exceeded the configured size limit                |
 | -32033 | TooManyInFlight          | the in-flight table is full                                 |
 | -32034 | UpstreamProtocolError    | the upstream sent something that is not valid JSON-RPC      |
+| -32035 | EvidenceUnavailable      | the flight log cannot record the decision: refused          |
 
 Exit codes (process):
 
@@ -44,6 +45,7 @@ UPSTREAM_UNAVAILABLE = -32031
 MESSAGE_TOO_LARGE = -32032
 TOO_MANY_IN_FLIGHT = -32033
 UPSTREAM_PROTOCOL_ERROR = -32034
+EVIDENCE_UNAVAILABLE = -32035
 
 SDK_RESERVED_CODES = frozenset({-32000, -32001, -32020, -32021, -32022, -32042})
 
@@ -124,3 +126,10 @@ class ConfigError(GatewayError):
 
 class UpstreamStartFailed(GatewayError):
     exit_code = EXIT_UPSTREAM
+
+
+class EvidenceUnavailable(GatewayError):
+    """The flight log could not record a decision (disk full, I/O error): the request is
+    refused, never forwarded unrecorded."""
+
+    code = EVIDENCE_UNAVAILABLE

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import hashlib
 import os
 import secrets
@@ -32,7 +33,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gateway import merkle, receipts
 from gateway.canonical import ENTRY_DOMAIN, signing_bytes
-from gateway.errors import EXIT_USAGE, GatewayError
+from gateway.errors import EXIT_USAGE, EvidenceUnavailable, GatewayError
 from gateway.rotation import verify_manifest
 from gateway.signing import SignatureInvalid, key_id, public_raw, public_text, sign
 
@@ -42,8 +43,15 @@ FsyncMode = Literal["always", "group", "off"]
 FSYNC_MODES: Final = ("always", "group", "off")
 
 
+#: Members of a `record` entry whose type the caller does not fix (see `signing_bytes`):
+#: the request id as the client sent it (after `log_request_id`) and the data object.
+_HOT_INSPECT: Final = ("request_id", "data")
+_DOMAIN_LENGTH: Final = len(ENTRY_DOMAIN)
+
+
 class LogOpenFailed(GatewayError):
     exit_code = EXIT_USAGE
+
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,15 +103,17 @@ class FlightLog:
         self._inline = inline_signing
         self._seq = 0
         self._prev = receipts.GENESIS_PREV
-        self._pending: list[str] = []  # hashes written since the last signed batch
+        self._pending: list[bytes] = []  # raw hashes written since the last signed batch
         self._pending_first = 0
         self._pending_real = 0  # of which not checkpoints
-        self._tree = merkle.Accumulator()  # Merkle root of the pending hashes, kept up to date
         self._signing: concurrent.futures.Future[tuple[dict[str, Any], str]] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
+        self._deferred = False  # see `defer_writes`
+        self._out: list[bytes] = []  # lines built but not yet written (deferred mode only)
+        self._failed: EvidenceUnavailable | None = None
         self.entries_written = 0
 
     @classmethod
@@ -128,6 +138,39 @@ class FlightLog:
                    inline_signing=inline_signing)  # fmt: skip
 
     # -- writing ---------------------------------------------------------------------------
+
+    def defer_writes(self) -> None:
+        """Hot-path entries (`record`) are kept in memory until `flush`, so that one `write`
+        (and, with fsync `always`, one fsync) covers every entry decided while handling one
+        chunk of input. The caller must call `flush` before it forwards anything those entries
+        decide: write-ahead then holds per chunk instead of per entry. Every other entry is
+        written (with whatever is pending) as soon as it is made."""
+        self._deferred = True
+
+    def flush(self) -> None:
+        """Write every pending line, in order, with one `write` (and fsync in mode `always`).
+
+        Raises:
+            EvidenceUnavailable: the disk refused them; the log is failed from now on.
+        """
+        if not self._out:
+            return  # nothing at stake (a failed log takes no new lines: `_commit` refuses them)
+        if self._failed is not None:
+            raise self._failed
+        data = b"".join(self._out) if len(self._out) > 1 else self._out[0]
+        self._out.clear()
+        try:
+            view = memoryview(data)
+            while view:  # a short write to a regular file: finish it
+                view = view[os.write(self._fd, view) :]
+            if self._fsync == "always":
+                os.fsync(self._fd)
+        except OSError as exc:
+            self._failed = EvidenceUnavailable(
+                f"the flight log {self.path} cannot be written ({exc.strerror or exc}); "
+                "calls are refused until the gateway is restarted with a writable log"
+            )
+            raise self._failed from None
 
     def start(self, gateway_version: str, *, ephemeral: bool, started: str | None = None, extra: Mapping[str, Any] | None = None) -> str:
         """Write the self-signed genesis entry. Returns its hash."""
@@ -168,16 +211,31 @@ class FlightLog:
         data: dict[str, Any],
     ) -> str:
         """`append` for the hot path (one call per decision and per result): positional, and
-        the entry is built directly in canonical member order."""
+        the entry is built directly in canonical member order. In deferred mode the line is
+        written by the next `flush`."""
         if self._closed:
             raise GatewayError("the flight log is closed")
+        if self._failed is not None:
+            raise self._failed
         entry = {
             "args_hash": args_hash, "data": data, "decision": decision, "descriptor_hash": descriptor_hash,
             "key_id": self.key_id, "kind": kind, "labels": [], "policy_hash": self.policy_hash, "prev": self._prev,
             "reason": reason, "request_id": request_id, "result_hash": result_hash, "rule": rule, "seq": self._seq,
             "server": server, "session": self.session, "tool": tool, "ts": self._clock(), "v": receipts.FORMAT_VERSION,
         }  # fmt: skip
-        digest = self._commit(entry, False)
+        # `_commit`, inlined for the hot path (same steps, same bytes; no signature).
+        payload = signing_bytes(entry, inspect=_HOT_INSPECT)
+        raw_digest = hashlib.sha256(payload).digest()
+        digest = raw_digest.hex()
+        self._out.append(b"".join((payload[_DOMAIN_LENGTH:-1], b',"hash":"', digest.encode(), b'"}\n')))
+        if not self._deferred:
+            self.flush()
+        if not self._pending:
+            self._pending_first = self._seq
+        self._pending.append(raw_digest)
+        self._seq += 1
+        self._prev = digest
+        self.entries_written += 1
         self._pending_real += 1
         if self._signing is None and (self._timer is None or self._pending_real >= self._group_entries):
             self._schedule_batch()
@@ -190,25 +248,24 @@ class FlightLog:
         )  # fmt: skip
         return self._commit(entry, self_signed)
 
-    def _commit(self, entry: dict[str, Any], self_signed: bool) -> str:
-        payload = signing_bytes(entry)
+    def _commit(self, entry: dict[str, Any], self_signed: bool, defer: bool = False, inspect: tuple[str, ...] | None = None) -> str:
+        """Chain `entry` and write it (or, with `defer`, queue it for `flush`). The chain state
+        moves on only once the line is queued or written, so a refused write leaves no gap."""
+        if self._failed is not None:
+            raise self._failed
+        payload = signing_bytes(entry, inspect=inspect)
         raw_digest = hashlib.sha256(payload).digest()
         digest = raw_digest.hex()
-        line = receipts.line_from_signed(payload, ENTRY_DOMAIN, digest, sign(self._key, payload) if self_signed else None)
-        written = os.write(self._fd, line)
-        while written < len(line):  # a short write to a regular file: finish it
-            written += os.write(self._fd, line[written:])
-        if self._fsync == "always":
-            os.fsync(self._fd)
+        self._out.append(receipts.line_from_signed(payload, ENTRY_DOMAIN, digest, sign(self._key, payload) if self_signed else None))
+        if not defer:
+            self.flush()
         if self_signed:
             self._pending = []  # signed by itself, and through the chain all before it
             self._pending_real = 0
-            self._tree.reset()
         else:
             if not self._pending:
                 self._pending_first = self._seq
-            self._pending.append(digest)
-            self._tree.push(raw_digest)
+            self._pending.append(raw_digest)
         self._seq += 1
         self._prev = digest
         self.entries_written += 1
@@ -230,21 +287,23 @@ class FlightLog:
             self._loop = loop
             self._timer = loop.call_later(self._group_s, self._start_batch)
 
-    def _take_batch(self) -> tuple[dict[str, Any], list[str]]:
-        """The statement for everything pending, its root from the running Merkle accumulator
-        (so the signer thread does no Python hashing that would hold the GIL)."""
+    def _take_batch(self) -> tuple[dict[str, Any], list[bytes]]:
+        """The statement for everything pending. Its Merkle root is computed here, on the loop
+        thread, in one pass over the batch (cheaper per entry than an incremental tree, and the
+        signer thread then runs no Python that would hold the GIL). Queued lines are written
+        first: the batch's fsync must cover every entry it signs."""
+        self.flush()
         first, hashes = self._pending_first, self._pending
         statement = {
             "session": self.session,
             "key_id": self.key_id,
             "first": first,
             "last": first + len(hashes) - 1,
-            "root": self._tree.root().hex(),
-            "head": hashes[-1],
+            "root": merkle.root(hashes).hex(),
+            "head": hashes[-1].hex(),
         }
         self._pending = []
         self._pending_real = 0
-        self._tree.reset()
         return statement, hashes
 
     def _sign_batch(self, statement: dict[str, Any]) -> tuple[dict[str, Any], str]:
@@ -269,18 +328,25 @@ class FlightLog:
             self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="airlock-signer")
         loop = self._loop or asyncio.get_running_loop()
         self._loop = loop
-        statement, hashes = self._take_batch()
+        try:
+            statement, hashes = self._take_batch()
+        except EvidenceUnavailable as exc:
+            log.error("flight log write failed", error=exc.message)
+            return
         future = self._executor.submit(self._sign_batch, statement)
         self._signing = future
         future.add_done_callback(lambda f: loop.call_soon_threadsafe(self._batch_done, f, statement["first"], hashes))
 
-    def _batch_done(self, future: concurrent.futures.Future[tuple[dict[str, Any], str]], first: int, hashes: list[str]) -> None:
+    def _batch_done(self, future: concurrent.futures.Future[tuple[dict[str, Any], str]], first: int, hashes: list[bytes]) -> None:
         self._signing = None
         if self._closed:
             return
         try:
             statement, signature = future.result()
             self._write_checkpoint(statement, signature)
+        except EvidenceUnavailable as exc:
+            log.error("flight log write failed", error=exc.message)
+            return
         except Exception:
             # Put the batch back in front, so that the next batch covers it: checkpoints must
             # cover every entry, in order.
@@ -288,9 +354,6 @@ class FlightLog:
             self._pending = hashes + self._pending
             self._pending_first = first
             self._pending_real += len(hashes)
-            self._tree.reset()
-            for pending in self._pending:
-                self._tree.push(bytes.fromhex(pending))
         if self._pending_real:
             self._schedule_batch()
 
@@ -341,6 +404,10 @@ class FlightLog:
         """Synchronous close (no batch may be running): sign the rest, seal, fsync, close."""
         if self._closed:
             return
+        if self._failed is not None:
+            log.error("flight log left unsealed: it could not be written", path=str(self.path))
+            self.abandon()
+            return
         if self._signing is not None:  # closed from outside the event loop with a batch running
             try:
                 statement, signature = self._signing.result(timeout=30)
@@ -359,7 +426,10 @@ class FlightLog:
             self._executor.shutdown(wait=False)
 
     def abandon(self) -> None:
-        """Close the file without a seal (the verifier will report the log as unsealed)."""
+        """Close the file without a seal (the verifier will report the log as unsealed). Lines
+        still queued are written first: they are evidence too."""
         if not self._closed:
             self._closed = True
+            with contextlib.suppress(EvidenceUnavailable):
+                self.flush()
             os.close(self._fd)

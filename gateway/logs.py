@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 from typing import Literal
@@ -10,6 +11,23 @@ import structlog
 
 LogFormat = Literal["console", "json"]
 LogLevel = Literal["debug", "info", "warning", "error"]
+
+
+class _CurrentStderr:
+    """Whatever `sys.stderr` is when a line is written (not when logging was configured), so
+    a replaced stderr (a test's capture, a daemon's redirect) never gets a closed stream. A log
+    line that cannot be written (stderr closed, its disk full) is dropped: diagnostics must
+    never take the data path down."""
+
+    def write(self, text: str) -> int:
+        try:
+            return sys.stderr.write(text)
+        except (OSError, ValueError):
+            return 0
+
+    def flush(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            sys.stderr.flush()
 
 
 def configure_logging(level: LogLevel = "info", fmt: LogFormat = "console") -> None:
@@ -24,6 +42,6 @@ def configure_logging(level: LogLevel = "info", fmt: LogFormat = "console") -> N
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(_CurrentStderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=True,
     )

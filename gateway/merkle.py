@@ -88,38 +88,3 @@ def root_from_proof(leaf: bytes, index: int, size: int, proof: Sequence[bytes]) 
         raise ValueError("proof too short")
     return current
 
-
-class Accumulator:
-    """The RFC 6962 root of a growing list of leaves, at O(1) amortised hashing per leaf.
-
-    Keeps the roots of the perfect subtrees (sizes are distinct powers of two, largest first),
-    merging equal sizes like a binary counter; the root folds them from the right, which is
-    exactly RFC 6962's split at the largest power of two."""
-
-    __slots__ = ("_stack", "count")
-
-    def __init__(self) -> None:
-        self._stack: list[tuple[int, bytes]] = []
-        self.count = 0
-
-    def push(self, data: bytes) -> None:
-        size, node = 1, _leaf(data)
-        stack = self._stack
-        while stack and stack[-1][0] == size:
-            left_size, left = stack.pop()
-            size, node = left_size + size, _node(left, node)
-        stack.append((size, node))
-        self.count += 1
-
-    def root(self) -> bytes:
-        """Raises ValueError when empty."""
-        if not self._stack:
-            raise ValueError("a Merkle tree needs at least one leaf")
-        node = self._stack[-1][1]
-        for _, left in reversed(self._stack[:-1]):
-            node = _node(left, node)
-        return node
-
-    def reset(self) -> None:
-        self._stack.clear()
-        self.count = 0

@@ -68,7 +68,40 @@ class Relay:
         self._client_requests = InFlightTable(max_in_flight)
         self._upstream_requests = InFlightTable(max_in_flight)
         self._upstream_lost: str | None = None
+        #: With a deferred flight log: what was passed on since the last `commit`, as
+        #: (side, id, line); see `withdraw`. None when not tracking.
+        self._uncommitted: list[tuple[str, RequestId | None, bytes]] | None = None
         self.counters = RelayCounters()
+
+    # -- deferred evidence -----------------------------------------------------------------
+
+    def track_uncommitted(self) -> None:
+        """Remember every mediated message passed on until `commit`, so that a flight log that
+        fails to write the entries deciding them can have them `withdraw`n before they leave."""
+        self._uncommitted = []
+
+    def commit(self) -> None:
+        """The entries deciding everything passed on so far are written."""
+        if self._uncommitted:
+            self._uncommitted.clear()
+
+    def withdraw(self, error: GatewayError) -> set[int]:
+        """The entries deciding what was passed on since `commit` could not be written: take
+        it all back (fail closed). Forwarded requests are closed and refused with `error`;
+        relayed responses are replaced by `error`. Returns the `id()`s of the lines the
+        caller must drop from its outgoing buffers (they were not written yet)."""
+        withdrawn: set[int] = set()
+        held, self._uncommitted = self._uncommitted or [], [] if self._uncommitted is not None else None
+        for side, request_id, line in held:
+            withdrawn.add(id(line))
+            if request_id is None:
+                continue
+            if side == "upstream" and self._client_requests.close(request_id) is None:
+                continue  # already answered in this chunk: its response is withdrawn below
+            self.counters.refused += 1
+            log.error("withdrawn: its flight-log entry could not be written", side=side, id=request_id)
+            self._refuse(request_id, error)
+        return withdrawn
 
     @property
     def pending_client_requests(self) -> int:
@@ -146,7 +179,10 @@ class Relay:
             self._refuse(request_id, verdict.error)
             return
         pending.context = verdict.context
-        self._to_upstream(jsonrpc.encode(verdict.message if verdict.message is not None else envelope.message))
+        line = jsonrpc.encode(verdict.message if verdict.message is not None else envelope.message)
+        if self._uncommitted is not None:
+            self._uncommitted.append(("upstream", request_id, line))
+        self._to_upstream(line)
 
     def _client_notification(self, envelope: Envelope) -> None:
         method = envelope.method
@@ -159,8 +195,10 @@ class Relay:
             if isinstance(verdict, Refuse):
                 self.counters.refused += 1
                 return
-            message = verdict.message if verdict.message is not None else envelope.message
-            self._to_upstream(jsonrpc.encode(message))
+            line = jsonrpc.encode(verdict.message if verdict.message is not None else envelope.message)
+            if self._uncommitted is not None:
+                self._uncommitted.append(("upstream", None, line))
+            self._to_upstream(line)
             return
         if method == _CANCELLED and not self._cancel(self._client_requests, envelope):
             return
@@ -169,6 +207,8 @@ class Relay:
     def _decide(self, method: str, message: JsonObject, request_id: RequestId | None) -> Verdict:
         try:
             verdict = self._mediator.on_client_request(method, message)
+        except GatewayError as error:  # e.g. the flight log cannot be written: its own message
+            verdict = Refuse(error)
         except Exception:
             # Fail closed: a request the mediator could not decide is not forwarded.
             log.exception("mediator failed; request refused", method=method, id=request_id)
@@ -247,12 +287,19 @@ class Relay:
             return
         try:
             message = self._mediator.on_upstream_response(pending.method, pending.context, envelope.message)
+        except GatewayError as error:
+            log.error("response withheld", method=pending.method, id=pending.id, error=error.message)
+            self._refuse(pending.id, error)
+            return
         except Exception:
             # Fail closed: an unmediated response might show what the policy hides.
             log.exception("mediator failed on a response; client gets an error instead", method=pending.method, id=pending.id)
             self._refuse(pending.id, GatewayError("the gateway could not check this response (internal error); it was withheld"))
             return
-        self._to_client(message if type(message) is bytes else jsonrpc.encode(message))
+        line = message if type(message) is bytes else jsonrpc.encode(message)
+        if self._uncommitted is not None:
+            self._uncommitted.append(("client", pending.id, line))
+        self._to_client(line)
 
     # -- both ---------------------------------------------------------------------------
 

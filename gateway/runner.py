@@ -18,7 +18,7 @@ from typing import Any, Final
 import orjson
 import structlog
 
-from gateway.errors import EXIT_OK, EXIT_UPSTREAM, GatewayError
+from gateway.errors import EXIT_OK, EXIT_UPSTREAM, EvidenceUnavailable, GatewayError
 from gateway.flightlog import FlightLog
 from gateway.framing import DEFAULT_MAX_MESSAGE_BYTES, LineFramer
 from gateway.inflight import DEFAULT_MAX_IN_FLIGHT
@@ -78,7 +78,22 @@ async def run_stdio(
     drained = asyncio.Event()
     draining = False
 
+    if flight_log is not None:
+        # One log write per chunk of input, always before what it decides leaves (write-ahead).
+        flight_log.defer_writes()
+        relay.track_uncommitted()
+
     def flush() -> None:
+        if flight_log is not None:
+            try:
+                flight_log.flush()
+            except EvidenceUnavailable as error:
+                withdrawn = relay.withdraw(error)  # fail closed: nothing undocumented leaves
+                if withdrawn:
+                    to_upstream.discard(withdrawn)
+                    to_client.discard(withdrawn)
+                    log.error("flight log write failed; what it would record was withheld", messages=len(withdrawn), error=error.message)
+            relay.commit()
         to_upstream.flush()
         to_client.flush()
         if draining and relay.pending_client_requests == 0:

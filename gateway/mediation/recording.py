@@ -23,7 +23,7 @@ _CALL: Final = "tools/call"
 _LIST: Final = "tools/list"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built once per call, and frozen init costs 3x
 class _Recorded:
     inner: Any
     call_hash: str | None

@@ -57,6 +57,14 @@ class LineWriter:
         self._buffer.append(line)
         self._buffer.append(b"\n")
 
+    def discard(self, line_ids: set[int]) -> None:
+        """Drop buffered lines by identity (`id()`), e.g. what `Relay.withdraw` takes back."""
+        if line_ids and self._buffer:
+            kept = [line for line in self._buffer[::2] if id(line) not in line_ids]
+            self._buffer.clear()
+            for line in kept:
+                self.add(line)
+
     def flush(self) -> None:
         if not self._buffer:
             return

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from gateway import jsonrpc
-from gateway.errors import INTERNAL_ERROR
+from gateway.errors import EVIDENCE_UNAVAILABLE
 from gateway.flightlog import FlightLog
 from gateway.mediation.interface import PassThrough
 from gateway.mediation.recording import RecordingMediator
@@ -27,4 +27,4 @@ def test_a_call_whose_decision_cannot_be_logged_is_refused_and_not_forwarded() -
         log.abandon()
     assert to_upstream == []
     reply = jsonrpc.decode(to_client[0])
-    assert reply["id"] == 1 and reply["error"]["code"] == INTERNAL_ERROR
+    assert reply["id"] == 1 and reply["error"]["code"] == EVIDENCE_UNAVAILABLE
