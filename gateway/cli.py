@@ -19,13 +19,17 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from gateway import __version__
 from gateway.config import FlightLogSection, GatewayConfig, load_config
-from gateway.errors import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, ConfigError, GatewayError
+from gateway.descriptors import item_key
+from gateway.errors import EXIT_DIFFERENT, EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, ConfigError, GatewayError
 from gateway.flightlog import FSYNC_MODES, FlightLog, LogSettings
 from gateway.inspect import EntryFilter, read_entries, redact, redact_receipt, table_header, table_row
 from gateway.logs import configure_logging
-from gateway.mediation.denylist import ToolDenyList
-from gateway.mediation.interface import Mediator, PassThrough
-from gateway.mediation.recording import RecordingMediator
+from gateway.mediation.policy import PolicyMediator, server_identity
+from gateway.pins import Lock, ServerPins, compare
+from gateway.policy.engine import CompiledPolicy
+from gateway.policy.lint import lint
+from gateway.policy.model import PolicyError, PolicyFile, Rule, load_policy, policy_schema
+from gateway.probe import list_server
 from gateway.receipts import timestamp, utc_now
 from gateway.rotation import make_manifest
 from gateway.runner import RunSettings, rotation_manifest_path, run_stdio
@@ -62,7 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--config", type=Path, help="gateway config file (TOML)")
     run.add_argument("--upstream", metavar="NAME", help="which [upstreams.NAME] of the config to run")
-    run.add_argument("--deny", action="append", default=[], metavar="TOOL", help="refuse and hide this tool (repeatable)")
+    run.add_argument("--policy", type=Path, help="policy file (TOML; default: policies/default.toml)")
+    run.add_argument("--lock", type=Path, help="descriptor lockfile written by 'airlock pin' (default: pin on first sight, per session)")
+    run.add_argument("--name", help="the server's name in rules and pins (default: the config's upstream name, else its own name)")
+    run.add_argument("--deny", action="append", default=[], metavar="TOOL", help="refuse and hide this tool, before any rule (repeatable)")
     run.add_argument("--env", action="append", default=[], type=_env_pair, metavar="NAME=VALUE", help="set a variable for the upstream")
     run.add_argument(
         "--pass-env",
@@ -118,36 +125,93 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--receipt", type=int, metavar="SEQ", help="print entry SEQ as a standalone, verifiable receipt")
     inspect.set_defaults(handler=cmd_inspect)
 
+    pin = commands.add_parser("pin", help="write (or with --diff, compare) the descriptor lockfile of the upstream(s)")
+    pin.add_argument("--config", type=Path, help="gateway config file: pins every [upstreams.NAME] (or the one --upstream names)")
+    pin.add_argument("--upstream", metavar="NAME", help="which [upstreams.NAME] of the config to pin")
+    pin.add_argument("--name", help="the server's name in the lockfile (default: the config's name, else its own name)")
+    pin.add_argument("--lock", type=Path, default=Path("airlock.lock"), help="the lockfile (default: ./airlock.lock)")
+    pin.add_argument("--diff", action="store_true", help="show what changed, field by field, and write nothing (exit 4 on changes)")
+    pin.add_argument("--env", action="append", default=[], type=_env_pair, metavar="NAME=VALUE", help="set a variable for the upstream")
+    pin.add_argument("--pass-env", action="append", default=[], metavar="NAME", help="pass this variable to the upstream")
+    pin.add_argument("--cwd", help="working directory of the upstream")
+    pin.add_argument("upstream_command", nargs=argparse.REMAINDER, metavar="-- CMD [ARG...]")
+    pin.set_defaults(handler=cmd_pin)
+
+    policy = commands.add_parser("policy", help="check a policy file, or print its JSON Schema")
+    policy_commands = policy.add_subparsers(dest="policy_command", required=True, metavar="ACTION")
+    check = policy_commands.add_parser("check", help="validate and lint a policy (exit 2 when invalid)")
+    check.add_argument("policy", type=Path)
+    check.add_argument("--lock", type=Path, help="also report rules naming tools no pinned server has")
+    check.set_defaults(handler=cmd_policy_check)
+    schema = policy_commands.add_parser("schema", help="print the policy file's JSON Schema (for editors)")
+    schema.set_defaults(handler=cmd_policy_schema)
+
     demo = commands.add_parser("demo", help="run the gateway against a built-in demo server and show what it does")
     demo.set_defaults(handler=cmd_demo)
     return parser
 
 
-def _settings_from(args: argparse.Namespace) -> tuple[RunSettings, ToolDenyList, GatewayConfig]:
-    config = load_config(args.config) if args.config else GatewayConfig()
-    section = config.gateway
+def _upstream_spec(args: argparse.Namespace, config: GatewayConfig) -> tuple[ChildSpec, str | None]:
+    """The upstream to start, and its configured name (None for a bare command line)."""
     argv = list(args.upstream_command)
     if argv and argv[0] == "--":
         argv = argv[1:]
-    upstream = config.upstream(args.upstream) if not argv else None
     if argv:
-        spec = ChildSpec(tuple(argv), child_environment(args.pass_env, dict(args.env)), args.cwd)
-    elif upstream is not None:
-        env = {**upstream.env, **dict(args.env)}
-        spec = ChildSpec(
-            (upstream.command, *upstream.args),
-            child_environment([*upstream.pass_env, *args.pass_env], env),
-            args.cwd or upstream.cwd,
-        )
-    else:
+        return ChildSpec(tuple(argv), child_environment(args.pass_env, dict(args.env)), args.cwd), None
+    name = args.upstream
+    upstream = config.upstream(name)
+    if upstream is None:
         raise ConfigError("no upstream server given: use 'airlock run -- CMD [ARG...]' or name one in --config")
+    if name is None:
+        name = next(iter(config.upstreams))
+    env = {**upstream.env, **dict(args.env)}
+    spec = ChildSpec((upstream.command, *upstream.args), child_environment([*upstream.pass_env, *args.pass_env], env),
+                     args.cwd or upstream.cwd)  # fmt: skip
+    return spec, name
+
+
+def _settings_from(args: argparse.Namespace) -> tuple[RunSettings, GatewayConfig, str | None]:
+    config = load_config(args.config) if args.config else GatewayConfig()
+    section = config.gateway
+    spec, name = _upstream_spec(args, config)
     settings = RunSettings(
         upstream=spec,
         max_message_bytes=_positive(args.max_message_bytes, section.max_message_bytes, "--max-message-bytes"),
         max_in_flight=_positive(args.max_in_flight, section.max_in_flight, "--max-in-flight"),
         shutdown_grace=section.shutdown_grace if args.shutdown_grace is None else max(0.0, args.shutdown_grace),
     )
-    return settings, ToolDenyList([*section.deny, *args.deny]), config
+    return settings, config, name
+
+
+DEFAULT_POLICY = Path(__file__).resolve().parent.parent / "policies" / "default.toml"
+
+
+def load_run_policy(path: Path | None, deny: Sequence[str] = ()) -> CompiledPolicy:
+    """The policy `airlock run` enforces: the file (default: policies/default.toml), with one
+    deny rule per --deny name in front of its rules.
+
+    Raises:
+        PolicyError: unreadable or invalid (the gateway then does not start: fail closed).
+    """
+    if path is None:
+        if not DEFAULT_POLICY.is_file():
+            raise PolicyError(f"no --policy given and the default policy {DEFAULT_POLICY} is missing; pass --policy FILE")
+        path = DEFAULT_POLICY
+    policy = load_policy(path)
+    if deny:
+        rules = [
+            Rule(
+                id=f"cli.deny.{index}",
+                tools=[f"*.{name}"],
+                action="deny",
+                mode=None,
+                reason=f"tool {name!r} is on the gateway's deny list (remove --deny {name} to allow it)",
+            )
+            for index, name in enumerate(deny, 1)
+        ]
+        policy = PolicyFile.model_validate({**policy.model_dump(by_alias=True, exclude_unset=True),
+                                            "rules": [*rules, *policy.rules]})  # fmt: skip
+    return CompiledPolicy.from_file(policy)
 
 
 def _positive(flag: int | None, configured: int, name: str) -> int:
@@ -210,13 +274,30 @@ def _open_flight_log(args: argparse.Namespace, config: GatewayConfig, policy_has
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    settings, deny, config = _settings_from(args)
+    settings, config, upstream_name = _settings_from(args)
     configure_logging(args.log_level or config.gateway.log_level, args.log_format or config.gateway.log_format)
-    flight_log = _open_flight_log(args, config, deny.policy_hash())
-    mediator: Mediator = deny if deny else PassThrough()
-    if flight_log is not None:
-        server = Path(settings.upstream.argv[0]).name
-        mediator = RecordingMediator(mediator, flight_log, server=server, store_raw=args.store_raw or config.flight_log.store_raw)
+    section = config.gateway
+    policy = load_run_policy(args.policy or (Path(section.policy).expanduser() if section.policy else None), [*section.deny, *args.deny])
+    lock_path = args.lock or (Path(section.lock).expanduser() if section.lock else None)
+    lock = Lock.load(lock_path) if lock_path is not None else None
+    on_new_pins = None
+    if lock is not None and lock_path is not None and policy.source.pins.unpinned == "trust-on-first-use":
+        lock_, path_ = lock, lock_path
+
+        def on_new_pins(identity: str, pins: ServerPins) -> None:
+            lock_.save(path_)
+            structlog.get_logger("airlock").warning("trust on first use: new descriptors pinned", server=identity, lock=str(path_))
+
+    flight_log = _open_flight_log(args, config, policy.hash)
+    mediator = PolicyMediator(
+        policy,
+        identity=args.name or upstream_name,
+        fallback_identity=server_identity(Path(settings.upstream.argv[0]).name),
+        lock=lock,
+        on_new_pins=on_new_pins,
+        flight_log=flight_log,
+        store_raw=args.store_raw or config.flight_log.store_raw,
+    )
     try:
         key_path = None if args.ephemeral_key else _key_path(args, config.flight_log)
         return asyncio.run(run_stdio(settings, mediator, flight_log=flight_log, key_path=key_path))
@@ -227,6 +308,61 @@ def cmd_run(args: argparse.Namespace) -> int:
     finally:
         if flight_log is not None:
             flight_log.abandon()  # no-op after a seal; an unsealed log stays unsealed
+
+
+def cmd_pin(args: argparse.Namespace) -> int:
+    configure_logging("warning")
+    config = load_config(args.config) if args.config else GatewayConfig()
+    argv = [a for a in args.upstream_command if a != "--"] if args.upstream_command else []
+    if argv or args.upstream or len(config.upstreams) <= 1:
+        targets = [_upstream_spec(args, config)]
+    else:
+        targets = []
+        for name in sorted(config.upstreams):
+            args.upstream = name
+            targets.append(_upstream_spec(args, config))
+    old = Lock.load(args.lock) if args.lock.exists() else Lock()
+    new = Lock.from_json(old.to_json(), str(args.lock))
+    for spec, configured in targets:
+        listing = asyncio.run(list_server(spec))
+        identity = args.name or configured or (server_identity(listing.server_name) if listing.server_name else None)
+        identity = identity or server_identity(Path(spec.argv[0]).name)
+        pins = ServerPins()
+        if listing.instructions is not None:
+            pins.put("instructions", "instructions", listing.instructions)
+        for kind, items in listing.items.items():
+            for item in items:
+                key = item_key(kind, item)
+                if key is not None:
+                    pins.put(kind, key, item)
+        new.servers[identity] = pins
+        counts = ", ".join(f"{len(v)} {k}" for k, v in pins.items.items())
+        print(f"{identity}: {counts or 'nothing listed'}", file=sys.stderr)
+    changes = compare(old, new)
+    if args.diff:
+        for change in changes:
+            for line in change.describe():
+                print(line)
+        print(f"{len(changes)} change(s) against {args.lock}" if changes else f"no changes against {args.lock}", file=sys.stderr)
+        return EXIT_DIFFERENT if changes else EXIT_OK
+    new.save(args.lock)
+    print(f"wrote {args.lock} ({len(changes)} change(s)); review it and commit it", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_policy_check(args: argparse.Namespace) -> int:
+    policy = CompiledPolicy.from_file(load_policy(args.policy))
+    lock = Lock.load(args.lock) if args.lock else None
+    findings = lint(policy, lock)
+    for finding in findings:
+        print(f"{args.policy}: warning: {finding.kind}: {finding.message}")
+    print(f"{args.policy}: valid, {len(policy.rules)} rule(s), policy hash {policy.hash}, {len(findings)} warning(s)")
+    return EXIT_OK
+
+
+def cmd_policy_schema(args: argparse.Namespace) -> int:
+    sys.stdout.write(orjson.dumps(policy_schema(), option=orjson.OPT_INDENT_2).decode() + "\n")
+    return EXIT_OK
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:

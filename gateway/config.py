@@ -57,6 +57,8 @@ class GatewaySection(_Strict):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["console", "json"] = "console"
     deny: list[Annotated[str, Field(min_length=1)]] = []
+    policy: str | None = None
+    lock: str | None = None
 
 
 class FlightLogSection(_Strict):

@@ -26,6 +26,7 @@ Exit codes (process):
 | 1    | internal error (a bug: please report it)                       |
 | 2    | usage or configuration error (bad flag, bad config file)       |
 | 3    | the upstream server could not be started or exited unexpectedly |
+| 4    | differences found (`airlock pin --diff`)                       |
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ EXIT_OK = 0
 EXIT_INTERNAL = 1
 EXIT_USAGE = 2
 EXIT_UPSTREAM = 3
+EXIT_DIFFERENT = 4
 
 
 class GatewayError(Exception):

@@ -53,7 +53,6 @@ class LogOpenFailed(GatewayError):
     exit_code = EXIT_USAGE
 
 
-
 @dataclass(frozen=True, slots=True)
 class LogSettings:
     path: Path
@@ -114,6 +113,7 @@ class FlightLog:
         self._deferred = False  # see `defer_writes`
         self._out: list[bytes] = []  # lines built but not yet written (deferred mode only)
         self._failed: EvidenceUnavailable | None = None
+        self._lost = False  # lines were lost since the last `flush` (which reports it)
         self.entries_written = 0
 
     @classmethod
@@ -149,13 +149,29 @@ class FlightLog:
 
     def flush(self) -> None:
         """Write every pending line, in order, with one `write` (and fsync in mode `always`).
+        This is the caller's commit point: it raises once for every loss since the last call,
+        including lines lost by a write made inside the log (a batch, a non-deferred entry),
+        so the caller can withdraw whatever those lines decided.
 
         Raises:
-            EvidenceUnavailable: the disk refused them; the log is failed from now on.
+            EvidenceUnavailable: lines were lost; the log is failed from now on.
         """
+        if self._out:
+            with contextlib.suppress(EvidenceUnavailable):
+                self._write_out()
+        if self._lost:
+            self._lost = False
+            assert self._failed is not None
+            raise self._failed
+
+    def _write_out(self) -> None:
+        """Write the queued lines now. On failure the log is failed, the loss is remembered for
+        `flush` to report, and EvidenceUnavailable is raised."""
         if not self._out:
-            return  # nothing at stake (a failed log takes no new lines: `_commit` refuses them)
+            return
         if self._failed is not None:
+            self._out.clear()
+            self._lost = True
             raise self._failed
         data = b"".join(self._out) if len(self._out) > 1 else self._out[0]
         self._out.clear()
@@ -166,6 +182,7 @@ class FlightLog:
             if self._fsync == "always":
                 os.fsync(self._fd)
         except OSError as exc:
+            self._lost = True
             self._failed = EvidenceUnavailable(
                 f"the flight log {self.path} cannot be written ({exc.strerror or exc}); "
                 "calls are refused until the gateway is restarted with a writable log"
@@ -229,7 +246,7 @@ class FlightLog:
         digest = raw_digest.hex()
         self._out.append(b"".join((payload[_DOMAIN_LENGTH:-1], b',"hash":"', digest.encode(), b'"}\n')))
         if not self._deferred:
-            self.flush()
+            self._write_out()
         if not self._pending:
             self._pending_first = self._seq
         self._pending.append(raw_digest)
@@ -258,7 +275,7 @@ class FlightLog:
         digest = raw_digest.hex()
         self._out.append(receipts.line_from_signed(payload, ENTRY_DOMAIN, digest, sign(self._key, payload) if self_signed else None))
         if not defer:
-            self.flush()
+            self._write_out()
         if self_signed:
             self._pending = []  # signed by itself, and through the chain all before it
             self._pending_real = 0
@@ -292,7 +309,7 @@ class FlightLog:
         thread, in one pass over the batch (cheaper per entry than an incremental tree, and the
         signer thread then runs no Python that would hold the GIL). Queued lines are written
         first: the batch's fsync must cover every entry it signs."""
-        self.flush()
+        self._write_out()
         first, hashes = self._pending_first, self._pending
         statement = {
             "session": self.session,

@@ -82,6 +82,15 @@ def encode(message: Any) -> bytes:
         return json.dumps(message, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode()
 
 
+def encode_pretty(value: Any) -> bytes:
+    """Stable, reviewable text for files people diff (lockfiles): sorted keys, two-space
+    indent, UTF-8, a final newline. The same value always gives the same bytes."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
+    except (TypeError, orjson.JSONEncodeError):
+        return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False).encode("utf-8", "surrogatepass") + b"\n"
+
+
 def is_valid_id(value: object) -> bool:
     """MCP request ids are strings or integers; never null, booleans or fractions."""
     return (type(value) is int) or (type(value) is str)

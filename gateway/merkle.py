@@ -87,4 +87,3 @@ def root_from_proof(leaf: bytes, index: int, size: int, proof: Sequence[bytes]) 
     if sn != 0:
         raise ValueError("proof too short")
     return current
-

@@ -4,7 +4,9 @@ The transports feed it complete lines (`from_client`, `from_upstream`) and it wr
 through the two callables it was given. Everything passes through unchanged at the message
 level (unknown methods, notifications, server-to-client requests, `_meta`, fields this
 version does not know), except what the mediator refuses or rewrites, what is malformed,
-and responses that answer no open request.
+and responses that answer no open request. Terminal escapes (ESC and C1 controls) in what the
+upstream sends are neutralised (`scan.neutralise_line`): a tool result cannot drive the
+terminal a user reads it in.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from gateway.errors import (
 from gateway.inflight import DEFAULT_MAX_IN_FLIGHT, InFlightTable
 from gateway.jsonrpc import Envelope, JsonObject, RequestId
 from gateway.mediation.interface import Mediator, Refuse, Verdict
+from gateway.scan import neutralise_line
 
 LineSink = Callable[[bytes], None]
 
@@ -245,11 +248,16 @@ class Relay:
             except GatewayError as error:
                 self._to_upstream(jsonrpc.error_response(envelope.id, error))
                 return
-            self._to_client(jsonrpc.encode(envelope.message))
+            self._to_client(neutralise_line(jsonrpc.encode(envelope.message)))
         else:
+            assert envelope.method is not None
             if envelope.method == _CANCELLED and not self._cancel(self._upstream_requests, envelope):
                 return
-            self._to_client(jsonrpc.encode(envelope.message))
+            try:
+                self._mediator.on_upstream_notification(envelope.method, envelope.message)
+            except Exception:
+                log.exception("mediator failed on a notification; relayed anyway", method=envelope.method)
+            self._to_client(neutralise_line(jsonrpc.encode(envelope.message)))
 
     def upstream_line_too_large(self, prefix: bytes, size: int) -> None:
         """The upstream wrote a line over the size limit: answer the request it was for."""
@@ -296,7 +304,7 @@ class Relay:
             log.exception("mediator failed on a response; client gets an error instead", method=pending.method, id=pending.id)
             self._refuse(pending.id, GatewayError("the gateway could not check this response (internal error); it was withheld"))
             return
-        line = message if type(message) is bytes else jsonrpc.encode(message)
+        line = message if type(message) is bytes else neutralise_line(jsonrpc.encode(message))
         if self._uncommitted is not None:
             self._uncommitted.append(("client", pending.id, line))
         self._to_client(line)

@@ -17,16 +17,13 @@ from mcp.shared.exceptions import MCPError
 from gateway.inspect import read_entries, table_header, table_row
 from gateway.verify import VerificationError, verify_file
 
-DENIED = ("delete_all_notes",)
-
 
 def _upstream_argv() -> list[str]:
     return [sys.executable, "-m", "gateway.demo.server"]
 
 
 def _gateway_argv(log: Path) -> list[str]:
-    deny = [arg for name in DENIED for arg in ("--deny", name)]
-    return [sys.executable, "-m", "gateway", "run", *deny, "--log", str(log), "--ephemeral-key", "--", *_upstream_argv()]
+    return [sys.executable, "-m", "gateway", "run", "--log", str(log), "--ephemeral-key", "--", *_upstream_argv()]
 
 
 def _params(argv: list[str]) -> StdioServerParameters:
@@ -50,7 +47,7 @@ async def _walk(errlog: Any, log: Path) -> list[str]:
             hidden = sorted(set(direct_tools) - set(tools))
             say(f"2. tools/list: the server offers {len(direct_tools)} tools; through Airlock the client sees {len(tools)}:")
             say(f"     visible: {', '.join(tools)}")
-            say(f"     hidden by the deny rule: {', '.join(hidden) or 'none'}")
+            say(f"     hidden by the default policy (policies/default.toml allows read-only tools): {', '.join(hidden) or 'none'}")
             result = await client.call_tool("read_note", {"name": "welcome"})
             say(f'3. tools/call read_note {{"name": "welcome"}} -> allowed, relayed unchanged: "{_text(result)}"')
             try:
@@ -69,8 +66,7 @@ def run_demo() -> int:
     """Print the walkthrough; exit 0 when everything behaved as shown."""
     print("MCP Airlock demo")
     print(f"  upstream: the demo notes server ({' '.join(_upstream_argv()[1:])})")
-    deny = " ".join(a for n in DENIED for a in ("--deny", n))
-    print(f"  gateway:  airlock run {deny} --log <tmp>/flight.jsonl --ephemeral-key -- <upstream>")
+    print("  gateway:  airlock run --log <tmp>/flight.jsonl --ephemeral-key -- <upstream>   (policy: policies/default.toml)")
     print()
     with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryFile("w+") as errlog:
         log = Path(tmp) / "flight.jsonl"

@@ -1,5 +1,5 @@
-"""The seam between the relay and whatever decides (today the `--deny` list, later the policy
-engine). Pure: a mediator gets values and returns values; the relay does the I/O.
+"""The seam between the relay and whatever decides (the policy mediator, `policy.py`). Pure:
+a mediator gets values and returns values; the relay does the I/O.
 
 The relay calls the mediator synchronously, in message order, on the event-loop thread, so a
 mediator needs no locking; it must not block.
@@ -43,6 +43,10 @@ class Mediator(Protocol):
         May return the response already encoded (bytes, no newline): it is then sent as is."""
         ...
 
+    def on_upstream_notification(self, method: str, message: JsonObject) -> None:
+        """See a notification from the upstream before it is relayed (e.g. `list_changed`)."""
+        ...
+
 
 class PassThrough:
     """Mediates nothing: every request is forwarded, every response relayed unchanged."""
@@ -52,6 +56,9 @@ class PassThrough:
 
     def on_upstream_response(self, method: str, context: Any, message: JsonObject) -> JsonObject:
         return message
+
+    def on_upstream_notification(self, method: str, message: JsonObject) -> None:
+        return None
 
 
 _FORWARD = Forward()

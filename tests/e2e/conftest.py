@@ -48,8 +48,14 @@ def fixture_server_argv(name: str) -> list[str]:
     return [sys.executable, str(FIXTURE_SERVERS / name)]
 
 
+#: The relay-transparency tests run under a policy that allows and shows everything; tests
+#: of the policy itself pass their own --policy.
+TRANSPARENT_POLICY = ROOT / "tests" / "e2e" / "policies" / "transparent.toml"
+
+
 def gateway_argv(upstream: list[str], *options: str) -> list[str]:
-    return [sys.executable, "-m", "gateway", "run", *options, "--", *upstream]
+    policy = [] if "--policy" in options else ["--policy", str(TRANSPARENT_POLICY)]
+    return [sys.executable, "-m", "gateway", "run", *policy, *options, "--", *upstream]
 
 
 def through_gateway(upstream: list[str], *options: str) -> StdioServerParameters:
@@ -122,6 +128,22 @@ class GatewayProcess:
             message["params"] = params
         await self.send(message)
         return await self.receive()
+
+    async def call(self, request_id: Any, method: str, params: dict[str, Any] | None = None) -> Any:
+        """Send a request and return its reply, skipping the server's notifications and requests."""
+        message: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
+        if params is not None:
+            message["params"] = params
+        await self.send(message)
+        while True:
+            reply = await self.receive()
+            if reply.get("id") == request_id and "method" not in reply:
+                return reply
+
+    async def list_tools(self) -> list[str]:
+        """tools/list through the gateway (a tool must be listed before the gateway lets it be called)."""
+        reply = await self.call("airlock-test-list", "tools/list")
+        return [tool["name"] for tool in reply["result"]["tools"]]
 
     async def close_input(self) -> None:
         assert self.process.stdin is not None

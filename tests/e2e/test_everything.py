@@ -149,6 +149,7 @@ async def test_logging_set_level_and_log_notifications_pass_through() -> None:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", MCPDeprecationWarning)
                 await client.set_logging_level("debug")
+            await _wait_for_tool(client, "toggle-simulated-logging")  # only listed tools can be called
             await client.call_tool("toggle-simulated-logging", {})
             with anyio.fail_after(30):
                 await recorder.logged.wait()
@@ -186,21 +187,23 @@ async def test_ping_passes_through() -> None:
     assert result is not None
 
 
-async def test_an_unknown_tool_gets_the_servers_own_answer() -> None:
+async def test_a_tool_the_server_never_listed_is_refused_by_the_gateway() -> None:
+    # Fail closed: only a tool the gateway has seen listed (or pinned) can be checked, so only
+    # such a tool can be called.
     with anyio.fail_after(30):
         async with Recorder().client(through_gateway(everything_argv()), "auto") as client:
-            try:
-                result = await client.call_tool("no-such-tool", {})
-            except MCPError as error:
-                assert error.code != POLICY_DENIED
-            else:
-                assert result.is_error
+            await _tool_names(client)
+            with pytest.raises(MCPError) as refused:
+                await client.call_tool("no-such-tool", {})
+            assert refused.value.code == POLICY_DENIED
+            assert refused.value.data["rule"] == "pins.unknown-tool"
 
 
 async def test_sixteen_concurrent_calls_are_each_answered_with_their_own_result() -> None:
     answers: dict[int, str] = {}
     with anyio.fail_after(60):
         async with Recorder().client(through_gateway(everything_argv()), "auto") as client:
+            await _wait_for_tool(client, "echo")
 
             async def call(i: int) -> None:
                 result = await client.call_tool("echo", {"message": f"call-{i}"})
@@ -218,6 +221,7 @@ async def test_a_512_kib_payload_passes_both_ways() -> None:
     payload = "A" * (512 * 1024 - 7) + "\u00e9\u6f22\U0001f600"
     with anyio.fail_after(60):
         async with Recorder().client(through_gateway(everything_argv()), "auto") as client:
+            await _wait_for_tool(client, "echo")
             result = await client.call_tool("echo", {"message": payload})
     assert result.content[0].text == f"Echo: {payload}"  # type: ignore[union-attr]
 
@@ -229,11 +233,13 @@ async def test_a_denied_tool_is_hidden_and_refused_with_the_rule_named(mode: str
             names = await _tool_names(client)
             assert "echo" not in names and "get-env" not in names
             assert "get-sum" in names
-            for spelled in ("echo", "ECHO", "ｅｃｈｏ"):
+            # A case variant was never listed (tool names are case-sensitive), and a fullwidth
+            # look-alike leaves the MCP tool-name alphabet: both are refused before any rule.
+            for spelled, rule in (("echo", "cli.deny.1"), ("ECHO", "pins.unknown-tool"), ("ｅｃｈｏ", "gateway.tool-name")):
                 with pytest.raises(MCPError) as refused:
                     await client.call_tool(spelled, {"message": "x"})
                 assert refused.value.code == POLICY_DENIED
-                assert refused.value.data["rule"] == "cli.deny[echo]"
+                assert refused.value.data["rule"] == rule
             # The session is still usable after a denial.
             total = await client.call_tool("get-sum", {"a": 1, "b": 1})
             assert "2" in total.content[0].text  # type: ignore[union-attr]
@@ -243,6 +249,7 @@ async def test_the_gateway_and_its_upstream_are_gone_after_the_client_disconnect
     errlog_path = tmp_path / "gateway.log"
     with open(errlog_path, "w") as errlog, anyio.fail_after(60):
         async with Client(stdio_client(through_gateway(everything_argv()), errlog=errlog), mode="auto") as client:
+            await _wait_for_tool(client, "echo")
             await client.call_tool("echo", {"message": "bye"})
     log = errlog_path.read_text()
     pids = upstream_pids(log)

@@ -45,6 +45,7 @@ async def test_two_hundred_concurrent_calls_make_one_unbroken_signed_chain(tmp_p
     async with raw_gateway(everything_argv(), "--log", str(logs), "--key", str(key)) as gateway:
         assert "result" in await gateway.request(0, "initialize", INIT)
         await gateway.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+        await gateway.list_tools()
         for i in range(1, 201):
             await gateway.send(
                 {"jsonrpc": "2.0", "id": i, "method": "tools/call", "params": {"name": "echo", "arguments": {"message": str(i)}}}
@@ -79,6 +80,7 @@ async def test_after_kill_9_under_load_every_acknowledged_call_is_in_the_log(tmp
     answered: set[int] = set()
     async with raw_gateway(everything_argv(), "--log", str(logs), "--key", str(key), "--fsync", fsync) as gateway:
         await gateway.request(0, "initialize", INIT)
+        await gateway.list_tools()
         sent = 0
         with anyio.fail_after(60):
             while len(answered) < 150:
@@ -113,7 +115,7 @@ async def test_decisions_carry_rule_and_reason_and_raw_arguments_only_when_asked
             await gateway.request(0, "initialize", INIT)
             await gateway.request(1, "tools/list")
             denied = await gateway.request(2, "tools/call", {"name": "get-env", "arguments": {}})
-            assert denied["error"]["data"]["rule"] == "cli.deny[get-env]"
+            assert denied["error"]["data"]["rule"] == "cli.deny.1"
             await gateway.request(3, "tools/call", {"name": "echo", "arguments": {"message": "secret-value-123"}})
             await gateway.close_input()
             assert await gateway.wait() == 0
@@ -121,7 +123,7 @@ async def test_decisions_carry_rule_and_reason_and_raw_arguments_only_when_asked
         verify_file(path)
         entries = {(e["kind"], e["request_id"]): e for e in _entries(path)}
         deny = entries[("call", 2)]
-        assert (deny["decision"], deny["rule"], deny["tool"]) == ("deny", "cli.deny[get-env]", "get-env")
+        assert (deny["decision"], deny["rule"], deny["tool"]) == ("deny", "cli.deny.1", "get-env")
         allow = entries[("call", 3)]
         assert allow["decision"] == "allow" and allow["args_hash"] and allow["descriptor_hash"]
         assert allow["policy_hash"] and allow["policy_hash"] == deny["policy_hash"]
@@ -187,6 +189,7 @@ async def test_a_rotated_key_takes_over_on_sighup_and_the_log_verifies_against_t
     ).stdout
     async with raw_gateway(everything_argv(), "--log", str(log), "--key", str(key)) as gateway:
         await gateway.request(0, "initialize", INIT)
+        await gateway.list_tools()
         await gateway.request(1, "tools/call", {"name": "echo", "arguments": {"message": "before"}})
         subprocess.run([sys.executable, "-m", "gateway", "key", "rotate", "--key", str(key)], check=True, capture_output=True)
         gateway.process.send_signal(signal.SIGHUP)

@@ -30,8 +30,7 @@ LOG_LIMIT = 24 * 1024  # bytes: room for the genesis entry and a few dozen entri
 def _with_file_size_limit(argv: list[str], limit: int) -> list[str]:
     """`argv`, run with RLIMIT_FSIZE set (a wrapper that sets the limit and execs)."""
     code = (
-        "import os, resource, sys; resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[1]),) * 2); "
-        "os.execv(sys.argv[2], sys.argv[2:])"
+        "import os, resource, sys; resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[1]),) * 2); os.execv(sys.argv[2], sys.argv[2:])"
     )
     return [sys.executable, "-c", code, str(limit), *argv]
 
@@ -70,6 +69,7 @@ async def test_a_full_log_refuses_later_calls_and_loses_no_acknowledged_one(tmp_
         try:
             await _call(gateway, 0, "initialize", INIT)
             await gateway.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+            await gateway.list_tools()
             for request_id in range(1, 121):
                 reply = await _call(gateway, request_id, "tools/call", {"name": "echo", "arguments": {"message": f"m{request_id}"}})
                 if "result" in reply:

@@ -42,6 +42,7 @@ async def _reached(client: Client, counter: str) -> bool:
 async def test_a_client_cancellation_reaches_the_upstream(mode: str) -> None:
     with anyio.fail_after(60):
         async with Client(through_gateway(fixture_server_argv("probe_server.py")), mode=mode) as client:
+            await client.list_tools()  # only listed tools can be called through the gateway
             async with anyio.create_task_group() as group:
                 group.start_soon(client.call_tool, "block_until_cancelled", {})
                 await eventually(lambda: _reached(client, "started"))
@@ -54,6 +55,7 @@ async def test_request_meta_reaches_the_upstream_unchanged() -> None:
     meta = {"progressToken": "tok-1", "com.example/trace": {"id": "abc", "n": [1, 2.5, None]}}
     with anyio.fail_after(60):
         async with Client(through_gateway(fixture_server_argv("probe_server.py")), mode="legacy") as client:
+            await client.list_tools()
             result = await client.call_tool("echo_meta", {}, meta=meta)  # type: ignore[arg-type]
     assert result.structured_content is not None
     seen = result.structured_content["meta"]

@@ -1,0 +1,216 @@
+"""The policy file: TOML validated by pydantic, unknown keys rejected, every error naming the
+file, the key path and what to write instead. See `policies/example.toml` for every feature.
+
+Semantics, in one place:
+- `rules` are tried in order; the first rule whose `tools` match the call decides (first match
+  wins). Tools are server-qualified globs (`server.tool`, `*` and `?` wildcards), matched after
+  NFKC normalisation and case folding of both the pattern and the name.
+- `annotations` narrow a rule to tools whose (pinned, reviewed) descriptor carries exactly
+  those MCP annotation values, e.g. `{ readOnlyHint = true }`; a tool without the annotation
+  does not match.
+- An `allow` rule owns the tools it matches: the call is allowed only if every `arguments`
+  constraint holds, and denied by that rule (naming the argument) otherwise.
+- A `deny` rule's `arguments` are conditions: it denies when all of them hold; when one does not,
+  the next rule is tried. Without `arguments` it denies every call of its tools.
+- No rule matches: `default` decides, and it is `deny` unless the file says otherwise.
+- `mode = "shadow"` (for the whole policy or one rule) decides and logs `shadow-deny`, but
+  forwards the call anyway: for trying a policy on real traffic before enforcing it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from gateway.canonical import canonical_json
+from gateway.config import format_validation_error
+from gateway.errors import ConfigError
+
+POLICY_VERSION = 1
+
+
+class PolicyError(ConfigError):
+    """The policy file cannot be read or is invalid: the gateway does not start (fail closed)."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, populate_by_name=True)
+
+
+JsonScalar = str | int | float | bool
+Number = Annotated[float, Field(allow_inf_nan=False)] | int
+ToolPattern = Annotated[str, Field(min_length=1, max_length=300, pattern=r"^[^\s]+$")]
+
+
+class ArgumentConstraint(_Strict):
+    """Constraints on one argument. All given constraints must hold. An argument a constraint
+    names must be present unless `optional = true`."""
+
+    schema_: dict[str, Any] | None = Field(None, alias="schema", description="a JSON Schema (2020-12) the value must satisfy")
+    enum: list[JsonScalar] | None = Field(None, min_length=1, description="the value must equal one of these (type and value)")
+    prefix: str | None = Field(None, min_length=1, description="a string that must start with this")
+    path_prefix: str | None = Field(
+        None, pattern=r"^/", description="an absolute path that, once normalised ('..' resolved), must be this directory or below it"
+    )
+    pattern: str | None = Field(None, min_length=1, description="RE2 syntax (linear time), matched against the whole string")
+    max_length: Annotated[int, Field(ge=0)] | None = None
+    minimum: Number | None = None
+    maximum: Number | None = None
+    fixed: Any = Field(None, description="the gateway sets this value and hides the argument from the model (allow rules only)")
+    optional: bool = False
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ArgumentConstraint:
+        if self.minimum is not None and self.maximum is not None and self.minimum > self.maximum:
+            raise ValueError(f"minimum {self.minimum} is above maximum {self.maximum}")
+        if "fixed" in self.model_fields_set:
+            others = self.model_fields_set - {"fixed"}
+            if others:
+                raise ValueError(f"a fixed argument takes no other constraint (remove {', '.join(sorted(others))})")
+            _reject_non_finite(self.fixed, "fixed")
+        return self
+
+    @field_validator("pattern")
+    @classmethod
+    def _linear_pattern(cls, pattern: str | None) -> str | None:
+        if pattern is not None:
+            compile_pattern(pattern)
+        return pattern
+
+    @field_validator("schema_")
+    @classmethod
+    def _valid_schema(cls, schema: dict[str, Any] | None) -> dict[str, Any] | None:
+        if schema is not None:
+            import jsonschema
+
+            try:
+                jsonschema.Draft202012Validator.check_schema(schema)
+            except jsonschema.SchemaError as exc:
+                raise ValueError(f"not a valid JSON Schema: {exc.message}") from None
+        return schema
+
+    @property
+    def is_fixed(self) -> bool:
+        return "fixed" in self.model_fields_set
+
+
+class Rule(_Strict):
+    id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$", description="unique; named in denials and the flight log")]
+    tools: list[ToolPattern] = Field(min_length=1, description="server-qualified globs: 'server.tool', '*.tool', 'server.*'")
+    action: Literal["allow", "deny"]
+    mode: Literal["enforce", "shadow"] | None = Field(None, description="overrides the policy's mode for this rule")
+    reason: str | None = Field(None, max_length=500, description="told to the client when this rule denies")
+    annotations: dict[Literal["readOnlyHint", "destructiveHint", "idempotentHint", "openWorldHint"], bool] = Field(
+        default={},
+        description="the rule applies only to tools whose pinned descriptor has exactly these annotation values (absent never matches)",
+    )
+    arguments: dict[str, ArgumentConstraint] = {}
+
+    @model_validator(mode="after")
+    def _fixed_only_on_allow(self) -> Rule:
+        fixed = [name for name, c in self.arguments.items() if c.is_fixed]
+        if fixed and self.action != "allow":
+            raise ValueError(f"'fixed' arguments ({', '.join(fixed)}) belong on allow rules: a deny rule injects nothing")
+        return self
+
+    @field_validator("tools")
+    @classmethod
+    def _qualified(cls, tools: list[str]) -> list[str]:
+        for pattern in tools:
+            if pattern != "*" and "." not in pattern:
+                raise ValueError(f"tool pattern {pattern!r} is not server-qualified: write 'SERVER.{pattern}' or '*.{pattern}'")
+        return tools
+
+
+class PinSettings(_Strict):
+    unpinned: Literal["block", "allow-and-log", "trust-on-first-use"] = Field(
+        default="block", description="a tool the lockfile does not have: block it, allow it (logged), or pin it on first sight"
+    )
+    changed: Literal["block-tool", "block-server"] = Field(
+        default="block-tool", description="a pinned tool that changed: block that tool, or every tool of its server"
+    )
+    suspect: Literal["block", "allow-and-log"] = Field(default="block", description="a tool the poisoning scan flagged")
+
+
+class PolicyFile(_Strict):
+    version: Literal[1] = Field(description="policy format version; write 1")
+    name: str | None = None
+    mode: Literal["enforce", "shadow"] = "enforce"
+    default: Literal["deny", "allow"] = Field(default="deny", description="what happens when no rule matches")
+    extra_arguments: Literal["deny", "allow"] = Field(
+        default="deny", description="an argument the tool's pinned schema does not declare: deny the call, or let it through"
+    )
+    pins: PinSettings = PinSettings()
+    rules: list[Rule] = []
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> PolicyFile:
+        seen: set[str] = set()
+        for index, rule in enumerate(self.rules):
+            if rule.id in seen:
+                raise ValueError(f"rules[{index}].id: {rule.id!r} is used by an earlier rule; rule ids must be unique")
+            seen.add(rule.id)
+        return self
+
+    def policy_hash(self) -> str:
+        """SHA-256 of the canonical normalised policy: defaults filled in, so two files that
+        mean the same thing hash the same; recorded in every flight-log entry."""
+        return hashlib.sha256(canonical_json(self.model_dump(mode="json", by_alias=True))).hexdigest()
+
+
+def _reject_non_finite(value: Any, where: str) -> None:
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        raise ValueError(f"{where}: NaN and infinities are not allowed")
+    if isinstance(value, dict):
+        for key, member in value.items():
+            _reject_non_finite(member, f"{where}.{key}")
+    elif isinstance(value, list):
+        for index, member in enumerate(value):
+            _reject_non_finite(member, f"{where}[{index}]")
+
+
+def compile_pattern(pattern: str) -> Any:
+    """An RE2 regex (linear-time matching, no backtracking). Raises ValueError with RE2's reason."""
+    import re2
+
+    options = re2.Options()
+    options.log_errors = False  # the error goes into our message, not onto stderr
+    try:
+        return re2.compile(pattern, options)
+    except re2.error as exc:
+        why = exc.args[0].decode("utf-8", "replace") if exc.args and isinstance(exc.args[0], bytes) else str(exc)
+        raise ValueError(f"not a valid RE2 pattern ({why}); RE2 has no backreferences or lookaround") from None
+
+
+def parse_policy(raw: dict[str, Any], source: str) -> PolicyFile:
+    try:
+        return PolicyFile.model_validate(raw)
+    except ValidationError as exc:
+        raise PolicyError(format_validation_error(exc, source, PolicyFile)) from None
+
+
+def load_policy(path: Path) -> PolicyFile:
+    """Raises PolicyError (unreadable, not TOML, or invalid; the message names file and key)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PolicyError(f"{path}: cannot read the policy file: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise PolicyError(f"{path}: the policy file is not UTF-8 text (byte {exc.start})") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise PolicyError(f"{path}: not valid TOML: {exc}") from None
+    return parse_policy(raw, str(path))
+
+
+def policy_schema() -> dict[str, Any]:
+    """JSON Schema of the policy file, for editors."""
+    schema = PolicyFile.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "MCP Airlock policy"
+    return schema

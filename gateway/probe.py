@@ -1,0 +1,123 @@
+"""`airlock pin`'s I/O: start an upstream, introduce itself as a client, and collect everything
+the server shows a model (instructions, tools, prompts, resources, resource templates), exactly
+as sent. The pins are computed from these raw objects with the same hashing the gateway uses
+at run time."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from gateway import jsonrpc
+from gateway.descriptors import LIST_METHODS
+from gateway.errors import UpstreamUnavailable
+from gateway.transports.child import ChildSpec
+
+PROBE_PROTOCOL: Final = "2025-11-25"
+_CAPABILITY_OF: Final = {"tools": "tools", "prompts": "prompts", "resources": "resources", "resourceTemplates": "resources"}
+_MAX_PAGES: Final = 1000
+
+
+@dataclass(slots=True)
+class ServerListing:
+    server_name: str | None = None
+    instructions: str | None = None
+    items: dict[str, list[Any]] = field(default_factory=dict)
+
+
+class _Conversation:
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self._process = process
+        self._next = 0
+
+    async def request(self, method: str, params: dict[str, Any] | None = None) -> Any:
+        assert self._process.stdin is not None and self._process.stdout is not None
+        self._next += 1
+        request_id = f"airlock-pin-{self._next}"
+        message: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
+        if params is not None:
+            message["params"] = params
+        await self.send(message)
+        while True:
+            line = await self._process.stdout.readline()
+            if not line:
+                raise UpstreamUnavailable(f"the upstream closed its output while answering {method}")
+            try:
+                reply = jsonrpc.decode(line)
+            except Exception:
+                continue  # not JSON-RPC (a banner): the gateway would drop it too
+            if type(reply) is not dict:
+                continue
+            if "method" in reply and "id" in reply:  # a request to us (sampling, roots): decline
+                await self.send({"jsonrpc": "2.0", "id": reply["id"], "error": {"code": -32601, "message": "airlock pin answers nothing"}})
+                continue
+            if reply.get("id") != request_id:
+                continue
+            if "error" in reply:
+                error = reply["error"] if type(reply["error"]) is dict else {}
+                raise UpstreamUnavailable(f"the upstream answered {method} with an error: {error.get('message')!r}")
+            return reply.get("result")
+
+    async def send(self, message: dict[str, Any]) -> None:
+        assert self._process.stdin is not None
+        self._process.stdin.write(jsonrpc.encode(message) + b"\n")
+        await self._process.stdin.drain()
+
+
+async def list_server(spec: ChildSpec, *, timeout: float = 60.0) -> ServerListing:
+    """Everything the server shows a model.
+
+    Raises:
+        UpstreamUnavailable: it could not be started, did not answer in time, or failed.
+    """
+    try:
+        process = await asyncio.create_subprocess_exec(
+            *spec.argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=dict(spec.env), cwd=spec.cwd,
+            start_new_session=True, limit=64 * 1024 * 1024,
+        )  # fmt: skip
+    except OSError as exc:
+        raise UpstreamUnavailable(f"cannot start the upstream {spec.argv[0]!r}: {exc.strerror or exc}") from None
+    try:
+        async with asyncio.timeout(timeout):
+            return await _converse(_Conversation(process))
+    except TimeoutError:
+        raise UpstreamUnavailable(f"the upstream did not answer within {timeout:.0f} s") from None
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        await process.wait()
+
+
+async def _converse(talk: _Conversation) -> ServerListing:
+    init = await talk.request(
+        "initialize", {"protocolVersion": PROBE_PROTOCOL, "capabilities": {}, "clientInfo": {"name": "airlock-pin", "version": "1"}}
+    )
+    await talk.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+    listing = ServerListing()
+    if type(init) is dict:
+        info = init.get("serverInfo")
+        if type(info) is dict and type(info.get("name")) is str:
+            listing.server_name = info["name"]
+        if type(init.get("instructions")) is str:
+            listing.instructions = init["instructions"]
+    capabilities = init.get("capabilities") if type(init) is dict else None
+    capabilities = capabilities if type(capabilities) is dict else {}
+    for method, kind in LIST_METHODS.items():
+        if _CAPABILITY_OF[kind] not in capabilities:
+            continue
+        items: list[Any] = []
+        cursor: str | None = None
+        for _ in range(_MAX_PAGES):
+            page = await talk.request(method, {"cursor": cursor} if cursor else None)
+            page = page if type(page) is dict else {}
+            found = page.get(kind)
+            items.extend(found if type(found) is list else [])
+            cursor = page.get("nextCursor") if type(page.get("nextCursor")) is str else None
+            if not cursor:
+                break
+        listing.items[kind] = items
+    return listing
