@@ -9,10 +9,11 @@ from pathlib import Path
 from gateway import jsonrpc
 from gateway.errors import EVIDENCE_UNAVAILABLE
 from gateway.flightlog import FlightLog
-from gateway.mediation.interface import PassThrough
-from gateway.mediation.recording import RecordingMediator
 from gateway.relay import Relay
 from gateway.signing import generate_key
+from tests.unit.policy_helpers import policy_mediator
+
+CALL = jsonrpc.encode({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "t", "arguments": {}}})
 
 
 def test_a_call_whose_decision_cannot_be_logged_is_refused_and_not_forwarded() -> None:
@@ -20,11 +21,22 @@ def test_a_call_whose_decision_cannot_be_logged_is_refused_and_not_forwarded() -
     log = FlightLog(fd, Path("/dev/full"), generate_key(), session="s" * 32, policy_hash=None, inline_signing=True)
     to_client: list[bytes] = []
     to_upstream: list[bytes] = []
-    relay = Relay(RecordingMediator(PassThrough(), log, server="x"), to_client.append, to_upstream.append)
+    # The policy allows everything and the lockfile pins `t`: only the log stands in the way.
+    relay = Relay(policy_mediator(pinned=["t"], server="x", flight_log=log), to_client.append, to_upstream.append)
     try:
-        relay.from_client(jsonrpc.encode({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "t", "arguments": {}}}))
+        relay.from_client(CALL)
     finally:
         log.abandon()
     assert to_upstream == []
     reply = jsonrpc.decode(to_client[0])
     assert reply["id"] == 1 and reply["error"]["code"] == EVIDENCE_UNAVAILABLE
+
+
+def test_the_same_call_without_a_flight_log_is_forwarded() -> None:
+    # Control for the test above: the refusal there is the log's, not the policy's.
+    to_client: list[bytes] = []
+    to_upstream: list[bytes] = []
+    relay = Relay(policy_mediator(pinned=["t"], server="x"), to_client.append, to_upstream.append)
+    relay.from_client(CALL)
+    assert to_upstream == [CALL]
+    assert to_client == []

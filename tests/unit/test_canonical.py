@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import rfc8785
-from hypothesis import example, given, settings
+from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
 
 from gateway.canonical import (
@@ -319,3 +319,184 @@ def test_different_domains_give_different_bytes_and_no_domain_is_a_prefix_of_ano
 def test_signing_bytes_raise_canonicalization_error_for_an_entry_without_canonical_form() -> None:
     with pytest.raises(CanonicalizationError):
         signing_bytes({"seq": 1, "latency": float("nan")})
+
+
+# -- signing_bytes(..., inspect=...): the flight log's hot path ------------------------------
+#
+# `FlightLog.record` vouches for every member of its entries except `request_id` and `data`,
+# and asks `signing_bytes` to inspect only those two. The bytes must still be RFC 8785 (the
+# verifier re-derives them without `inspect`), and an entry without a canonical form must still
+# be refused, whichever member carries the problem.
+
+_HOT_INSPECT = ("request_id", "data")
+_SURROGATES = ["\ud800", "\udbff", "\udc00", "\udfff"]
+# Names `canonical` knows to be ASCII (its fast key check), mixed with arbitrary keys.
+_KNOWN_KEYS = ["call", "is_error", "arguments", "response", "tools", "name", "next_cursor", "count", "big_int", "hash", "sig", "data"]
+_hex_digests = st.binary(min_size=32, max_size=32).map(bytes.hex)
+_optional_digests = st.one_of(st.none(), _hex_digests)
+_broken_text = st.builds(lambda head, bad, tail: head + bad + tail, _text, st.sampled_from(_SURROGATES), _text)
+_big_ints = st.one_of(
+    st.integers(),
+    st.sampled_from([_SAFE_INT + 1, -_SAFE_INT - 1, 2**53 + 1, 2**63, -(2**63), 2**64, 10**30, -(10**30)]),
+)
+_bad_floats = st.sampled_from([float("nan"), float("inf"), float("-inf")])
+
+
+def _hot_data(*, broken: bool) -> st.SearchStrategy[dict[Any, Any]]:
+    """JSON-ish `data` objects: nested, floats, non-ASCII (and non-BMP) keys, safe integers;
+    `broken` adds what has no RFC 8785 form (big integers, NaN and infinities, lone surrogates,
+    non-string keys), anywhere in the tree."""
+    leaves = [st.none(), st.booleans(), _safe_ints, _floats, _text]
+    keys = [_text, _ascii_text, st.sampled_from(_KNOWN_KEYS)]
+    if broken:
+        leaves += [_big_ints, _bad_floats, _broken_text]
+        keys += [_broken_text, st.integers(-3, 3)]
+    key = st.one_of(*keys)
+    values = st.recursive(
+        st.one_of(*leaves),
+        lambda children: st.one_of(st.lists(children, max_size=4), st.dictionaries(key, children, max_size=4)),
+        max_leaves=20,
+    )
+    return st.dictionaries(key, values, max_size=5)
+
+
+def _request_ids(*, broken: bool) -> st.SearchStrategy[Any]:
+    """What `record` gets as `request_id`: an integer, a string, null or `log_request_id`'s
+    {"big_int": ...}; `broken` adds integers beyond 2**53 as they are and lone surrogates."""
+    ids = [_safe_ints, _text, st.none(), st.builds(lambda n: {"big_int": str(n)}, _big_ints)]
+    if broken:
+        ids += [_big_ints, _broken_text]
+    return st.one_of(*ids)
+
+
+@st.composite
+def _hot_entries(draw: st.DrawFn, *, broken: bool) -> dict[str, Any]:
+    """An entry as `FlightLog.record` builds it (same members, same insertion order)."""
+    text = st.one_of(st.none(), _text, _broken_text) if broken else st.one_of(st.none(), _text)
+    return {
+        "args_hash": draw(_optional_digests),
+        "data": draw(_hot_data(broken=broken)),
+        "decision": draw(st.sampled_from([None, "allow", "deny", "shadow-deny"])),
+        "descriptor_hash": draw(_optional_digests),
+        "key_id": draw(_hex_digests),
+        "kind": draw(st.sampled_from(["call", "result"])),
+        "labels": [],
+        "policy_hash": draw(_optional_digests),
+        "prev": draw(_hex_digests),
+        "reason": draw(text),
+        "request_id": draw(_request_ids(broken=broken)),
+        "result_hash": draw(_optional_digests),
+        "rule": draw(text),
+        "seq": draw(st.integers(0, _SAFE_INT)),
+        "server": draw(text),
+        "session": draw(st.binary(min_size=16, max_size=16).map(bytes.hex)),
+        "tool": draw(text),
+        "ts": "2026-01-02T03:04:05.678901Z",
+        "v": 1,
+    }
+
+
+def _hot_entry(**members: Any) -> dict[str, Any]:
+    """A typical `record` entry, with `members` replaced."""
+    entry: dict[str, Any] = {
+        "args_hash": "ab" * 32, "data": {}, "decision": "allow", "descriptor_hash": None, "key_id": "cd" * 32,
+        "kind": "call", "labels": [], "policy_hash": None, "prev": "0" * 64, "reason": "no rule denies this call",
+        "request_id": 1, "result_hash": None, "rule": "default.allow", "seq": 1, "server": "everything",
+        "session": "ef" * 16, "tool": "echo", "ts": "2026-01-02T03:04:05.678901Z", "v": 1,
+    }  # fmt: skip
+    assert members.keys() <= entry.keys()
+    return {**entry, **members}
+
+
+def _reference_entry_bytes(entry: dict[str, Any]) -> bytes | None:
+    """ENTRY_DOMAIN + rfc8785's bytes, or None when rfc8785 finds no canonical form."""
+    try:
+        return ENTRY_DOMAIN + _reference(entry)
+    except (ValueError, TypeError, RecursionError):  # rfc8785.CanonicalizationError and UnicodeEncodeError are ValueErrors
+        return None
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(_hot_entries(broken=False), _hot_entries(broken=True)))
+@example(_hot_entry(request_id=_SAFE_INT, data={"call": "ab" * 32, "is_error": False}))
+@example(_hot_entry(request_id=-_SAFE_INT, data={"arguments": '{"a":1}'}))
+@example(_hot_entry(request_id={"big_int": str(2**64)}, data={"\U0001f600": 1.0, "\ue000": -0.0, "a": 1e21}))
+@example(_hot_entry(data={"\U0001f600": 1, "\ue000": 2, "\uffff": "x", "\U00010000": None}))
+@example(_hot_entry(data={"call": {"\U0010ffff": [True], "\ufb33": []}}))
+@example(_hot_entry(request_id="\U0001f600\x00\u2028", data={"k": {"é": [1.0, 2**53 - 1, {"\U00010000": None}]}}))
+@example(_hot_entry(server="\x00\x1f\x7f", tool="\U0010ffff", rule="\u2028\u2029", reason='"\\/\ue000'))
+@example(_hot_entry(data={"hash": "kept when nested", "sig": "kept when nested"}))
+@example(_hot_entry(request_id=2**53))
+@example(_hot_entry(request_id=-(2**53)))
+@example(_hot_entry(request_id=2**64))
+@example(_hot_entry(data={"a": [1, {"b": 2**53}]}))
+@example(_hot_entry(data={"a": float("nan")}))
+@example(_hot_entry(data={"a": [float("-inf")]}))
+@example(_hot_entry(data={"\ud800": 1}))
+@example(_hot_entry(data={1: "a"}))
+@example(_hot_entry(request_id="\udfff"))
+@example(_hot_entry(server="a\ud800b"))
+@example(_hot_entry(reason="\udc00"))
+def test_signing_bytes_inspecting_request_id_and_data_equal_rfc8785_of_a_record_entry(entry: dict[str, Any]) -> None:
+    expected = _reference_entry_bytes(entry)
+    event("no canonical form" if expected is None else "canonical form")
+    if expected is None:
+        with pytest.raises(CanonicalizationError):
+            signing_bytes(entry, inspect=_HOT_INSPECT)
+        with pytest.raises(CanonicalizationError):
+            signing_bytes(entry)
+    else:
+        assert signing_bytes(entry, inspect=_HOT_INSPECT) == expected
+        assert signing_bytes(entry) == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    request_id=st.one_of(_safe_ints, _text, st.none(), st.booleans()),
+    data=st.dictionaries(_ascii_text, _fast_values, max_size=5),
+    server=st.one_of(st.none(), _text),
+)
+def test_signing_bytes_inspecting_serve_a_fast_record_entry_without_the_reference(request_id: Any, data: Any, server: Any) -> None:
+    entry = _hot_entry(request_id=request_id, data=data, server=server)
+    expected = ENTRY_DOMAIN + _reference(entry)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(rfc8785, "dumps", _refuse_reference)
+        assert signing_bytes(entry, inspect=_HOT_INSPECT) == expected
+
+
+@pytest.mark.parametrize("depth", [1, 62, 63, 64, 65, 66, 100, 300])
+def test_signing_bytes_inspecting_deeply_nested_data_still_equal_rfc8785(depth: int) -> None:
+    # `data` is one level below the entry: the fast path's depth limit must not shift the bytes.
+    value: Any = {"k": "v", "n": 1}
+    for level in range(depth):
+        value = [value, level] if level % 2 else {"x": value, "y": None}
+    entry = _hot_entry(data={"nested": value})
+    assert signing_bytes(entry, inspect=_HOT_INSPECT) == ENTRY_DOMAIN + _reference(entry)
+
+
+@pytest.mark.parametrize(
+    "members",
+    [
+        pytest.param({"data": {"a": _nested_list(10_000)}}, id="data-nested-too-deeply"),
+        pytest.param({"data": {"a": _cycle()}}, id="data-cycle"),
+        pytest.param({"data": {"a": object()}}, id="data-object"),
+        pytest.param({"request_id": 1.5}, id="float-request-id"),
+        pytest.param({"request_id": float("nan")}, id="nan-request-id"),
+        pytest.param({"request_id": [2**64]}, id="list-request-id-with-big-int"),
+    ],
+)
+def test_signing_bytes_inspecting_agree_with_rfc8785_on_odd_members(members: dict[str, Any]) -> None:
+    entry = _hot_entry(**members)
+    expected = _reference_entry_bytes(entry)
+    if expected is None:
+        with pytest.raises(CanonicalizationError):
+            signing_bytes(entry, inspect=_HOT_INSPECT)
+    else:
+        assert signing_bytes(entry, inspect=_HOT_INSPECT) == expected
+
+
+def test_signing_bytes_inspecting_still_leave_out_hash_and_sig() -> None:
+    # `hash` and `sig` are in the member set the caller may vouch for; they are never signed.
+    entry = {**_hot_entry(), "hash": "aa" * 32, "sig": "c2ln"}
+    unsigned = _hot_entry()
+    assert signing_bytes(entry, inspect=_HOT_INSPECT) == signing_bytes(entry) == ENTRY_DOMAIN + _reference(unsigned)

@@ -12,7 +12,9 @@ import gateway.canonical
 # Imported so that a GatewayError subclass defined beside the modules under test is seen too.
 import gateway.config
 import gateway.flightlog
-import gateway.mediation.denylist
+import gateway.mediation.policy
+import gateway.pins
+import gateway.policy.model
 import gateway.relay
 import gateway.signing
 import gateway.verify  # noqa: F401

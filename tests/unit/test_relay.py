@@ -25,9 +25,9 @@ from gateway.errors import (
     UPSTREAM_UNAVAILABLE,
 )
 from gateway.jsonrpc import ID_PROBE_BYTES, JsonObject, RequestId
-from gateway.mediation.denylist import ToolDenyList
 from gateway.mediation.interface import Forward, Mediator, Verdict
 from gateway.relay import Relay
+from tests.unit.policy_helpers import deny_rule, policy_mediator
 
 # -- harness ------------------------------------------------------------------------------
 
@@ -46,11 +46,15 @@ class RecordingMediator:
             return self.inner.on_client_request(method, message)
         return Forward(context=("ctx", method))
 
-    def on_upstream_response(self, method: str, context: Any, message: JsonObject) -> JsonObject:
+    def on_upstream_response(self, method: str, context: Any, message: JsonObject) -> JsonObject | bytes:
         self.responses.append((method, context, message))
         if self.inner is not None:
             return self.inner.on_upstream_response(method, context, message)
         return message
+
+    def on_upstream_notification(self, method: str, message: JsonObject) -> None:
+        if self.inner is not None:
+            self.inner.on_upstream_notification(method, message)
 
 
 class ExplodingMediator:
@@ -69,6 +73,9 @@ class ExplodingMediator:
         if self.on_response:
             raise KeyError("mediator bug")
         return message
+
+    def on_upstream_notification(self, method: str, message: JsonObject) -> None:
+        return None
 
 
 @dataclass
@@ -621,12 +628,15 @@ def test_mediator_that_raises_on_a_response_means_withheld_and_an_error() -> Non
 
 
 def test_refusal_from_the_mediator_is_sent_to_the_client_and_not_forwarded() -> None:
-    wire = _wire(RecordingMediator(inner=ToolDenyList(["delete_file"])))
+    # The lockfile pins the tool under the spelling the client calls it by, so what refuses the
+    # call is the deny rule (matched after case folding), not a missing tools/list.
+    mediator = policy_mediator(deny_rule("no-delete", "*.delete_file"), pinned=["DELETE_FILE"])
+    wire = _wire(RecordingMediator(inner=mediator))
     wire.relay.from_client(_line(_request(2, "tools/call", {"name": "DELETE_FILE"})))
     assert wire.to_upstream == []
     (reply,) = wire.client_got()
     assert _error_of(reply) == (2, POLICY_DENIED)
-    assert reply["error"]["data"]["rule"] == "cli.deny[delete_file]"
+    assert reply["error"]["data"]["rule"] == "no-delete"
     assert wire.relay.counters.refused == 1
     assert wire.relay.pending_client_requests == 0
 
@@ -639,24 +649,83 @@ def test_rewritten_request_from_the_mediator_is_what_is_forwarded() -> None:
         def on_upstream_response(self, method: str, context: Any, message: JsonObject) -> JsonObject:
             return message
 
+        def on_upstream_notification(self, method: str, message: JsonObject) -> None:
+            return None
+
     wire = _wire(Rewriter())
     wire.relay.from_client(_line(_request(1, "tools/call", {"name": "risky"})))
     assert wire.upstream_got() == [_request(1, "tools/call", {"name": "safe"})]
 
 
 def test_tools_list_result_is_filtered_on_its_way_to_the_client() -> None:
-    wire = _wire(ToolDenyList(["delete_file"]))
+    wire = _wire(policy_mediator(deny_rule("no-delete", "*.delete_file")))
     wire.relay.from_client(_line(_request(1, "tools/list")))
-    tools = [{"name": "read_file"}, {"name": "ｄｅｌｅｔｅ＿ｆｉｌｅ"}, {"name": "write_file", "_meta": {"m": 1}}]
+    tools = [
+        {"name": "read_file"},
+        {"name": "delete_file"},
+        {"name": "ｄｅｌｅｔｅ＿ｆｉｌｅ"},
+        {"name": "write_file", "_meta": {"m": 1}},
+    ]
     wire.relay.from_upstream(_line(_result(1, {"tools": tools})))
-    assert wire.client_got() == [_result(1, {"tools": [tools[0], tools[2]]})]
+    assert wire.client_got() == [_result(1, {"tools": [tools[0], tools[3]]})]
+
+
+def test_tools_list_without_a_matching_deny_rule_is_relayed_unchanged() -> None:
+    wire = _wire(policy_mediator(deny_rule("no-delete", "*.delete_file")))
+    wire.relay.from_client(_line(_request(1, "tools/list")))
+    tools = [{"name": "read_file"}, {"name": "write_file", "_meta": {"m": 1}}]
+    wire.relay.from_upstream(_line(_result(1, {"tools": tools})))
+    assert wire.client_got() == [_result(1, {"tools": tools})]
+
+
+def test_a_tool_listed_through_the_relay_can_be_called_and_a_denied_one_cannot() -> None:
+    wire = _wire(policy_mediator(deny_rule("no-delete", "*.delete_file")))
+    wire.relay.from_client(_line(_request(1, "tools/list")))
+    wire.relay.from_upstream(_line(_result(1, {"tools": [{"name": "read_file"}, {"name": "delete_file"}]})))
+    wire.to_client.clear()
+    wire.relay.from_client(_line(_request(2, "tools/call", {"name": "read_file", "arguments": {"path": "/a"}})))
+    wire.relay.from_client(_line(_request(3, "tools/call", {"name": "delete_file", "arguments": {"path": "/a"}})))
+    wire.relay.from_client(_line(_request(4, "tools/call", {"name": "never_listed"})))
+    assert [m["id"] for m in wire.upstream_got() if m.get("method") == "tools/call"] == [2]
+    replies = wire.client_got()
+    assert [_error_of(reply) for reply in replies] == [(3, POLICY_DENIED), (4, POLICY_DENIED)]
+    assert [reply["error"]["data"]["rule"] for reply in replies] == ["no-delete", "pins.unknown-tool"]
+
+
+@pytest.mark.parametrize(
+    ("name", "rule"),
+    [
+        pytest.param("delete_file", "no-delete", id="exact"),
+        pytest.param("DELETE_FILE", "no-delete", id="upper-case"),
+        pytest.param("Delete_File", "no-delete", id="mixed-case"),
+        pytest.param("ｄｅｌｅｔｅ_file", "gateway.tool-name", id="fullwidth"),
+        pytest.param("delete_\ufb01le", "gateway.tool-name", id="fi-ligature"),
+        pytest.param("delete\u200b_file", "gateway.tool-name", id="zero-width-space"),
+        pytest.param("ｄｅｌｅｔｅ\uff3fｆｉｌｅ", "gateway.tool-name", id="all-fullwidth"),
+    ],
+)
+def test_every_spelling_of_a_denied_tool_is_refused_with_the_rule_that_refused_it(name: str, rule: str) -> None:
+    # Pinned under that very spelling: only the name check or the deny rule can refuse it.
+    wire = _wire(policy_mediator(deny_rule("no-delete", "*.delete_file"), pinned=[name, "read_file"]))
+    wire.relay.from_client(_line(_request(1, "tools/call", {"name": name, "arguments": {}})))
+    wire.relay.from_client(_line(_request(2, "tools/call", {"name": "read_file", "arguments": {}})))
+    assert [m["id"] for m in wire.upstream_got()] == [2]
+    (reply,) = wire.client_got()
+    assert _error_of(reply) == (1, POLICY_DENIED)
+    assert reply["error"]["data"]["rule"] == rule
+    assert _normalised(name) == "delete_file" or rule == "gateway.tool-name"
 
 
 # -- duplicate keys: the upstream sees exactly what the gateway decided on ---------------
 
 
+def _denied_tool_mediator() -> Any:
+    """Denies `denied_tool` by rule `no-denied`; `x` and `denied_tool` are pinned (callable unlisted)."""
+    return policy_mediator(deny_rule("no-denied", "*.denied_tool"), pinned=["x", "denied_tool"])
+
+
 def test_duplicate_name_keys_forward_only_the_name_the_gateway_decided_on() -> None:
-    mediator = RecordingMediator(inner=ToolDenyList(["denied_tool"]))
+    mediator = RecordingMediator(inner=_denied_tool_mediator())
     wire = _wire(mediator)
     wire.relay.from_client(b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"denied_tool","name":"x"}}')
     (forwarded_line,) = wire.to_upstream
@@ -669,37 +738,55 @@ def test_duplicate_name_keys_forward_only_the_name_the_gateway_decided_on() -> N
 
 
 @pytest.mark.parametrize(
-    "line",
+    ("line", "rule"),
     [
-        pytest.param(b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","name":"denied_tool"}}', id="denied-last"),
         pytest.param(
-            b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","name":"\\uff44enied_tool"}}', id="denied-last-escaped"
+            b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","name":"denied_tool"}}', "no-denied", id="denied-last"
+        ),
+        pytest.param(
+            b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","name":"\\uff44enied_tool"}}',
+            "gateway.tool-name",
+            id="denied-last-escaped",
         ),
         pytest.param(
             b'{"jsonrpc":"2.0","id":12345678901234567890,"method":"tools/call","params":{"name":"x","name":"denied_tool"}}',
+            "no-denied",
             id="denied-last-exact-parser-path",
         ),
         pytest.param(
             b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x"},"params":{"name":"denied_tool"}}',
+            "no-denied",
             id="duplicate-params",
         ),
         pytest.param(
-            b'{"jsonrpc":"2.0","id":1,"method":"ping","method":"tools/call","params":{"name":"denied_tool"}}', id="duplicate-method"
+            b'{"jsonrpc":"2.0","id":1,"method":"ping","method":"tools/call","params":{"name":"denied_tool"}}',
+            "no-denied",
+            id="duplicate-method",
         ),
     ],
 )
-def test_duplicate_keys_that_end_on_a_denied_call_are_refused(line: bytes) -> None:
-    wire = _wire(ToolDenyList(["denied_tool"]))
+def test_duplicate_keys_that_end_on_a_denied_call_are_refused(line: bytes, rule: str) -> None:
+    wire = _wire(_denied_tool_mediator())
     wire.relay.from_client(line)
     assert wire.to_upstream == []
     (reply,) = wire.client_got()
     assert _error_of(reply)[1] == POLICY_DENIED
+    assert reply["error"]["data"]["rule"] == rule
 
 
 def test_denied_tools_call_sent_as_a_notification_is_not_forwarded() -> None:
-    wire = _wire(ToolDenyList(["secret_tool"]))
+    wire = _wire(policy_mediator(deny_rule("no-secret", "*.secret_tool"), pinned=["secret_tool"]))
     wire.relay.from_client(b'{"jsonrpc":"2.0","method":"tools/call","params":{"name":"secret_tool","arguments":{}}}')
-    assert wire.to_upstream == [], "a tools/call without an id bypassed the deny list"
+    assert wire.to_upstream == [], "a tools/call without an id bypassed the deny rule"
+    assert wire.relay.counters.refused == 1
+    assert wire.to_client == []  # a notification gets no answer, not even a refusal
+
+
+def test_allowed_tools_call_sent_as_a_notification_is_forwarded() -> None:
+    wire = _wire(policy_mediator(deny_rule("no-secret", "*.secret_tool"), pinned=["public_tool"]))
+    notification = b'{"jsonrpc":"2.0","method":"tools/call","params":{"name":"public_tool","arguments":{}}}'
+    wire.relay.from_client(notification)
+    assert wire.upstream_got() == [jsonrpc.decode(notification)]
 
 
 # -- property: a denied call never reaches the upstream -----------------------------------
@@ -730,7 +817,9 @@ def _dumps(value: Any, ascii_only: bool) -> str:
 
 
 @st.composite
-def _client_line(draw: st.DrawFn) -> bytes:
+def _client_line(draw: st.DrawFn) -> tuple[bytes, tuple[str, ...]]:
+    """A line from the client, and the tool names it names (pinned, so that only the name
+    check and the deny rule stand between a call and the upstream)."""
     kind = draw(
         st.sampled_from(["call", "call-duplicate-name", "call-notification", "batch", "cancel", "other-request", "response", "garbage"])
     )
@@ -739,34 +828,39 @@ def _client_line(draw: st.DrawFn) -> bytes:
     request_id = draw(_ids)
     call = {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": {"name": name, "arguments": {}}}
     if kind == "call":
-        return _dumps(call, ascii_only).encode("utf-8", "surrogatepass")
+        return _dumps(call, ascii_only).encode("utf-8", "surrogatepass"), (name,)
     if kind == "call-duplicate-name":
         other = draw(_tool_name)
         text = (
             f'{{"jsonrpc":"2.0","id":{_dumps(request_id, True)},"method":"tools/call",'
             f'"params":{{"name":{_dumps(name, ascii_only)},"name":{_dumps(other, ascii_only)}}}}}'
         )
-        return text.encode("utf-8", "surrogatepass")
+        return text.encode("utf-8", "surrogatepass"), (name, other)
     if kind == "call-notification":
         del call["id"]
-        return _dumps(call, ascii_only).encode("utf-8", "surrogatepass")
+        return _dumps(call, ascii_only).encode("utf-8", "surrogatepass"), (name,)
     if kind == "batch":
-        return _dumps([call, {**call, "id": "b"}], ascii_only).encode("utf-8", "surrogatepass")
+        return _dumps([call, {**call, "id": "b"}], ascii_only).encode("utf-8", "surrogatepass"), (name,)
     if kind == "cancel":
-        return _dumps(_cancel(request_id), True).encode()
+        return _dumps(_cancel(request_id), True).encode(), ()
     if kind == "other-request":
-        return _dumps(_request(request_id, "prompts/get", {"name": name}), ascii_only).encode("utf-8", "surrogatepass")
+        return _dumps(_request(request_id, "prompts/get", {"name": name}), ascii_only).encode("utf-8", "surrogatepass"), (name,)
     if kind == "response":
-        return _dumps(_result(request_id), True).encode()
-    return draw(st.binary(max_size=40))
+        return _dumps(_result(request_id), True).encode(), ()
+    return draw(st.binary(max_size=40)), ()
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(_client_line(), min_size=1, max_size=12), st.lists(_ids, max_size=4))
-def test_a_denied_tool_never_reaches_the_upstream_whatever_the_client_sends(lines: list[bytes], answered: list[RequestId]) -> None:
-    mediator = RecordingMediator(inner=ToolDenyList(["secret_tool"]))
+def test_a_denied_tool_never_reaches_the_upstream_whatever_the_client_sends(
+    lines: list[tuple[bytes, tuple[str, ...]]], answered: list[RequestId]
+) -> None:
+    # Every name the client uses is pinned: a call is stopped by the name check or the deny
+    # rule, never merely because the session has not listed the tool.
+    names = {name for _, named in lines for name in named} | {"secret_tool", "public_tool"}
+    mediator = RecordingMediator(inner=policy_mediator(deny_rule("no-secret", "*.secret_tool"), pinned=sorted(names)))
     wire = _wire(mediator, max_in_flight=8)
-    for index, line in enumerate(lines):
+    for index, (line, _) in enumerate(lines):
         wire.relay.from_client(line)
         if index < len(answered):
             wire.relay.from_upstream(_line(_result(answered[index])))
@@ -782,3 +876,6 @@ def test_a_denied_tool_never_reaches_the_upstream_whatever_the_client_sends(line
         assert _normalised(name) != "secret_tool", forwarded
         if "id" in forwarded:
             assert forwarded in seen, "forwarded a request the mediator never saw"
+    for reply in wire.client_got():
+        if type(reply) is dict and type(reply.get("error")) is dict and reply["error"]["code"] == POLICY_DENIED:
+            assert reply["error"]["data"]["rule"] in {"no-secret", "gateway.tool-name"}, reply
