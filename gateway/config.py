@@ -21,6 +21,7 @@ Every option here also has a flag on `airlock run`; a flag wins over the file.
 
 from __future__ import annotations
 
+import difflib
 import tomllib
 import types
 import typing
@@ -129,7 +130,9 @@ def format_validation_error(exc: ValidationError, source: str, root: type[BaseMo
         path = ".".join(str(part) for part in loc) or "(top level)"
         if problem["type"] == "extra_forbidden":
             allowed = _allowed_keys(root, loc[:-1])
-            hint = f"; allowed here: {', '.join(allowed)}" if allowed else ""
+            close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            hint += f" (allowed here: {', '.join(allowed)})" if allowed else ""
             lines.append(f"{source}: {path}: unknown key{hint}")
         else:
             lines.append(f"{source}: {path}: {problem['msg']}")
@@ -147,6 +150,8 @@ def _allowed_keys(root: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
             current = field.annotation
         elif typing.get_origin(current) is dict:
             current = typing.get_args(current)[1]
+        elif typing.get_origin(current) is list and isinstance(part, int):
+            current = typing.get_args(current)[0]
         else:
             return []
         current = _unwrap(current)

@@ -92,6 +92,7 @@ class PolicyMediator:
         self._tools: dict[str, ToolView] = {}
         self._views: dict[tuple[str, str], ToolView] = {}
         self._blocked_server: str | None = None
+        self._listed: set[str] = set()  # kinds whose first complete listing was seen
 
     # -- pins -------------------------------------------------------------------------------
 
@@ -228,6 +229,7 @@ class PolicyMediator:
         findings = tuple(f for f in scan_text(instructions, "instructions") if f.technique in _CHARACTER_TECHNIQUES)
         blocked = self._blocked(status, findings)
         self._record_descriptors("instructions", [_item("instructions", digest, status, pinned_hash, findings, not blocked)], None)
+        self._listed.add("instructions")
         if self._on_new_pins is not None and status == "new-pinned":
             self._on_new_pins(self.identity, pins)
         if blocked is None:
@@ -239,9 +241,10 @@ class PolicyMediator:
         """`pinned`, `changed`, `new`, or `new-pinned` (trust on first use took it)."""
         status = pins.status(kind, key, digest)
         pin = pins.get(kind, key)
-        if status == "new" and (self._lock is None or self._policy.source.pins.unpinned == "trust-on-first-use"):
+        first_sight = self._lock is None and kind not in self._listed  # no lockfile: the first listing is the pin
+        if status == "new" and (first_sight or self._policy.source.pins.unpinned == "trust-on-first-use"):
             pins.put(kind, key, descriptor)
-            return ("new-pinned" if self._lock is not None else "pinned"), None
+            return ("new-pinned" if self._lock is not None else "pinned"), None  # new-pinned: the lockfile gains it
         return status, pin.hash if pin is not None else None
 
     def _blocked(self, status: str, findings: tuple[Finding, ...]) -> str | None:
@@ -301,6 +304,8 @@ class PolicyMediator:
         if self._blocked_server is not None and kind == "tools":
             kept = []
         cursor = result.get("nextCursor")
+        if type(cursor) is not str:
+            self._listed.add(kind)  # the first complete listing is in: later additions are new
         self._record_descriptors(kind, listed, cursor if type(cursor) is str else None)
         if newly_pinned and self._on_new_pins is not None:
             self._on_new_pins(self.identity, pins)
