@@ -291,7 +291,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     flight_log = _open_flight_log(args, config, policy.hash)
     mediator = PolicyMediator(
         policy,
-        identity=args.name or upstream_name,
+        identity=server_identity(args.name or upstream_name) if (args.name or upstream_name) else None,
         fallback_identity=server_identity(Path(settings.upstream.argv[0]).name),
         lock=lock,
         on_new_pins=on_new_pins,
@@ -325,7 +325,8 @@ def cmd_pin(args: argparse.Namespace) -> int:
     new = Lock.from_json(old.to_json(), str(args.lock))
     for spec, configured in targets:
         listing = asyncio.run(list_server(spec))
-        identity = args.name or configured or (server_identity(listing.server_name) if listing.server_name else None)
+        given = args.name or configured or listing.server_name
+        identity = server_identity(given) if given else None
         identity = identity or server_identity(Path(spec.argv[0]).name)
         pins = ServerPins()
         if listing.instructions is not None:

@@ -140,20 +140,40 @@ class _Check:
                 return f"argument {name!r} must start with {spec.prefix!r}"
             if spec.path_prefix is not None and not _under(value, spec.path_prefix):
                 return f"argument {name!r} must be a path under {spec.path_prefix!r}"
-            if self.pattern is not None and self.pattern.fullmatch(value) is None:
+            if self.pattern is not None and not _full_match(self.pattern, value):
                 return f"argument {name!r} must match the pattern {spec.pattern!r}"
         if self.validator is not None:
-            error = jsonschema.exceptions.best_match(self.validator.iter_errors(value))
-            if error is not None:
-                return f"argument {name!r} does not satisfy the rule's schema: {error.message}"
+            problem = _schema_problem(self.validator, value)
+            if problem is not None:
+                return f"argument {name!r} does not satisfy the rule's schema: {problem}"
         return None
+
+
+def _full_match(pattern: Any, value: str) -> bool:
+    try:
+        return pattern.fullmatch(value) is not None
+    except UnicodeEncodeError:  # a lone surrogate: not text any pattern can vouch for
+        return False
+
+
+def _schema_problem(validator: Any, value: Any) -> str | None:
+    """The first schema violation, or why the schema could not be applied (an unresolvable
+    `$ref`, a number too large for `multipleOf`): either way the value is not shown valid."""
+    try:
+        error = jsonschema.exceptions.best_match(validator.iter_errors(value))
+    except Exception as exc:  # the schema comes from the upstream: any failure denies
+        return f"the schema cannot be applied ({type(exc).__name__}: {str(exc)[:200]})"
+    if error is None:
+        return None
+    where = "/".join(str(p) for p in error.absolute_path)
+    return f"{error.message}" + (f" at {where}" if where else "")
 
 
 def _under(path: str, directory: str) -> bool:
     if "\x00" in path or not path.startswith("/"):
         return False
-    resolved = posixpath.normpath(path)
-    base = posixpath.normpath(directory)
+    resolved = "/" + posixpath.normpath(path).lstrip("/")  # normpath keeps a leading '//', the kernel does not
+    base = "/" + posixpath.normpath(directory).lstrip("/")
     return resolved == base or resolved.startswith(base.rstrip("/") + "/")
 
 
@@ -190,10 +210,19 @@ class CompiledRule:
 
 
 def _glob(pattern: str) -> re.Pattern[str]:
-    """A tool glob as a regex over the normalised qualified name (`*` any run, `?` one char;
-    no character classes: `[` is literal)."""
+    """A tool glob as a regex over the normalised qualified name `server.tool` (`*` any run,
+    `?` one character, `[` literal). Server identities have no dots, so the first dot splits
+    server from tool: wildcards before it never cross it (`*.read` does not match tool `x.read`
+    of any server); a pattern without a dot (only `*`) matches every tool of every server."""
     text = normalise(pattern)
-    return re.compile("".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in text), re.DOTALL)
+    server, dot, tool = text.partition(".")
+
+    def part(glob: str, star: str, one: str) -> str:
+        return "".join(star if c == "*" else one if c == "?" else re.escape(c) for c in glob)
+
+    if not dot:
+        return re.compile(part(server, ".*", "."), re.DOTALL)
+    return re.compile(part(server, "[^.]*", "[^.]") + r"\." + part(tool, ".*", "."), re.DOTALL)
 
 
 @dataclass(slots=True)
@@ -288,24 +317,45 @@ def decide(request: CallRequest, tool: ToolView | None, session: SessionState, p
         first = tool.findings[0]
         return _deny(policy, "scan.poisoned-suspect", f"tool {name!r} is poisoned-suspect: {first.reason} in {first.path} "
                      f"({first.excerpt!r}); {len(tool.findings)} finding(s) in all")  # fmt: skip
-    arguments = request.arguments
-    qualified = normalise(f"{server}.{name}")
-    for rule in policy.candidates(qualified):
+    decision = _by_rules(request, tool, policy)
+    return decision
+
+
+def _by_rules(request: CallRequest, tool: ToolView, policy: CompiledPolicy) -> Decision:
+    """First match wins. A rule in shadow mode (in an enforcing policy) never weakens the
+    policy: its denial is remembered and evaluation goes on; the call is then denied if the
+    enforced rules deny it, and forwarded as `shadow-deny` (naming the shadow rule) if they
+    allow it."""
+    name, server, arguments = request.tool, request.server, request.arguments
+    shadowed: Decision | None = None
+    decision: Decision | None = None
+    for rule in policy.candidates(normalise(f"{server}.{name}")):
         if not rule.applies_to(tool.descriptor):
             continue
         if rule.rule.action == "deny":
             if all(check.failure(arguments) is None for check in rule.checks):
-                why = rule.rule.reason or f"rule {rule.id!r} denies {server}.{name}"
-                return _deny(policy, rule.id, why, shadow=rule.shadow)
-            continue
-        for check in rule.checks:
-            failure = check.failure(arguments)
+                decision = _deny(policy, rule.id, rule.rule.reason or f"rule {rule.id!r} denies {server}.{name}", shadow=rule.shadow)
+            else:
+                continue
+        else:
+            failure = next((f for f in (check.failure(arguments) for check in rule.checks) if f is not None), None)
             if failure is not None:
-                return _deny(policy, rule.id, f"{failure} (rule {rule.id!r})", shadow=rule.shadow)
-        return _checked_allow(policy, rule.id, f"allowed by rule {rule.id!r}", tool, arguments, rule.fixed, rule.shadow)
-    if policy.source.default == "allow":
-        return _checked_allow(policy, "default.allow", "no rule matched; the policy's default allows", tool, arguments, {}, None)
-    return _deny(policy, "default.deny", f"no rule allows {server}.{name}; add an allow rule for it to the policy")
+                decision = _deny(policy, rule.id, f"{failure} (rule {rule.id!r})", shadow=rule.shadow)
+            else:
+                decision = _checked_allow(policy, rule.id, f"allowed by rule {rule.id!r}", tool, arguments, rule.fixed, rule.shadow)
+        if decision.outcome == "shadow-deny" and not policy.shadow:
+            shadowed = shadowed or decision
+            decision = None
+            continue
+        break
+    if decision is None:
+        if policy.source.default == "allow":
+            decision = _checked_allow(policy, "default.allow", "no rule matched; the policy's default allows", tool, arguments, {}, None)
+        else:
+            decision = _deny(policy, "default.deny", f"no rule allows {server}.{name}; add an allow rule for it to the policy")
+    if shadowed is not None and decision.outcome == "allow":
+        return shadowed
+    return decision
 
 
 def _checked_allow(policy: CompiledPolicy, rule: str, reason: str, tool: ToolView, arguments: Mapping[str, Any],
@@ -324,12 +374,10 @@ def _checked_allow(policy: CompiledPolicy, rule: str, reason: str, tool: ToolVie
             return _deny(policy, "schema.extra-arguments", f"argument(s) {', '.join(map(repr, extra))} are not in the tool's "
                          "pinned input schema", shadow=shadow)  # fmt: skip
     if tool.validator is not None:
-        error = jsonschema.exceptions.best_match(tool.validator.iter_errors(dict(merged)))
-        if error is not None:
-            where = "/".join(str(p) for p in error.absolute_path) or "(arguments)"
-            return _deny(policy, "schema.arguments", f"arguments do not match the tool's pinned input schema at {where}: "
-                         f"{error.message}", shadow=shadow)  # fmt: skip
-    return Decision("allow", rule, reason, fixed or None)
+        problem = _schema_problem(tool.validator, dict(merged))
+        if problem is not None:
+            return _deny(policy, "schema.arguments", f"arguments do not match the tool's pinned input schema: {problem}", shadow=shadow)
+    return Decision("allow", rule, reason, dict(fixed) if fixed else None)
 
 
 def tool_matches(pattern: str, server: str, tool: str) -> bool:

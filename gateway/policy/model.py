@@ -41,8 +41,9 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, populate_by_name=True)
 
 
-JsonScalar = str | int | float | bool
-Number = Annotated[float, Field(allow_inf_nan=False)] | int
+SafeInt = Annotated[int, Field(ge=-(2**53 - 1), le=2**53 - 1)]  # exactly representable in the policy hash
+JsonScalar = str | SafeInt | Annotated[float, Field(allow_inf_nan=False)] | bool
+Number = Annotated[float, Field(allow_inf_nan=False)] | SafeInt
 ToolPattern = Annotated[str, Field(min_length=1, max_length=300, pattern=r"^[^\s]+$")]
 
 
@@ -91,6 +92,7 @@ class ArgumentConstraint(_Strict):
                 jsonschema.Draft202012Validator.check_schema(schema)
             except jsonschema.SchemaError as exc:
                 raise ValueError(f"not a valid JSON Schema: {exc.message}") from None
+            _reject_non_finite(schema, "schema")
         return schema
 
     @property
@@ -165,6 +167,8 @@ class PolicyFile(_Strict):
 def _reject_non_finite(value: Any, where: str) -> None:
     if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
         raise ValueError(f"{where}: NaN and infinities are not allowed")
+    if type(value) is int and not -(2**53 - 1) <= value <= 2**53 - 1:
+        raise ValueError(f"{where}: integers beyond 2**53 are not allowed (the policy hash cannot represent them)")
     if isinstance(value, dict):
         for key, member in value.items():
             _reject_non_finite(member, f"{where}.{key}")
