@@ -30,6 +30,7 @@ from gateway.jsonrpc import JsonObject
 from gateway.mediation.interface import Forward, Refuse, Verdict
 from gateway.names import normalise
 from gateway.pins import Lock, ServerPins
+from gateway.policy import schemacheck
 from gateway.policy.engine import CallRequest, CompiledPolicy, Decision, SessionState, ToolView, decide
 from gateway.scan import Finding, neutralise_line, scan_text, scan_tool, scan_value
 
@@ -273,6 +274,7 @@ class PolicyMediator:
         kept: list[Any] = []
         listed = []
         newly_pinned = False
+        scans = _scan_memo((kind, tuple(names), tuple(sorted(others.items()))))
         for item in items:
             key = item_key(kind, item)
             digest = descriptor_hash(item)
@@ -281,7 +283,10 @@ class PolicyMediator:
                 continue  # an item without a name cannot be pinned or called: withheld
             status, pinned_hash = self._pin_status(pins, kind, key, item, digest)
             newly_pinned |= status == "new-pinned"
-            findings = tuple(scan_tool(item, siblings=names, other_servers=others) if kind == "tools" else scan_value(item))
+            findings = scans.get(digest)
+            if findings is None:
+                findings = tuple(scan_tool(item, siblings=names, other_servers=others) if kind == "tools" else scan_value(item))
+                scans[digest] = findings
             blocked = self._blocked(status, findings)
             shown = blocked is None
             if kind == "tools":
@@ -324,6 +329,30 @@ class PolicyMediator:
             descriptor_hash=hashlib.sha256(jsonrpc.encode(sorted(i["hash"] for i in listed))).hexdigest(),
             data={"list": kind, "items": listed, "next_cursor": cursor},
         )
+
+
+_SCAN_CONTEXTS: Final = 64
+_SCANS_PER_CONTEXT: Final = 4096
+_scan_memos: dict[tuple[Any, ...], dict[str, tuple[Finding, ...]]] = {}
+
+
+def _scan_memo(context: tuple[Any, ...]) -> dict[str, tuple[Finding, ...]]:
+    """Scan findings by descriptor hash, for one listing context (the list kind, the names
+    listed beside the item and other servers' tool names, which name checks depend on).
+    The scan is a pure function of those and the descriptor, whose hash covers all of it, so
+    an unchanged tool is scanned once per process, not on every listing of every session."""
+    memo = _scan_memos.get(context)
+    if memo is None or len(memo) > _SCANS_PER_CONTEXT:
+        if len(_scan_memos) >= _SCAN_CONTEXTS:
+            _scan_memos.clear()
+        memo = _scan_memos[context] = {}
+    return memo
+
+
+def reset_memos() -> None:
+    """Forget every memoised scan and schema check (as in a new process; for benchmarks)."""
+    _scan_memos.clear()
+    schemacheck.clear_cache()
 
 
 def _item(key: str | None, digest: str, status: str, pinned_hash: str | None, findings: tuple[Finding, ...], shown: bool) -> dict[str, Any]:

@@ -13,11 +13,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
-import jsonschema
-
 from gateway import jsonrpc
 from gateway.names import name_problem, normalise
 from gateway.policy.model import ArgumentConstraint, PolicyFile, Rule, compile_pattern
+from gateway.policy.schemacheck import SchemaCheck, schema_check
 from gateway.scan import Finding
 
 Outcome = Literal["allow", "deny", "shadow-deny"]
@@ -48,7 +47,7 @@ class CallRequest:
 @dataclass(frozen=True, slots=True)
 class ToolView:
     """One tool as the gateway saw it listed: its descriptor, hash, pin state and scan findings,
-    and the compiled validator of its input schema (built once per descriptor hash)."""
+    and the check of its input schema (compiled on first use, once per distinct schema)."""
 
     server: str
     name: str
@@ -57,31 +56,24 @@ class ToolView:
     pin: PinState
     pinned_hash: str | None = None
     findings: tuple[Finding, ...] = ()
-    validator: Any = None  # a jsonschema validator, or None when the schema could not be compiled
-    schema_problem: str | None = None
+    schema: SchemaCheck | None = None  # None: the tool declares no input schema
+    schema_problem: str | None = None  # the inputSchema is not even an object
     properties: frozenset[str] | None = None  # declared argument names; None: the schema declares none
 
     @classmethod
     def build(cls, server: str, descriptor: Mapping[str, Any], digest: str, pin: PinState, *,
               pinned_hash: str | None = None, findings: tuple[Finding, ...] = ()) -> ToolView:  # fmt: skip
         schema = descriptor.get("inputSchema")
-        validator, problem, properties = None, None, None
+        check, problem, properties = None, None, None
         if type(schema) is dict:
-            try:
-                validator_class = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
-                validator_class.check_schema(schema)
-                validator = validator_class(schema)
-            except jsonschema.SchemaError as exc:
-                problem = f"the tool's input schema is invalid: {exc.message}"
-            except jsonschema.exceptions.UnknownType as exc:
-                problem = f"the tool's input schema uses an unknown type: {exc.type}"
+            check = schema_check(schema)
             declared = schema.get("properties")
             if type(declared) is dict:
                 properties = frozenset(declared)
         elif schema is not None:
             problem = "the tool's inputSchema is not an object"
         name = descriptor.get("name")
-        return cls(server, name if type(name) is str else "", digest, descriptor, pin, pinned_hash, findings, validator, problem,
+        return cls(server, name if type(name) is str else "", digest, descriptor, pin, pinned_hash, findings, check, problem,
                    properties)  # fmt: skip
 
 
@@ -114,10 +106,12 @@ class _Check:
     name: str
     spec: ArgumentConstraint
     pattern: Any
-    validator: Any
+    validator: SchemaCheck | None
 
-    def failure(self, arguments: Mapping[str, Any]) -> str | None:
-        """Why the argument does not satisfy the constraint, or None when it does."""
+    def failure(self, arguments: Mapping[str, Any], condition: bool = False) -> str | None:
+        """Why the argument does not satisfy the constraint, or None when it does. `condition`:
+        the constraint is a deny rule's condition, so a value whose meaning cannot be told
+        (see `_under`) satisfies it: fail closed either way."""
         spec, name = self.spec, self.name
         if name not in arguments:
             return None if spec.optional else f"argument {name!r} is required"
@@ -138,12 +132,16 @@ class _Check:
                 return f"argument {name!r} is longer than {spec.max_length} characters"
             if spec.prefix is not None and not value.startswith(spec.prefix):
                 return f"argument {name!r} must start with {spec.prefix!r}"
-            if spec.path_prefix is not None and not _under(value, spec.path_prefix):
-                return f"argument {name!r} must be a path under {spec.path_prefix!r}"
+            if spec.path_prefix is not None:
+                under = _under(value, spec.path_prefix)
+                if under is None and not condition:
+                    return f"argument {name!r} must be an absolute path without '//' or NUL under {spec.path_prefix!r}"
+                if under is False:
+                    return f"argument {name!r} must be a path under {spec.path_prefix!r}"
             if self.pattern is not None and not _full_match(self.pattern, value):
                 return f"argument {name!r} must match the pattern {spec.pattern!r}"
         if self.validator is not None:
-            problem = _schema_problem(self.validator, value)
+            problem = self.validator.problem(value)
             if problem is not None:
                 return f"argument {name!r} does not satisfy the rule's schema: {problem}"
         return None
@@ -156,23 +154,14 @@ def _full_match(pattern: Any, value: str) -> bool:
         return False
 
 
-def _schema_problem(validator: Any, value: Any) -> str | None:
-    """The first schema violation, or why the schema could not be applied (an unresolvable
-    `$ref`, a number too large for `multipleOf`): either way the value is not shown valid."""
-    try:
-        error = jsonschema.exceptions.best_match(validator.iter_errors(value))
-    except Exception as exc:  # the schema comes from the upstream: any failure denies
-        return f"the schema cannot be applied ({type(exc).__name__}: {str(exc)[:200]})"
-    if error is None:
+def _under(path: str, directory: str) -> bool | None:
+    """Whether `path` names `directory` or something below it; None when that cannot be told
+    from the text: a relative path (depends on the working directory), a NUL byte (C truncates
+    there), a leading '//' (implementation-defined in POSIX, a network root on some systems).
+    The caller resolves None against itself: an allow rule is not satisfied, a deny rule holds."""
+    if "\x00" in path or not path.startswith("/") or path.startswith("//"):
         return None
-    where = "/".join(str(p) for p in error.absolute_path)
-    return f"{error.message}" + (f" at {where}" if where else "")
-
-
-def _under(path: str, directory: str) -> bool:
-    if "\x00" in path or not path.startswith("/"):
-        return False
-    resolved = "/" + posixpath.normpath(path).lstrip("/")  # normpath keeps a leading '//', the kernel does not
+    resolved = posixpath.normpath(path)
     base = "/" + posixpath.normpath(directory).lstrip("/")
     return resolved == base or resolved.startswith(base.rstrip("/") + "/")
 
@@ -225,6 +214,12 @@ def _glob(pattern: str) -> re.Pattern[str]:
     return re.compile(part(server, "[^.]*", "[^.]") + r"\." + part(tool, ".*", "."), re.DOTALL)
 
 
+def _literal_server(pattern: str) -> str | None:
+    """The server a tool glob names, or None when its server part has a wildcard."""
+    server = normalise(pattern).partition(".")[0]
+    return None if "*" in server or "?" in server else server
+
+
 @dataclass(slots=True)
 class CompiledPolicy:
     source: PolicyFile
@@ -232,6 +227,27 @@ class CompiledPolicy:
     rules: tuple[CompiledRule, ...]
     shadow: bool
     _candidates: dict[str, tuple[CompiledRule, ...]] = field(default_factory=dict)
+    _by_server: dict[str, tuple[CompiledRule, ...]] | None = None
+
+    def _server_rules(self, server: str) -> tuple[CompiledRule, ...]:
+        """The rules that can match a tool of `server`, in order: those naming it literally and
+        those whose server part has a wildcard. Most rules name one server, so a tool is
+        matched against a few rules, not all of them."""
+        if self._by_server is None:
+            named: dict[str, list[CompiledRule]] = {}
+            wild: list[CompiledRule] = []
+            for rule in self.rules:
+                servers = {_literal_server(p) for p in rule.rule.tools}
+                if None in servers:
+                    wild.append(rule)
+                    continue
+                for name in servers:
+                    named.setdefault(str(name), []).append(rule)
+            merged = {name: tuple(sorted([*rules, *wild], key=lambda r: r.index)) for name, rules in named.items()}
+            merged[""] = tuple(wild)  # any other server
+            self._by_server = merged
+        found = self._by_server.get(server)
+        return found if found is not None else self._by_server[""]
 
     @classmethod
     def from_file(cls, policy: PolicyFile) -> CompiledPolicy:
@@ -244,7 +260,7 @@ class CompiledPolicy:
                     fixed[name] = spec.fixed
                     continue
                 pattern = compile_pattern(spec.pattern) if spec.pattern is not None else None
-                validator = jsonschema.Draft202012Validator(spec.schema_) if spec.schema_ is not None else None
+                validator = SchemaCheck(spec.schema_) if spec.schema_ is not None else None
                 checks.append(_Check(name, spec, pattern, validator))
             shadow = (rule.mode or policy.mode) == "shadow"
             rules.append(CompiledRule(rule, index, tuple(_glob(p) for p in rule.tools), tuple(checks), fixed, shadow))
@@ -254,7 +270,7 @@ class CompiledPolicy:
         """The rules whose tool patterns match `qualified` (normalised), in order; memoised."""
         found = self._candidates.get(qualified)
         if found is None:
-            found = tuple(rule for rule in self.rules if rule.matches(qualified))
+            found = tuple(rule for rule in self._server_rules(qualified.partition(".")[0]) if rule.matches(qualified))
             if len(self._candidates) >= _RULE_CACHE_LIMIT:
                 self._candidates.clear()
             self._candidates[qualified] = found
@@ -322,10 +338,11 @@ def decide(request: CallRequest, tool: ToolView | None, session: SessionState, p
 
 
 def _by_rules(request: CallRequest, tool: ToolView, policy: CompiledPolicy) -> Decision:
-    """First match wins. A rule in shadow mode (in an enforcing policy) never weakens the
+    """First match wins. A deny rule in shadow mode (in an enforcing policy) never weakens the
     policy: its denial is remembered and evaluation goes on; the call is then denied if the
     enforced rules deny it, and forwarded as `shadow-deny` (naming the shadow rule) if they
-    allow it."""
+    allow it. An allow rule in shadow mode allows its tools and trials its argument constraints:
+    a failing constraint is `shadow-deny` (forwarded); the pinned-schema checks still apply."""
     name, server, arguments = request.tool, request.server, request.arguments
     shadowed: Decision | None = None
     decision: Decision | None = None
@@ -333,24 +350,24 @@ def _by_rules(request: CallRequest, tool: ToolView, policy: CompiledPolicy) -> D
         if not rule.applies_to(tool.descriptor):
             continue
         if rule.rule.action == "deny":
-            if all(check.failure(arguments) is None for check in rule.checks):
-                decision = _deny(policy, rule.id, rule.rule.reason or f"rule {rule.id!r} denies {server}.{name}", shadow=rule.shadow)
-            else:
+            if not all(check.failure(arguments, condition=True) is None for check in rule.checks):
                 continue
+            denial = _deny(policy, rule.id, rule.rule.reason or f"rule {rule.id!r} denies {server}.{name}", shadow=rule.shadow)
+            if denial.outcome == "shadow-deny" and not policy.shadow:
+                shadowed = shadowed or denial  # a trial deny: remembered, and the enforced rules still decide
+                continue
+            decision = denial
+            break
+        failure = next((f for f in (check.failure(arguments) for check in rule.checks) if f is not None), None)
+        if failure is not None:
+            # A trial allow rule: the tool is allowed, its argument constraints are only logged.
+            decision = _deny(policy, rule.id, f"{failure} (rule {rule.id!r})", shadow=rule.shadow)
         else:
-            failure = next((f for f in (check.failure(arguments) for check in rule.checks) if f is not None), None)
-            if failure is not None:
-                decision = _deny(policy, rule.id, f"{failure} (rule {rule.id!r})", shadow=rule.shadow)
-            else:
-                decision = _checked_allow(policy, rule.id, f"allowed by rule {rule.id!r}", tool, arguments, rule.fixed, rule.shadow)
-        if decision.outcome == "shadow-deny" and not policy.shadow:
-            shadowed = shadowed or decision
-            decision = None
-            continue
+            decision = _checked_allow(policy, rule.id, f"allowed by rule {rule.id!r}", tool, arguments, rule.fixed)
         break
     if decision is None:
         if policy.source.default == "allow":
-            decision = _checked_allow(policy, "default.allow", "no rule matched; the policy's default allows", tool, arguments, {}, None)
+            decision = _checked_allow(policy, "default.allow", "no rule matched; the policy's default allows", tool, arguments, {})
         else:
             decision = _deny(policy, "default.deny", f"no rule allows {server}.{name}; add an allow rule for it to the policy")
     if shadowed is not None and decision.outcome == "allow":
@@ -359,24 +376,27 @@ def _by_rules(request: CallRequest, tool: ToolView, policy: CompiledPolicy) -> D
 
 
 def _checked_allow(policy: CompiledPolicy, rule: str, reason: str, tool: ToolView, arguments: Mapping[str, Any],
-                   fixed: Mapping[str, Any], shadow: bool | None) -> Decision:  # fmt: skip
+                   fixed: Mapping[str, Any]) -> Decision:  # fmt: skip
     """The allow, once the arguments fit the tool's pinned schema and no fixed argument was set
-    by the caller."""
+    by the caller. These are the gateway's own checks: a rule's trial mode does not relax them,
+    only the policy's."""
     for name in fixed:
         if name in arguments:
-            return _deny(policy, rule, f"argument {name!r} is set by the gateway and may not be given", shadow=shadow)
+            return _deny(policy, rule, f"argument {name!r} is set by the gateway and may not be given")
     merged = {**arguments, **fixed} if fixed else arguments
     if tool.schema_problem is not None:
-        return _deny(policy, "schema.invalid", f"{tool.schema_problem}; the call cannot be checked", shadow=shadow)
+        return _deny(policy, "schema.invalid", f"{tool.schema_problem}; the call cannot be checked")
     if policy.source.extra_arguments == "deny" and tool.properties is not None:
         extra = sorted(set(merged) - tool.properties)
         if extra:
             return _deny(policy, "schema.extra-arguments", f"argument(s) {', '.join(map(repr, extra))} are not in the tool's "
-                         "pinned input schema", shadow=shadow)  # fmt: skip
-    if tool.validator is not None:
-        problem = _schema_problem(tool.validator, dict(merged))
+                         "pinned input schema")  # fmt: skip
+    if tool.schema is not None:
+        problem = tool.schema.problem(merged)
+        if problem is not None and problem == tool.schema.schema_problem():
+            return _deny(policy, "schema.invalid", f"{problem}; the call cannot be checked")
         if problem is not None:
-            return _deny(policy, "schema.arguments", f"arguments do not match the tool's pinned input schema: {problem}", shadow=shadow)
+            return _deny(policy, "schema.arguments", f"arguments do not match the tool's pinned input schema: {problem}")
     return Decision("allow", rule, reason, dict(fixed) if fixed else None)
 
 
