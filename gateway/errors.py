@@ -17,6 +17,8 @@ JSON-RPC codes (client-visible). Codes reserved by the mcp SDK (-32000, -32001,
 | -32033 | TooManyInFlight          | the in-flight table is full                                 |
 | -32034 | UpstreamProtocolError    | the upstream sent something that is not valid JSON-RPC      |
 | -32035 | EvidenceUnavailable      | the flight log cannot record the decision: refused          |
+| -32036 | FlowDenied               | a flow rule denied: labelled data would reach a sink; `data`|
+|        |                          | names the rule, argument, labels and the source result      |
 
 Exit codes (process):
 
@@ -47,6 +49,7 @@ MESSAGE_TOO_LARGE = -32032
 TOO_MANY_IN_FLIGHT = -32033
 UPSTREAM_PROTOCOL_ERROR = -32034
 EVIDENCE_UNAVAILABLE = -32035
+FLOW_DENIED = -32036
 
 SDK_RESERVED_CODES = frozenset({-32000, -32001, -32020, -32021, -32022, -32042})
 
@@ -99,6 +102,18 @@ class PolicyDenied(GatewayError):
 
     def __init__(self, rule: str, reason: str) -> None:
         super().__init__(f"denied by airlock rule {rule}: {reason}", data={"rule": rule, "reason": reason})
+        self.rule = rule
+        self.reason = reason
+
+
+class FlowDenied(GatewayError):
+    """A flow rule denied a call: an argument carries labels the sink may not receive.
+    `data` names the rule, the argument, its labels and the earlier result they came from."""
+
+    code = FLOW_DENIED
+
+    def __init__(self, rule: str, reason: str, detail: dict[str, Any]) -> None:
+        super().__init__(f"denied by airlock flow rule {rule}: {reason}", data={**detail, "rule": rule, "reason": reason})
         self.rule = rule
         self.reason = reason
 

@@ -16,15 +16,16 @@ next listing is checked like the first; calls are decided on what the model was 
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
 import structlog
 
-from gateway import jsonrpc
+from gateway import jsonrpc, labels
 from gateway.descriptors import LIST_METHODS, descriptor_hash, item_key
-from gateway.errors import InvalidParams, PolicyDenied
+from gateway.errors import FlowDenied, InvalidParams, PolicyDenied
 from gateway.flightlog import FlightLog
 from gateway.jsonrpc import JsonObject
 from gateway.mediation.interface import Forward, Refuse, Verdict
@@ -32,11 +33,14 @@ from gateway.names import normalise
 from gateway.pins import Lock, ServerPins
 from gateway.policy import schemacheck
 from gateway.policy.engine import CallRequest, CompiledPolicy, Decision, SessionState, ToolView, decide
+from gateway.policy.flows import CompiledFlows, FlowVerdict, ToolFacts, argument_taints, check_flows, reader_values
+from gateway.provenance import Provenance, field_values
 from gateway.scan import Finding, neutralise_line, scan_text, scan_tool, scan_value
 
 log = structlog.get_logger("airlock.policy")
 
 _CALL: Final = "tools/call"
+_READS: Final = frozenset({"resources/read", "prompts/get"})
 _HANDSHAKES: Final = frozenset({"initialize", "server/discover"})
 _LIST_CHANGED: Final = "notifications/tools/list_changed"
 _SERVER_INFO_META: Final = "io.modelcontextprotocol/serverInfo"
@@ -59,6 +63,15 @@ class _Call:
     entry_hash: str | None
     tool: str
     descriptor_hash: str | None
+    facts: ToolFacts | None = None
+    suspect: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _Read:
+    """A `resources/read` or `prompts/get`: its result is labelled like a tool's."""
+
+    method: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +90,7 @@ class PolicyMediator:
         on_new_pins: Callable[[str, ServerPins], None] | None = None,
         flight_log: FlightLog | None = None,
         store_raw: bool = False,
+        provenance: Provenance | None = None,
     ) -> None:
         """`identity`: the server's name in rules and pins (else learned from `initialize`, else
         `fallback_identity`). `lock`: the lockfile's pins (None: pin on first sight, for this
@@ -94,6 +108,10 @@ class PolicyMediator:
         self._views: dict[tuple[str, str], ToolView] = {}
         self._blocked_server: str | None = None
         self._listed: set[str] = set()  # kinds whose first complete listing was seen
+        self._flows = CompiledFlows.from_file(policy.source)
+        #: The session's label state. Shared by every mediator of one session (pass it in),
+        #: never between sessions.
+        self.provenance: Provenance = provenance if provenance is not None else self._flows.new_provenance()
 
     # -- pins -------------------------------------------------------------------------------
 
@@ -121,6 +139,8 @@ class PolicyMediator:
             return self._call(message)
         if method in LIST_METHODS or method in _HANDSHAKES:
             return Forward(_Listing(method))
+        if method in _READS:
+            return Forward(_Read(method))
         return _FORWARD
 
     def _call(self, message: JsonObject) -> Verdict:
@@ -137,13 +157,46 @@ class PolicyMediator:
         if view is None and self._lock is not None:
             view = self._pinned_view(tool)
         decision = self._decide(tool, arguments, view)
-        entry_hash = self._record_call(message, tool, arguments, view, decision)
+        facts = None
+        flow_data: dict[str, Any] = {}
+        verdict = None
+        if view is not None:
+            facts = self._flows.facts(self.identity, tool, view.descriptor.get("annotations"), view.hash)
+            if decision.forward:
+                verdict, flow_data = self._check_flows(tool, facts, arguments)
+                if verdict.outcome != "allow" and (decision.outcome == "allow" or verdict.outcome == "deny"):
+                    decision = Decision(verdict.outcome, verdict.rule or "", verdict.reason or "", decision.inject)
+        entry_hash = self._record_call(message, tool, arguments, view, decision, flow_data)
         if not decision.forward:
+            if verdict is not None and verdict.outcome == "deny":
+                return Refuse(FlowDenied(decision.rule, decision.reason, verdict.error_data()))
             return Refuse(PolicyDenied(decision.rule, decision.reason))
         forwarded = None
         if decision.inject:
             forwarded = {**message, "params": {**params, "arguments": {**arguments, **decision.inject}}}
-        return Forward(_Call(entry_hash, tool, view.hash if view is not None else None), forwarded)
+        suspect = view is not None and bool(view.findings)
+        return Forward(_Call(entry_hash, tool, view.hash if view is not None else None, facts, suspect), forwarded)
+
+    def _check_flows(self, tool: str, facts: ToolFacts, arguments: Mapping[str, Any]) -> tuple[FlowVerdict, dict[str, Any]]:
+        """The flow verdict, and what the flight log records of it: the labels of every
+        argument (those that carry any), the session's, and the exceptions used."""
+        provenance = self.provenance
+        taints = argument_taints(provenance, arguments) if self._flows.precise else {}
+        coarse = provenance.coarse()
+        verdict = check_flows(self._flows, self.identity, tool, facts, arguments, taints, coarse, policy_shadow=self._policy.shadow)
+        data: dict[str, Any] = {"class": facts.action}
+        carried = {name: labels.names_of(t.mask) for name, t in taints.items() if t.mask}
+        if carried:
+            data["argument_labels"] = carried
+        if provenance.mask:
+            data["session_labels"] = labels.names_of(provenance.mask)
+        if provenance.saturated:
+            data["provenance"] = "saturated: checked coarsely"
+        if verdict.exceptions:
+            data["exceptions"] = list(verdict.exceptions)
+        if verdict.outcome != "allow":
+            data["flow"] = verdict.error_data()
+        return verdict, data
 
     def _decide(self, tool: str, arguments: Mapping[str, Any], view: ToolView | None) -> Decision:
         return decide(CallRequest(self.identity, tool, arguments), view, self._session_state(), self._policy)
@@ -167,11 +220,11 @@ class PolicyMediator:
         return view
 
     def _record_call(self, message: JsonObject, tool: str, arguments: Mapping[str, Any], view: ToolView | None,
-                     decision: Decision) -> str | None:  # fmt: skip
+                     decision: Decision, flow_data: dict[str, Any]) -> str | None:  # fmt: skip
         if self._log is None:
             return None
         encoded = jsonrpc.encode(arguments)
-        data: dict[str, Any] = {}
+        data: dict[str, Any] = flow_data
         if self._store_raw:
             data["arguments"] = encoded.decode()
         return self._log.record(
@@ -190,25 +243,83 @@ class PolicyMediator:
     def on_upstream_response(self, method: str, context: Any, message: JsonObject) -> JsonObject | bytes:
         if method == _CALL:
             return self._result(context, message)
+        if type(context) is _Read:
+            return self._read_result(context, message)
         if type(context) is _Listing and type(message.get("result")) is dict:
             if method in _HANDSHAKES:
                 return self._handshake(message)
             return self._listing(LIST_METHODS[method], message)
         return message
 
+    def _label(self, tool: str, facts: ToolFacts | None, suspect: bool, message: JsonObject) -> tuple[JsonObject, Any]:
+        """The message with the gateway's labels in the result's `_meta` (upstream-forged ones
+        removed), and what to fingerprint once the result's hash is known."""
+        mask = 0 if facts is not None and facts.trusted else labels.UNTRUSTED
+        if facts is not None:
+            mask |= facts.returns
+        result = message.get("result")
+        if "error" in message or type(result) is not dict:
+            error = message.get("error")
+            text = [(jsonrpc.encode(error).decode(), mask | labels.SUSPECT, False)] if error is not None else []
+            return message, (mask | labels.SUSPECT, text, frozenset(), [])
+        if result.get("isError") is True or suspect:
+            mask |= labels.SUSPECT
+        forged: list[str] = []
+        result = _strip_forged(result, forged)
+        structured = result.get("structuredContent")
+        values, matched = field_values(structured, facts.fields, mask, facts.trusted_fields) if facts is not None else ([], {})
+        if structured is not None and facts is None:
+            values, _ = field_values(structured, {}, mask)
+        content_mask = mask
+        for level in matched.values():
+            content_mask |= level
+        values.extend((text, content_mask, False) for text in _content_texts(result, structured))
+        readers = reader_values(structured, facts.readers) if facts is not None and facts.readers else frozenset()
+        joined = content_mask
+        meta = dict(result.get("_meta") or {}) if type(result.get("_meta")) is dict else {}
+        meta[labels.META_KEY] = labels.to_meta(joined, fields=matched or None, source={"server": self.identity, "tool": tool})
+        result = {**result, "_meta": meta}
+        if forged:
+            log.warning("upstream result carried labels in airlock's _meta namespace: removed", server=self.identity, tool=tool,
+                        keys=forged)  # fmt: skip
+        return {**message, "result": result}, (joined, values, readers, forged)
+
+    def _remember(self, tool: str, result_hash: str, pending: Any) -> dict[str, Any]:
+        mask, values, readers, forged = pending
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        _, ok = self.provenance.add(self.identity, tool, result_hash, stamp, mask, values, readers)
+        data: dict[str, Any] = {"labels": labels.names_of(mask)}
+        if forged:
+            data["forged_labels_removed"] = forged
+        if not ok:
+            log.warning("label provenance is full for this session: flow checks are coarse from now on", server=self.identity,
+                        cap=self.provenance.cap)  # fmt: skip
+            data["provenance"] = "saturated: flow checks are coarse from now on"
+        return data
+
+    def _read_result(self, read: _Read, message: JsonObject) -> bytes:
+        labelled, pending = self._label(read.method, None, False, message)
+        encoded = neutralise_line(jsonrpc.encode(labelled))
+        self._remember(read.method, hashlib.sha256(encoded).hexdigest(), pending)
+        return encoded
+
     def _result(self, call: _Call, message: JsonObject) -> bytes:
+        message, pending = self._label(call.tool, call.facts, call.suspect, message)
         encoded = neutralise_line(jsonrpc.encode(message))  # hash exactly what the client gets
+        result_hash = hashlib.sha256(encoded).hexdigest()
+        label_data = self._remember(call.tool, result_hash, pending)
         if self._log is not None:
             result = message.get("result")
             data: dict[str, Any] = {
                 "call": call.entry_hash,
                 "is_error": "error" in message or (type(result) is dict and result.get("isError") is True),
+                **label_data,
             }
             if self._store_raw:
                 data["response"] = encoded.decode()
             self._log.record(
                 "result", self.identity, call.tool, log_request_id(message.get("id")), call.descriptor_hash, None,
-                hashlib.sha256(encoded).hexdigest(), None, None, None, data,
+                result_hash, None, None, None, data,
             )  # fmt: skip
         return encoded
 
@@ -347,6 +458,68 @@ def _scan_memo(context: tuple[Any, ...]) -> dict[str, tuple[Finding, ...]]:
             _scan_memos.clear()
         memo = _scan_memos[context] = {}
     return memo
+
+
+def _strip_forged(result: dict[str, Any], forged: list[str]) -> dict[str, Any]:
+    """The result without keys in airlock's `_meta` namespace (in the result's `_meta` and in
+    its content blocks'): only the gateway speaks there. Their names go into `forged`."""
+    meta = result.get("_meta")
+    if type(meta) is dict and any(type(k) is str and k.startswith(labels.META_NAMESPACE) for k in meta):
+        forged.extend(k for k in meta if k.startswith(labels.META_NAMESPACE))
+        result = {**result, "_meta": {k: v for k, v in meta.items() if not k.startswith(labels.META_NAMESPACE)}}
+    content = result.get("content")
+    if type(content) is list and any(type(b) is dict and type(b.get("_meta")) is dict for b in content):
+        cleaned = []
+        for block in content:
+            inner = block.get("_meta") if type(block) is dict else None
+            if type(inner) is dict and any(k.startswith(labels.META_NAMESPACE) for k in inner):
+                forged.extend(f"content._meta.{k}" for k in inner if k.startswith(labels.META_NAMESPACE))
+                block = {**block, "_meta": {k: v for k, v in inner.items() if not k.startswith(labels.META_NAMESPACE)}}
+            cleaned.append(block)
+        result = {**result, "content": cleaned}
+    return result
+
+
+def _content_texts(result: dict[str, Any], structured: Any) -> list[str]:
+    """The texts of a result the model reads: text blocks, embedded resources' text, prompt
+    messages' text, resource contents. A text block that is just `structuredContent` as JSON
+    (what MCP asks servers to add for old clients) is skipped: the fields carry it, labelled
+    field by field."""
+    out: list[str] = []
+
+    def add_block(block: Any) -> None:
+        if type(block) is not dict:
+            return
+        text = block.get("text")
+        if type(text) is str:
+            if structured is not None and _is_json_of(text, structured):
+                return
+            out.append(text)
+        resource = block.get("resource")
+        if type(resource) is dict and type(resource.get("text")) is str:
+            out.append(resource["text"])
+        inner = block.get("content")
+        if type(inner) is dict:
+            add_block(inner)
+
+    for key in ("content", "contents", "messages"):
+        members = result.get(key)
+        if type(members) is list:
+            for member in members:
+                add_block(member)
+    description = result.get("description")
+    if type(description) is str:
+        out.append(description)
+    return out
+
+
+def _is_json_of(text: str, value: Any) -> bool:
+    if not text or text[0] not in "{[":
+        return False
+    try:
+        return bool(jsonrpc.decode(text.encode()) == value)
+    except Exception:
+        return False
 
 
 def reset_memos() -> None:

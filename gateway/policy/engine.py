@@ -198,7 +198,7 @@ class CompiledRule:
         return not self.checks and not self.rule.annotations
 
 
-def _glob(pattern: str) -> re.Pattern[str]:
+def tool_glob(pattern: str) -> re.Pattern[str]:
     """A tool glob as a regex over the normalised qualified name `server.tool` (`*` any run,
     `?` one character, `[` literal). Server identities have no dots, so the first dot splits
     server from tool: wildcards before it never cross it (`*.read` does not match tool `x.read`
@@ -263,7 +263,7 @@ class CompiledPolicy:
                 validator = SchemaCheck(spec.schema_) if spec.schema_ is not None else None
                 checks.append(_Check(name, spec, pattern, validator))
             shadow = (rule.mode or policy.mode) == "shadow"
-            rules.append(CompiledRule(rule, index, tuple(_glob(p) for p in rule.tools), tuple(checks), fixed, shadow))
+            rules.append(CompiledRule(rule, index, tuple(tool_glob(p) for p in rule.tools), tuple(checks), fixed, shadow))
         return cls(policy, policy.policy_hash(), tuple(rules), policy.mode == "shadow")
 
     def candidates(self, qualified: str) -> tuple[CompiledRule, ...]:

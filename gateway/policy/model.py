@@ -138,6 +138,86 @@ class PinSettings(_Strict):
     suspect: Literal["block", "allow-and-log"] = Field(default="block", description="a tool the poisoning scan flagged")
 
 
+LabelName = Literal["untrusted", "private", "secret", "poisoned-suspect"]
+ActionClassName = Literal["read", "write", "exec", "egress"]
+Confidentiality = Literal["public", "private", "secret"]
+FieldPath = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\s]+$")]
+
+
+class ToolDeclaration(_Strict):
+    """What the policy knows about some tools: their action class, what their results carry,
+    which arguments steer them, and which result fields name parties who can already see it.
+    The first declaration matching a tool decides each key it sets."""
+
+    tools: list[ToolPattern] = Field(min_length=1, description="server-qualified globs, as in rules")
+    class_: ActionClassName | None = Field(
+        None, alias="class", description="read, write, exec or egress; unset: derived from the tool's annotations (never looser)"
+    )
+    trusted: bool | None = Field(None, description="results of these tools are trusted (default: untrusted)")
+    returns: Confidentiality | None = Field(None, description="the confidentiality of the whole result (default: public)")
+    fields: dict[FieldPath, Confidentiality] = Field(
+        default={}, description="confidentiality per field of structuredContent, as dotted paths ('account.iban'; '*' any member)"
+    )
+    trusted_fields: list[FieldPath] = Field(
+        default=[], description="fields of structuredContent whose values are trusted though the result is not (mail headers)"
+    )
+    control: list[str] | None = Field(
+        None, description="arguments that steer the action (recipient, URL, path, command, amount); unset: every argument"
+    )
+    recipients: list[str] = Field(default=[], description="arguments naming who receives what is sent (checked against readers)")
+    readers: list[FieldPath] = Field(
+        default=[], description="result fields naming parties who can already see the result (sender, recipients, sharees)"
+    )
+
+
+class FlowRule(_Strict):
+    """Deny (or shadow) a call when an argument carrying one of `labels` reaches one of the
+    sinks: a tool of a class in `to`, a tool matching `tools`, restricted to `arguments`."""
+
+    id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
+    labels: list[LabelName] = Field(min_length=1, description="an argument carrying any of these (private also matches secret)")
+    to: list[ActionClassName] = Field(default=[], description="sink classes")
+    tools: list[ToolPattern] = Field(default=[], description="sink tools (globs); with `to`, either matches")
+    arguments: Literal["any", "control"] = Field(default="any", description="which arguments: any, or only the control arguments")
+    mode: Literal["precise", "coarse"] = Field(
+        default="precise",
+        description="precise: an argument carries the labels of the earlier results it contains; coarse: every argument carries "
+        "everything the session has seen",
+    )
+    action: Literal["deny", "shadow"] = "deny"
+    readers_may_receive: bool = Field(
+        default=False, description="allow when every recipient of the call can already see the data (see readers and recipients)"
+    )
+    reason: str | None = Field(None, max_length=500)
+
+    @model_validator(mode="after")
+    def _has_sink(self) -> FlowRule:
+        if not self.to and not self.tools:
+            raise ValueError("a flow rule needs a sink: set 'to' (classes) or 'tools' (globs)")
+        return self
+
+
+class Declassification(_Strict):
+    """An explicit exception to the flow rules, logged when used: calls of `tools` whose
+    `argument` is one of `values` may receive data with the `labels` named."""
+
+    id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
+    tools: list[ToolPattern] = Field(min_length=1)
+    argument: str = Field(min_length=1)
+    values: list[str] = Field(min_length=1, description="exact values (compared after NFKC and casefold)")
+    labels: list[LabelName] = Field(min_length=1, description="the labels these calls may receive")
+    reason: str | None = Field(None, max_length=500)
+
+
+class LabelSettings(_Strict):
+    max_fingerprints: Annotated[int, Field(ge=100, le=10_000_000)] = Field(
+        default=100_000, description="value fingerprints kept per session; beyond it the session's checks turn coarse (logged)"
+    )
+    min_token_length: Annotated[int, Field(ge=3, le=64)] = Field(
+        default=6, description="the shortest identifier-like token (with a digit or one of @/:._-+=) that is fingerprinted"
+    )
+
+
 class PolicyFile(_Strict):
     version: Literal[1] = Field(description="policy format version; write 1")
     name: str | None = None
@@ -148,14 +228,22 @@ class PolicyFile(_Strict):
     )
     pins: PinSettings = PinSettings()
     rules: list[Rule] = []
+    labels: LabelSettings = LabelSettings()
+    tools: list[ToolDeclaration] = Field(default=[], description="action classes, result labels and control arguments")
+    flows: list[FlowRule] = Field(default=[], description="information-flow rules, checked after the rules allow a call")
+    declassify: list[Declassification] = []
 
     @model_validator(mode="after")
     def _unique_ids(self) -> PolicyFile:
         seen: set[str] = set()
-        for index, rule in enumerate(self.rules):
-            if rule.id in seen:
-                raise ValueError(f"rules[{index}].id: {rule.id!r} is used by an earlier rule; rule ids must be unique")
-            seen.add(rule.id)
+        tables: list[tuple[str, list[str]]] = [
+            ("rules", [r.id for r in self.rules]), ("flows", [f.id for f in self.flows]), ("declassify", [d.id for d in self.declassify])
+        ]  # fmt: skip
+        for table, ids in tables:
+            for index, rule_id in enumerate(ids):
+                if rule_id in seen:
+                    raise ValueError(f"{table}[{index}].id: {rule_id!r} is used by an earlier rule; rule ids must be unique")
+                seen.add(rule_id)
         return self
 
     def policy_hash(self) -> str:

@@ -1,5 +1,7 @@
 """Message-level transparency: the same raw JSON-RPC transcript sent to server-everything
-directly and through `airlock run` gets the same answers, message for message."""
+directly and through `airlock run` gets the same answers, message for message, except that
+results the model reads (tools/call, resources/read, prompts/get) carry the gateway's labels
+in `_meta` and nothing else changes."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from typing import Any
 import anyio
 import pytest
 
+from gateway.labels import META_KEY
 from tests.e2e.conftest import ROOT, GatewayProcess, everything_argv, raw_gateway
 
 pytestmark = pytest.mark.anyio
@@ -86,5 +89,20 @@ async def test_the_same_transcript_gets_the_same_answers_directly_and_through_th
         async with raw_gateway(everything_argv()) as gateway:
             mediated = await _answers(gateway)
     assert mediated.keys() == direct.keys()
+    labelled = {m["id"] for m in TRANSCRIPT if m.get("method") in ("tools/call", "resources/read", "prompts/get")}
     for request_id, answer in direct.items():
-        assert mediated[request_id] == answer, f"answer to request {request_id!r} differs"
+        got = mediated[request_id]
+        if request_id in labelled and "result" in got:
+            got = _without_labels(got)
+        assert got == answer, f"answer to request {request_id!r} differs"
+
+
+def _without_labels(reply: dict[str, Any]) -> dict[str, Any]:
+    """The reply without the gateway's labels, which must be there."""
+    result = dict(reply["result"])
+    meta = dict(result.pop("_meta"))
+    labels = meta.pop(META_KEY)
+    assert labels["integrity"] == "untrusted", labels
+    if meta:
+        result["_meta"] = meta
+    return {**reply, "result": result}

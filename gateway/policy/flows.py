@@ -1,0 +1,256 @@
+"""Information-flow rules: which labelled data may reach which tool. Pure.
+
+After the rules allow a `tools/call`, every argument's labels (`provenance.Taint`: precise,
+from the results whose values it contains, or coarse, everything the session has seen) are
+checked against the policy's `[[flows]]` in order; the first that fires denies (or, in shadow,
+is logged and the call forwarded). Declassifications (`[[declassify]]`) and readers (the
+parties a result says can already see it) are the explicit, logged exceptions.
+
+The policy's `[[tools]]` declarations say what each tool is (`ToolFacts`): its action class
+(else derived from its annotations, see `labels.derived_class`), whether its results are
+trusted, their confidentiality (whole and per field), its control and recipient arguments, and
+the result fields that name readers. The first declaration matching a tool decides each key.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from gateway.labels import CONFIDENTIAL, PRIVATE, SUSPECT, UNTRUSTED, ActionClass, confidentiality_mask, derived_class, mask_of, names_of
+from gateway.names import normalise
+from gateway.policy.engine import Outcome, tool_glob
+from gateway.policy.model import Declassification, FlowRule, PolicyFile, ToolDeclaration
+from gateway.provenance import CLEAN, Provenance, Source, Taint, normalise_value
+
+_MEMO_LIMIT: Final = 10_000
+#: What a flow rule's label names match: `private` matches private and secret data (secret
+#: data carries the private bit), `secret` only secret data.
+_RULE_BITS: Final = {"untrusted": UNTRUSTED, "private": PRIVATE, "secret": 4, "poisoned-suspect": SUSPECT}
+
+
+@dataclass(frozen=True, slots=True)
+class ToolFacts:
+    action: ActionClass
+    declared_class: bool
+    trusted: bool
+    returns: int
+    fields: Mapping[str, int]
+    trusted_fields: tuple[str, ...]
+    control: tuple[str, ...] | None  # None: every argument steers the action
+    recipients: tuple[str, ...]
+    readers: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class FlowVerdict:
+    """The flow check of one call. `outcome` is `allow`, `deny` or `shadow-deny`; on a denial,
+    `rule`, `argument`, `labels` and `source` say which flow fired on what."""
+
+    outcome: Outcome
+    rule: str | None = None
+    reason: str | None = None
+    argument: str | None = None
+    labels: tuple[str, ...] = ()
+    source: Source | None = None
+    exceptions: tuple[str, ...] = ()  # declassification and reader exceptions that were used
+
+    def error_data(self) -> dict[str, Any]:
+        return {"rule": self.rule, "argument": self.argument, "labels": list(self.labels),
+                "source": self.source.to_json() if self.source is not None else None}  # fmt: skip
+
+
+ALLOWED: Final = FlowVerdict("allow")
+
+
+def _matcher(patterns: list[str]) -> Callable[[str], bool]:
+    compiled = [tool_glob(p) for p in patterns]
+    return lambda qualified: any(c.fullmatch(qualified) for c in compiled)
+
+
+@dataclass(frozen=True, slots=True)
+class _Flow:
+    rule: FlowRule
+    mask: int
+    classes: frozenset[str]
+    tools: Callable[[str], bool]
+
+    def sink(self, qualified: str, action: str) -> bool:
+        return action in self.classes or (bool(self.rule.tools) and self.tools(qualified))
+
+
+@dataclass(frozen=True, slots=True)
+class _Declass:
+    rule: Declassification
+    tools: Callable[[str], bool]
+    values: frozenset[str]
+    mask: int
+
+
+@dataclass(slots=True)
+class CompiledFlows:
+    flows: tuple[_Flow, ...]
+    declassify: tuple[_Declass, ...]
+    declarations: tuple[tuple[ToolDeclaration, Callable[[str], bool]], ...]
+    precise: bool
+    cap: int
+    min_token: int
+    _facts: dict[tuple[str, str], ToolFacts] = field(default_factory=dict)
+
+    @classmethod
+    def from_file(cls, policy: PolicyFile) -> CompiledFlows:
+        flows = tuple(_Flow(f, sum({_RULE_BITS[n] for n in f.labels}), frozenset(f.to), _matcher(f.tools)) for f in policy.flows)
+        declassify = tuple(
+            _Declass(d, _matcher(d.tools), frozenset(normalise_value(v) for v in d.values), mask_of(d.labels)) for d in policy.declassify
+        )
+        declarations = tuple((d, _matcher(d.tools)) for d in policy.tools)
+        precise = any(f.mode == "precise" for f in policy.flows)
+        return cls(flows, declassify, declarations, precise, policy.labels.max_fingerprints, policy.labels.min_token_length)
+
+    def new_provenance(self) -> Provenance:
+        return Provenance(cap=self.cap, min_token=self.min_token, precise=self.precise)
+
+    def facts(self, server: str, tool: str, annotations: Any, descriptor_hash: str | None) -> ToolFacts:
+        """What the policy (and, where it is silent, the annotations) say about a tool."""
+        key = (f"{server}.{tool}", descriptor_hash or "")
+        found = self._facts.get(key)
+        if found is not None:
+            return found
+        qualified = normalise(key[0])
+        chosen: dict[str, Any] = {}
+        for declaration, matches in self.declarations:
+            if not matches(qualified):
+                continue
+            for name in declaration.model_fields_set - {"tools"}:
+                chosen.setdefault(name, getattr(declaration, name))
+        declared = chosen.get("class_")
+        found = ToolFacts(
+            action=declared if declared is not None else derived_class(annotations),
+            declared_class=declared is not None,
+            trusted=bool(chosen.get("trusted", False)),
+            returns=confidentiality_mask(chosen.get("returns")),
+            fields={path: confidentiality_mask(level) for path, level in chosen.get("fields", {}).items()},
+            trusted_fields=tuple(chosen.get("trusted_fields", ())),
+            control=tuple(chosen["control"]) if chosen.get("control") is not None else None,
+            recipients=tuple(chosen.get("recipients", ())),
+            readers=tuple(chosen.get("readers", ())),
+        )
+        if len(self._facts) >= _MEMO_LIMIT:
+            self._facts.clear()
+        self._facts[key] = found
+        return found
+
+
+def argument_taints(provenance: Provenance, arguments: Mapping[str, Any]) -> dict[str, Taint]:
+    """Each argument's precise labels (coarse when the session is saturated)."""
+    return {name: provenance.taint(value) for name, value in arguments.items()}
+
+
+def check_flows(flows: CompiledFlows, server: str, tool: str, facts: ToolFacts, arguments: Mapping[str, Any],
+                taints: Mapping[str, Taint], coarse: Taint, *, policy_shadow: bool) -> FlowVerdict:  # fmt: skip
+    """The first flow rule that fires on this call, or ALLOWED. Shadow rules (and a shadow
+    policy) are remembered and evaluation goes on, so a trial rule never weakens the policy."""
+    if not flows.flows:
+        return ALLOWED
+    qualified = normalise(f"{server}.{tool}")
+    released, used = _declassified(flows, qualified, arguments)
+    recipients = _recipients(facts, arguments)
+    shadowed: FlowVerdict | None = None
+    exceptions: list[str] = list(used)
+    for flow in flows.flows:
+        if not flow.sink(qualified, facts.action):
+            continue
+        names = list(arguments) if flow.rule.arguments == "any" or facts.control is None else [a for a in facts.control if a in arguments]
+        for name in names:
+            taint = taints.get(name, CLEAN) if flow.rule.mode == "precise" else coarse
+            hit = taint.mask & flow.mask & ~released
+            if not hit:
+                continue
+            if flow.rule.readers_may_receive and not hit & ~CONFIDENTIAL and _readers_see(taint, recipients):
+                exceptions.append(f"readers:{flow.rule.id}")
+                continue
+            verdict = _denial(flow, facts, server, tool, name, hit, taint, policy_shadow, tuple(exceptions))
+            if verdict.outcome == "deny":
+                return verdict
+            shadowed = shadowed or verdict
+            break
+    if shadowed is not None:
+        return shadowed
+    return FlowVerdict("allow", exceptions=tuple(exceptions)) if exceptions else ALLOWED
+
+
+def _denial(flow: _Flow, facts: ToolFacts, server: str, tool: str, argument: str, hit: int, taint: Taint, policy_shadow: bool,
+            exceptions: tuple[str, ...]) -> FlowVerdict:  # fmt: skip
+    culprit = next((s for s in reversed(taint.sources) if s.mask & hit), taint.sources[-1] if taint.sources else None)
+    labels = tuple(names_of(hit))
+    origin = (f" from {culprit.server}.{culprit.tool} (result {culprit.result_hash[:12]} at {culprit.time})" if culprit is not None
+              else "")  # fmt: skip
+    how = "contains a value" if flow.rule.mode == "precise" else "is sent in a session that has seen data"
+    reason = (
+        f"flow rule {flow.rule.id!r}: argument {argument!r} {how} labelled {'/'.join(labels)}{origin}; "
+        f"{server}.{tool} is a {facts.action} tool"
+        + (f", and that flow is not allowed ({flow.rule.reason})" if flow.rule.reason else ", and that flow is not allowed")
+    )
+    shadow = flow.rule.action == "shadow" or policy_shadow
+    return FlowVerdict("shadow-deny" if shadow else "deny", flow.rule.id, reason, argument, labels, culprit, exceptions)
+
+
+def _declassified(flows: CompiledFlows, qualified: str, arguments: Mapping[str, Any]) -> tuple[int, list[str]]:
+    released = 0
+    used = []
+    for item in flows.declassify:
+        if not item.tools(qualified):
+            continue
+        value = arguments.get(item.rule.argument)
+        values = value if type(value) is list else [value]
+        if values and all(type(v) is str and normalise_value(v) in item.values for v in values):
+            released |= item.mask
+            used.append(f"declassify:{item.rule.id}")
+    return released, used
+
+
+_SEPARATORS: Final = re.compile(r"[,;\s]+")
+
+
+def _recipients(facts: ToolFacts, arguments: Mapping[str, Any]) -> frozenset[str]:
+    out: set[str] = set()
+    for name in facts.recipients:
+        value = arguments.get(name)
+        for member in value if type(value) is list else [value]:
+            if type(member) is str:
+                out.update(p for p in _SEPARATORS.split(normalise_value(member)) if p)
+            elif member is not None:
+                return frozenset({"\x00not-a-recipient"})  # a recipient the gateway cannot read is no reader
+    return frozenset(out)
+
+
+def _readers_see(taint: Taint, recipients: frozenset[str]) -> bool:
+    """Every recipient can already see every confidential result the argument came from."""
+    sources = taint.confidential_sources()
+    return bool(recipients) and bool(sources) and all(recipients <= s.readers for s in sources)
+
+
+def reader_values(structured: Any, paths: tuple[str, ...]) -> frozenset[str]:
+    """The parties named in a result's reader fields (dotted paths; strings or lists of
+    strings; comma-separated lists split), normalised."""
+    out: set[str] = set()
+    for path in paths:
+        for value in _at(structured, path.split(".")):
+            for member in value if type(value) is list else [value]:
+                if type(member) is str:
+                    out.update(p for p in _SEPARATORS.split(normalise_value(member)) if p)
+    return frozenset(out)
+
+
+def _at(value: Any, parts: list[str]) -> list[Any]:
+    if not parts:
+        return [value]
+    head, rest = parts[0], parts[1:]
+    if head == "*":
+        members = value if type(value) is list else list(value.values()) if type(value) is dict else []
+        return [found for member in members for found in _at(member, rest)]
+    if type(value) is dict and head in value:
+        return _at(value[head], rest)
+    return []

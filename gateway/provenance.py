@@ -1,0 +1,280 @@
+"""Value provenance: which earlier results an argument's values came from.
+
+Every labelled result leaves fingerprints of its values in the session's `Provenance`; an
+argument that contains a fingerprinted value inherits that result's labels. Values are compared
+in a normal form (NFKC, case-folded, invisible and format characters removed, whitespace
+folded), so a value copied with a changed case, fullwidth digits or zero-width characters
+inserted still matches. Three kinds of fingerprint:
+
+- **exact**: the whole normalised value of a string field of `structuredContent` (at least 4
+  characters): a short identifier the model copies as is;
+- **token**: identifier-like tokens of any text (at least `min_token` characters, with a digit or
+  one of ``@/:._-+=``: addresses, URLs, keys, IBANs, codes), and the parts of such a token
+  between URL delimiters;
+- **run**: winnowed 12-character windows of the text's letters and digits that hold at least
+  two digits (a re-spaced IBAN or card number), and winnowed 32-character windows of any text
+  (a copied sentence). Winnowing keeps one window in four (eight), and guarantees that any
+  shared run of 15 (39) letters and digits shares a kept window.
+
+The argument side checks every window, so the guarantee holds however the value is embedded.
+Fingerprints are Python string hashes in one dict, mapping to the OR of the labels of every
+result that had the value and the latest such result. The dict is bounded (`cap`): when a
+result would pass it, the session is *saturated* and every later check is coarse (an argument
+carries all the session has seen): fail closed, and logged by the caller.
+
+This module is pure: no clock, no I/O; the caller passes times and hashes in.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from gateway.labels import CONFIDENTIAL, UNTRUSTED
+from gateway.names import is_invisible
+
+_SHORT_RUN: Final = 12
+_SHORT_WINDOW: Final = 4
+_LONG_RUN: Final = 32
+_LONG_WINDOW: Final = 8
+_MIN_EXACT: Final = 4
+_MAX_TEXT: Final = 1 << 20  # characters of one value fingerprinted; beyond it, the session saturates
+_SPLIT: Final = re.compile(r"[\s\"'`()<>\[\]{},;|\\]+")
+_PARTS: Final = re.compile(r"[/?&=#:@+]+")
+_IDENTIFIER_MARK: Final = re.compile(r"[0-9@/:._\-+=]")
+_NOT_ALNUM: Final = re.compile(r"[\W_]+")
+_TRIM: Final = ".,:;!?-"
+
+
+def normalise_value(text: str) -> str:
+    """The form values are compared in."""
+    if not text.isascii():
+        text = unicodedata.normalize("NFKC", text)
+        if not text.isascii():
+            text = "".join(c for c in text if not is_invisible(c))
+    return " ".join(text.casefold().split())
+
+
+def _tokens(norm: str, min_token: int) -> Iterator[str]:
+    for raw in _SPLIT.split(norm):
+        token = raw.strip(_TRIM)
+        if len(token) < min_token or not _IDENTIFIER_MARK.search(token):
+            continue
+        yield token
+        for part in _PARTS.split(token):
+            part = part.strip(_TRIM)
+            if part != token and len(part) >= min_token and (_IDENTIFIER_MARK.search(part) or any(c.isdigit() for c in part)):
+                yield part
+
+
+def _windows(skeleton: str, size: int) -> list[int]:
+    return [hash(f"{size}:{skeleton[i : i + size]}") for i in range(len(skeleton) - size + 1)]
+
+
+def _winnow(hashes: list[int], window: int) -> set[int]:
+    if len(hashes) <= window:
+        return {min(hashes)} if hashes else set()
+    return {min(hashes[i : i + window]) for i in range(len(hashes) - window + 1)}
+
+
+def _digit_windows(skeleton: str) -> list[int]:
+    """12-character windows with at least two digits (identifier runs, not prose)."""
+    if sum(c.isdigit() for c in skeleton) < 2:
+        return []
+    out = []
+    for i in range(len(skeleton) - _SHORT_RUN + 1):
+        gram = skeleton[i : i + _SHORT_RUN]
+        if sum(c.isdigit() for c in gram) >= 2:
+            out.append(hash(f"{_SHORT_RUN}:{gram}"))
+    return out
+
+
+def source_prints(norm: str, min_token: int, *, exact: bool) -> set[int]:
+    """The fingerprints a result value leaves."""
+    prints: set[int] = set()
+    if exact and len(norm) >= _MIN_EXACT:
+        prints.add(hash(norm))
+    prints.update(hash(t) for t in _tokens(norm, min_token))
+    skeleton = _NOT_ALNUM.sub("", norm)
+    digits = _digit_windows(skeleton)
+    if digits:
+        prints |= _winnow(digits, _SHORT_WINDOW)
+    if len(skeleton) >= _LONG_RUN:
+        prints |= _winnow(_windows(skeleton, _LONG_RUN), _LONG_WINDOW)
+    return prints
+
+
+def argument_prints(norm: str, min_token: int) -> Iterator[int]:
+    """Every fingerprint an argument value could share with a result."""
+    yield hash(norm)
+    for token in _tokens(norm, min_token):
+        yield hash(token)
+    skeleton = _NOT_ALNUM.sub("", norm)
+    yield from _digit_windows(skeleton)
+    if len(skeleton) >= _LONG_RUN:
+        yield from _windows(skeleton, _LONG_RUN)
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """One labelled result: what an argument's labels are traced back to."""
+
+    index: int
+    server: str
+    tool: str
+    result_hash: str
+    time: str
+    mask: int
+    readers: frozenset[str] = frozenset()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"server": self.server, "tool": self.tool, "result_hash": self.result_hash, "time": self.time}
+
+
+@dataclass(frozen=True, slots=True)
+class Taint:
+    """The labels a value carries and the results they came from."""
+
+    mask: int
+    sources: tuple[Source, ...]
+
+    def confidential_sources(self) -> tuple[Source, ...]:
+        return tuple(s for s in self.sources if s.mask & CONFIDENTIAL)
+
+
+CLEAN: Final = Taint(0, ())
+
+
+@dataclass(slots=True)
+class Provenance:
+    """One session's label state: the coarse join and the value fingerprints."""
+
+    cap: int = 100_000
+    min_token: int = 6
+    precise: bool = True  # False: the policy has no precise flow rule, so nothing is fingerprinted
+    mask: int = 0  # the join of every result's labels (coarse)
+    saturated: bool = False
+    sources: dict[int, Source] = field(default_factory=dict)  # the fingerprinted results, by index
+    results: int = 0  # every result seen
+    _prints: dict[int, tuple[int, int]] = field(default_factory=dict)  # hash -> (mask, latest source index)
+    _by_bit: dict[int, Source] = field(default_factory=dict)  # the latest source that set each label bit
+
+    @property
+    def size(self) -> int:
+        return len(self._prints)
+
+    def add(self, server: str, tool: str, result_hash: str, time: str, mask: int, values: list[tuple[str, int, bool]],
+            readers: frozenset[str] = frozenset()) -> tuple[Source, bool]:  # fmt: skip
+        """Record a result with labels `mask`; `values` are its (text, its own labels, is a structured
+        field) triples. Returns the result's Source, and False when this result saturated the
+        session (the caller logs that)."""
+        joined = mask
+        for value in values:
+            joined |= value[1]
+        source = Source(self.results, server, tool, result_hash, time, joined, readers)
+        self.results += 1
+        self.mask |= joined
+        for bit in (1, 2, 4, 8):
+            if joined & bit:
+                self._by_bit[bit] = source
+        if not self.precise or self.saturated or not joined:
+            return source, True
+        self.sources[source.index] = source
+        prints = self._prints
+        for text, labels, exact in values:
+            if len(text) > _MAX_TEXT or len(self.sources) > self.cap:
+                return source, self._saturate()
+            for fp in source_prints(normalise_value(text), self.min_token, exact=exact):
+                old = prints.get(fp)
+                prints[fp] = (labels | old[0], source.index) if old is not None else (labels, source.index)
+            if len(prints) > self.cap:
+                return source, self._saturate()
+        return source, True
+
+    def _saturate(self) -> bool:
+        self.saturated = True
+        self._prints.clear()
+        self.sources.clear()  # checks are coarse from now on: the fingerprints would not be consulted
+        return False
+
+    def taint(self, value: Any) -> Taint:
+        """The labels an argument value carries (precise mode); coarse when saturated."""
+        if self.saturated or not self.precise:
+            return self.coarse()
+        if not self._prints:
+            return CLEAN
+        mask = 0
+        found: dict[int, Source] = {}
+        for text in _strings(value):
+            norm = normalise_value(text)
+            if not norm:
+                continue
+            for fp in argument_prints(norm, self.min_token):
+                hit = self._prints.get(fp)
+                if hit is not None:
+                    mask |= hit[0]
+                    found.setdefault(hit[1], self.sources[hit[1]])
+        return Taint(mask, tuple(found.values())) if mask else CLEAN
+
+    def coarse(self) -> Taint:
+        """Everything the session has seen, traced to the latest result that set each label."""
+        sources = {s.index: s for s in self._by_bit.values()}
+        return Taint(self.mask, tuple(sources.values())) if self.mask else CLEAN
+
+
+def _strings(value: Any) -> Iterator[str]:
+    """The strings in an argument value: strings, numbers and booleans as text, and the keys
+    and members of arrays and objects, recursively."""
+    kind = type(value)
+    if kind is str:
+        yield value
+    elif kind is int or kind is float:
+        yield str(value)
+    elif kind is list:
+        for member in value:
+            yield from _strings(member)
+    elif kind is dict:
+        for key, member in value.items():
+            yield key
+            yield from _strings(member)
+
+
+def field_values(structured: Any, levels: Mapping[str, int], base: int,
+                 trusted: tuple[str, ...] = ()) -> tuple[list[tuple[str, int, bool]], dict[str, int]]:  # fmt: skip
+    """The string leaves of `structuredContent` with their labels (numbers are not
+    fingerprinted: an amount equal to a balance is not a copy of it): `base` joined with the
+    confidentiality the policy declares for their field path (dotted; `*` matches any member;
+    a declared object path covers everything below it), and without `untrusted` under a path
+    the policy trusts (a mail header the mail system sets, not the sender). Also returns the
+    declared levels that matched, by path, for the client's `_meta`."""
+    out: list[tuple[str, int, bool]] = []
+    matched: dict[str, int] = {}
+
+    def walk(value: Any, path: list[str], inherited: int, vouched: bool) -> None:
+        here = inherited
+        dotted = ".".join(path)
+        for pattern, level in levels.items():
+            if _path_matches(pattern, path):
+                here |= level
+                matched[dotted] = matched.get(dotted, 0) | level
+        vouched = vouched or any(_path_matches(p, path) for p in trusted)
+        kind = type(value)
+        if kind is str:
+            out.append((value, (base & ~UNTRUSTED if vouched else base) | here, True))
+        elif kind is dict:
+            for key, member in value.items():
+                walk(member, [*path, str(key)], here, vouched)
+        elif kind is list:
+            for member in value:
+                walk(member, [*path, "*"], here, vouched)
+
+    walk(structured, [], 0, False)
+    return out, matched
+
+
+def _path_matches(pattern: str, path: list[str]) -> bool:
+    parts = pattern.split(".")
+    return len(parts) == len(path) and all(p == "*" or p == q for p, q in zip(parts, path, strict=True))
