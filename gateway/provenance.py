@@ -12,11 +12,12 @@ inserted still matches. Three kinds of fingerprint:
   one of ``@/:._-+=``: addresses, URLs, keys, IBANs, codes), and the parts of such a token
   between URL delimiters;
 - **run**: winnowed 12-character windows of the text's letters and digits that hold at least
-  two digits (a re-spaced IBAN or card number), and winnowed 32-character windows of any text
-  (a copied sentence). Winnowing keeps one window in four (eight), and guarantees that any
-  shared run of 15 (39) letters and digits shares a kept window.
+  two digits (a re-spaced IBAN or card number: one window in four is kept, so any shared run of
+  15 letters and digits shares a kept window); and winnowed shingles of 6 consecutive words (a
+  copied passage: any 9 shared consecutive words share a kept shingle).
 
-The argument side checks every window, so the guarantee holds however the value is embedded.
+The argument side checks every window and shingle, so the guarantee holds however the value is
+embedded.
 Fingerprints are Python string hashes in one dict, mapping to the OR of the labels of every
 result that had the value and the latest such result. The dict is bounded (`cap`): when a
 result would pass it, the session is *saturated* and every later check is coarse (an argument
@@ -31,21 +32,26 @@ import re
 import unicodedata
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any, Final
 
 from gateway.labels import CONFIDENTIAL, UNTRUSTED
 from gateway.names import is_invisible
 
-_SHORT_RUN: Final = 12
-_SHORT_WINDOW: Final = 4
-_LONG_RUN: Final = 32
-_LONG_WINDOW: Final = 8
+_RUN: Final = 12
+_RUN_WINDOW: Final = 4
+_RUN_SALT: Final = 0x5A17_0C0D_E5EE_D5  # keeps run hashes apart from token hashes
+_SHINGLE: Final = 6
+_SHINGLE_WINDOW: Final = 4
 _MIN_EXACT: Final = 4
 _MAX_TEXT: Final = 1 << 20  # characters of one value fingerprinted; beyond it, the session saturates
-_SPLIT: Final = re.compile(r"[\s\"'`()<>\[\]{},;|\\]+")
+_SEPARATORS: Final = str.maketrans({c: " " for c in "\"'`()<>[]{},;|\\"})
 _PARTS: Final = re.compile(r"[/?&=#:@+]+")
 _IDENTIFIER_MARK: Final = re.compile(r"[0-9@/:._\-+=]")
 _NOT_ALNUM: Final = re.compile(r"[\W_]+")
+_DIGIT: Final = re.compile(r"\d")
+_TWO_DIGITS: Final = re.compile(r"\d\D*\d")
+_WORDS: Final = re.compile(r"[^\W_]+")
 _TRIM: Final = ".,:;!?-"
 
 
@@ -59,37 +65,48 @@ def normalise_value(text: str) -> str:
 
 
 def _tokens(norm: str, min_token: int) -> Iterator[str]:
-    for raw in _SPLIT.split(norm):
+    for raw in norm.translate(_SEPARATORS).split():
+        if len(raw) < min_token or raw.isalpha():
+            continue  # most words of prose, at C speed
         token = raw.strip(_TRIM)
         if len(token) < min_token or not _IDENTIFIER_MARK.search(token):
             continue
         yield token
         for part in _PARTS.split(token):
             part = part.strip(_TRIM)
-            if part != token and len(part) >= min_token and (_IDENTIFIER_MARK.search(part) or any(c.isdigit() for c in part)):
+            if part != token and len(part) >= min_token and _IDENTIFIER_MARK.search(part):
                 yield part
 
 
-def _windows(skeleton: str, size: int) -> list[int]:
-    return [hash(f"{size}:{skeleton[i : i + size]}") for i in range(len(skeleton) - size + 1)]
+def _shingles(norm: str) -> list[int]:
+    """Hashes of every run of `_SHINGLE` consecutive words (letters and digits)."""
+    words = _WORDS.findall(norm)
+    if len(words) < _SHINGLE:
+        return []
+    return list(map(hash, zip(*(words[i:] for i in range(_SHINGLE)), strict=False)))
 
 
 def _winnow(hashes: list[int], window: int) -> set[int]:
+    """One hash per `window` consecutive ones (the smallest): a run shared by two texts that
+    spans a whole window selects the same hash on both sides."""
     if len(hashes) <= window:
         return {min(hashes)} if hashes else set()
     return {min(hashes[i : i + window]) for i in range(len(hashes) - window + 1)}
 
 
 def _digit_windows(skeleton: str) -> list[int]:
-    """12-character windows with at least two digits (identifier runs, not prose)."""
-    if sum(c.isdigit() for c in skeleton) < 2:
+    """Hashes of the `_RUN`-character windows of the letters and digits that hold at least two
+    digits (identifier runs: IBANs, card and account numbers, codes; not prose)."""
+    digits = [m.start() for m in _DIGIT.finditer(skeleton)]
+    if len(digits) < 2 or len(skeleton) < _RUN:
         return []
-    out = []
-    for i in range(len(skeleton) - _SHORT_RUN + 1):
-        gram = skeleton[i : i + _SHORT_RUN]
-        if sum(c.isdigit() for c in gram) >= 2:
-            out.append(hash(f"{_SHORT_RUN}:{gram}"))
-    return out
+    last = len(skeleton) - _RUN
+    starts: set[int] = set()
+    for first, second in pairwise(digits):
+        # windows [i, i + _RUN) holding both digits: i in [second - _RUN + 1, first]
+        starts.update(range(max(0, second - _RUN + 1), min(first, last) + 1))
+    salt = _RUN_SALT
+    return [hash(skeleton[i : i + _RUN]) ^ salt for i in sorted(starts)]
 
 
 def source_prints(norm: str, min_token: int, *, exact: bool) -> set[int]:
@@ -98,12 +115,12 @@ def source_prints(norm: str, min_token: int, *, exact: bool) -> set[int]:
     if exact and len(norm) >= _MIN_EXACT:
         prints.add(hash(norm))
     prints.update(hash(t) for t in _tokens(norm, min_token))
-    skeleton = _NOT_ALNUM.sub("", norm)
-    digits = _digit_windows(skeleton)
+    digits = _digit_windows(_NOT_ALNUM.sub("", norm)) if _TWO_DIGITS.search(norm) else []
     if digits:
-        prints |= _winnow(digits, _SHORT_WINDOW)
-    if len(skeleton) >= _LONG_RUN:
-        prints |= _winnow(_windows(skeleton, _LONG_RUN), _LONG_WINDOW)
+        prints |= _winnow(digits, _RUN_WINDOW)
+    shingles = _shingles(norm)
+    if shingles:
+        prints |= _winnow(shingles, _SHINGLE_WINDOW)
     return prints
 
 
@@ -112,10 +129,9 @@ def argument_prints(norm: str, min_token: int) -> Iterator[int]:
     yield hash(norm)
     for token in _tokens(norm, min_token):
         yield hash(token)
-    skeleton = _NOT_ALNUM.sub("", norm)
-    yield from _digit_windows(skeleton)
-    if len(skeleton) >= _LONG_RUN:
-        yield from _windows(skeleton, _LONG_RUN)
+    if _TWO_DIGITS.search(norm):
+        yield from _digit_windows(_NOT_ALNUM.sub("", norm))
+    yield from _shingles(norm)
 
 
 @dataclass(frozen=True, slots=True)
