@@ -180,6 +180,8 @@ class PolicyMediator:
     def _check_flows(self, tool: str, facts: ToolFacts, arguments: Mapping[str, Any]) -> tuple[FlowVerdict, dict[str, Any]]:
         """The flow verdict, and what the flight log records of it: the labels of every
         argument (those that carry any), the session's, and the exceptions used."""
+        if not self._flows.flows:
+            return _NO_FLOWS, {}
         provenance = self.provenance
         taints = argument_taints(provenance, arguments) if self._flows.precise else {}
         coarse = provenance.coarse()
@@ -267,9 +269,13 @@ class PolicyMediator:
         forged: list[str] = []
         result = _strip_forged(result, forged)
         structured = result.get("structuredContent")
-        values, matched = field_values(structured, facts.fields, mask, facts.trusted_fields) if facts is not None else ([], {})
-        if structured is not None and facts is None:
-            values, _ = field_values(structured, {}, mask)
+        values: list[tuple[str, int, bool]] = []
+        matched: dict[str, int] = {}
+        if structured is not None:
+            if facts is not None:
+                values, matched = field_values(structured, facts.fields, mask, facts.trusted_fields)
+            else:
+                values, _ = field_values(structured, {}, mask)
         content_mask = mask
         for level in matched.values():
             content_mask |= level
@@ -286,11 +292,14 @@ class PolicyMediator:
 
     def _remember(self, tool: str, result_hash: str, pending: Any) -> dict[str, Any]:
         mask, values, readers, forged = pending
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        _, ok = self.provenance.add(self.identity, tool, result_hash, stamp, mask, values, readers)
         data: dict[str, Any] = {"labels": labels.names_of(mask)}
         if forged:
             data["forged_labels_removed"] = forged
+        if not self._flows.flows:
+            self.provenance.mask |= mask  # nothing consults sources or fingerprints
+            return data
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        _, ok = self.provenance.add(self.identity, tool, result_hash, stamp, mask, values, readers)
         if not ok:
             log.warning("label provenance is full for this session: flow checks are coarse from now on", server=self.identity,
                         cap=self.provenance.cap)  # fmt: skip
@@ -562,3 +571,4 @@ def server_identity(name: str) -> str:
 
 
 _FORWARD: Final = Forward()
+_NO_FLOWS: Final = FlowVerdict("allow")
