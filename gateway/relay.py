@@ -221,10 +221,32 @@ class Relay:
         return verdict
 
     def _client_response(self, envelope: Envelope) -> None:
-        if envelope.id is None or self._upstream_requests.close(envelope.id) is None:
+        pending = self._upstream_requests.close(envelope.id) if envelope.id is not None else None
+        if pending is None:
             self._unsolicited("client", envelope)
             return
-        self._to_upstream(jsonrpc.encode(envelope.message))
+        message: JsonObject | bytes = envelope.message
+        if pending.context is not None:
+            try:
+                message = self._mediator.on_client_response(pending.method, pending.context, envelope.message)
+            except GatewayError as error:
+                log.info("client response withheld from the upstream", method=pending.method, id=pending.id, error=error.message)
+                message = jsonrpc.error_response(pending.id, error)
+            except Exception:
+                log.exception("mediator failed on a client response; the upstream gets an error", method=pending.method)
+                internal = GatewayError("the gateway could not check this response (internal error); it was withheld")
+                message = jsonrpc.error_response(pending.id, internal)
+        self._to_upstream(message if type(message) is bytes else jsonrpc.encode(message))
+
+    def _decide_upstream(self, method: str, message: JsonObject, request_id: RequestId) -> Verdict:
+        """The mediator's verdict on a request from the upstream (sampling, elicitation, roots)."""
+        try:
+            return self._mediator.on_upstream_request(method, message)
+        except GatewayError as error:
+            return Refuse(error)
+        except Exception:
+            log.exception("mediator failed on an upstream request; refused", method=method, id=request_id)
+            return Refuse(GatewayError("the gateway could not decide this request (internal error); it was not relayed"))
 
     def _refuse(self, request_id: RequestId, error: GatewayError) -> None:
         self._to_client(jsonrpc.error_response(request_id, error))
@@ -243,12 +265,17 @@ class Relay:
             self._upstream_response(envelope)
         elif envelope.kind == "request":
             assert envelope.id is not None and envelope.method is not None
+            verdict = self._decide_upstream(envelope.method, envelope.message, envelope.id)
+            if isinstance(verdict, Refuse):
+                self._to_upstream(jsonrpc.error_response(envelope.id, verdict.error))
+                return
             try:
-                self._upstream_requests.open(envelope.id, envelope.method)
+                self._upstream_requests.open(envelope.id, envelope.method, verdict.context)
             except GatewayError as error:
                 self._to_upstream(jsonrpc.error_response(envelope.id, error))
                 return
-            self._to_client(neutralise_line(jsonrpc.encode(envelope.message)))
+            outgoing = verdict.message if verdict.message is not None else envelope.message
+            self._to_client(neutralise_line(jsonrpc.encode(outgoing)))
         else:
             assert envelope.method is not None
             if envelope.method == _CANCELLED and not self._cancel(self._upstream_requests, envelope):

@@ -47,6 +47,16 @@ class Mediator(Protocol):
         """See a notification from the upstream before it is relayed (e.g. `list_changed`)."""
         ...
 
+    def on_upstream_request(self, method: str, message: JsonObject) -> Verdict:
+        """Decide a request from the upstream (sampling, elicitation, roots) before it reaches
+        the client. A Forward with a context gets `on_client_response` for the answer."""
+        ...
+
+    def on_client_response(self, method: str, context: Any, message: JsonObject) -> JsonObject | bytes:
+        """Inspect or rewrite the client's answer to an upstream request this mediator let
+        through with a context. Raise a GatewayError to send the upstream an error instead."""
+        ...
+
 
 class PassThrough:
     """Mediates nothing: every request is forwarded, every response relayed unchanged."""
@@ -59,6 +69,12 @@ class PassThrough:
 
     def on_upstream_notification(self, method: str, message: JsonObject) -> None:
         return None
+
+    def on_upstream_request(self, method: str, message: JsonObject) -> Verdict:
+        return _FORWARD
+
+    def on_client_response(self, method: str, context: Any, message: JsonObject) -> JsonObject | bytes:
+        return message
 
 
 _FORWARD = Forward()

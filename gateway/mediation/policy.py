@@ -41,6 +41,7 @@ log = structlog.get_logger("airlock.policy")
 
 _CALL: Final = "tools/call"
 _READS: Final = frozenset({"resources/read", "prompts/get"})
+_SERVER_REQUESTS: Final = {"sampling/createMessage": "sampling", "elicitation/create": "elicitation"}
 _HANDSHAKES: Final = frozenset({"initialize", "server/discover"})
 _LIST_CHANGED: Final = "notifications/tools/list_changed"
 _SERVER_INFO_META: Final = "io.modelcontextprotocol/serverInfo"
@@ -65,6 +66,14 @@ class _Call:
     descriptor_hash: str | None
     facts: ToolFacts | None = None
     suspect: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _ServerRequest:
+    """A sampling or elicitation request from the upstream: the client's answer is checked."""
+
+    method: str
+    entry_hash: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,6 +250,62 @@ class PolicyMediator:
             # Calls stay decided on the descriptors the model was shown; the client's next
             # tools/list is checked against the pins like the first.
             log.info("the server says its tools changed; the next listing is re-checked", server=self.identity)
+
+    def on_upstream_request(self, method: str, message: JsonObject) -> Verdict:
+        """Sampling and elicitation: decided by `[server_requests]`; their text is labelled
+        untrusted (in `params._meta` for the client, and in the session's provenance); the
+        client's answer goes through the flow rules (`on_client_response`)."""
+        setting = _SERVER_REQUESTS.get(method)
+        if setting is None:
+            return _FORWARD
+        allowed = getattr(self._policy.source.server_requests, setting) == "allow"
+        rule = f"server-requests.{setting}"
+        reason = f"{method} from server {self.identity!r} is " + ("allowed" if allowed else
+                  f"denied by the policy (set [server_requests] {setting} = \"allow\" to let it through)")  # fmt: skip
+        entry_hash = None
+        if self._log is not None:
+            entry_hash = self._log.record(
+                "call", self.identity, method, log_request_id(message.get("id")), None,
+                hashlib.sha256(jsonrpc.encode(message.get("params"))).hexdigest(), None,
+                "allow" if allowed else "deny", rule, reason, {"direction": "server-to-client"},
+            )  # fmt: skip
+        if not allowed:
+            return Refuse(PolicyDenied(rule, reason))
+        params = message.get("params")
+        if type(params) is not dict:
+            return Forward(_ServerRequest(method, entry_hash))
+        texts = _content_texts(params, None)
+        for key in ("systemPrompt", "message"):
+            if type(params.get(key)) is str:
+                texts.append(params[key])
+        mask = labels.UNTRUSTED
+        values = [(t, mask, False) for t in texts]
+        pending: tuple[int, list[tuple[str, int, bool]], frozenset[str], list[str]] = (mask, values, frozenset(), [])
+        self._remember(method, hashlib.sha256(jsonrpc.encode(params)).hexdigest(), pending)
+        meta = dict(params.get("_meta") or {}) if type(params.get("_meta")) is dict else {}
+        meta = {k: v for k, v in meta.items() if not (type(k) is str and k.startswith(labels.META_NAMESPACE))}
+        meta[labels.META_KEY] = labels.to_meta(mask, source={"server": self.identity, "tool": method})
+        return Forward(_ServerRequest(method, entry_hash), {**message, "params": {**params, "_meta": meta}})
+
+    def on_client_response(self, method: str, context: Any, message: JsonObject) -> JsonObject | bytes:
+        """The client's answer to a sampling or elicitation request goes to the upstream: the
+        flow rules check it as the arguments of a call to `SERVER.METHOD` (class `egress`
+        unless declared). A denial sends the upstream an error instead."""
+        if type(context) is not _ServerRequest:
+            return message
+        result = message.get("result")
+        arguments = {"result": result} if result is not None else {}
+        facts = self._flows.facts(self.identity, method, None, None)
+        verdict, flow_data = self._check_flows(method, facts, arguments)
+        if self._log is not None:
+            self._log.record(
+                "result", self.identity, method, log_request_id(message.get("id")), None, None,
+                hashlib.sha256(jsonrpc.encode(message)).hexdigest(), verdict.outcome, verdict.rule, verdict.reason,
+                {"call": context.entry_hash, "direction": "client-to-server", **flow_data},
+            )  # fmt: skip
+        if verdict.outcome == "deny":
+            raise FlowDenied(verdict.rule or "", verdict.reason or "", verdict.error_data())
+        return message
 
     def on_upstream_response(self, method: str, context: Any, message: JsonObject) -> JsonObject | bytes:
         if method == _CALL:

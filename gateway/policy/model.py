@@ -218,6 +218,16 @@ class LabelSettings(_Strict):
     )
 
 
+class ServerRequestSettings(_Strict):
+    """Requests an upstream sends to the client. Whatever the setting, their text is labelled
+    untrusted, and what the client answers goes to the upstream through the flow rules (the
+    upstream is the sink: its class is `egress` unless a [[tools]] entry names
+    'SERVER.sampling/createMessage' or 'SERVER.elicitation/create')."""
+
+    sampling: Literal["allow", "deny"] = Field(default="allow", description="sampling/createMessage: the server asks the client's model")
+    elicitation: Literal["allow", "deny"] = Field(default="allow", description="elicitation/create: the server asks the user")
+
+
 class PolicyFile(_Strict):
     version: Literal[1] = Field(description="policy format version; write 1")
     name: str | None = None
@@ -232,6 +242,7 @@ class PolicyFile(_Strict):
     tools: list[ToolDeclaration] = Field(default=[], description="action classes, result labels and control arguments")
     flows: list[FlowRule] = Field(default=[], description="information-flow rules, checked after the rules allow a call")
     declassify: list[Declassification] = []
+    server_requests: ServerRequestSettings = ServerRequestSettings()
 
     @model_validator(mode="after")
     def _unique_ids(self) -> PolicyFile:

@@ -420,7 +420,7 @@ def _refusal(request_id: RequestId) -> JsonObject:
     return {"jsonrpc": "2.0", "id": request_id, "error": ERROR.to_error_object()}
 
 
-class RefuseCalls:
+class RefuseCalls(PassThrough):
     """Refuses every tools/call, forwards everything else."""
 
     def on_client_request(self, method: str, message: JsonObject) -> Verdict:
@@ -435,7 +435,7 @@ class RefuseCalls:
         return None
 
 
-class EncodedResponses:
+class EncodedResponses(PassThrough):
     """Forwards everything; hands responses back already encoded (as `PolicyMediator` does)."""
 
     def on_client_request(self, method: str, message: JsonObject) -> Verdict:

@@ -25,7 +25,7 @@ from gateway.errors import (
     UPSTREAM_UNAVAILABLE,
 )
 from gateway.jsonrpc import ID_PROBE_BYTES, JsonObject, RequestId
-from gateway.mediation.interface import Forward, Mediator, Verdict
+from gateway.mediation.interface import Forward, Mediator, PassThrough, Verdict
 from gateway.relay import Relay
 from tests.unit.policy_helpers import deny_rule, policy_mediator
 
@@ -33,7 +33,7 @@ from tests.unit.policy_helpers import deny_rule, policy_mediator
 
 
 @dataclass
-class RecordingMediator:
+class RecordingMediator(PassThrough):
     """Forwards everything, remembers what it was asked, and tags requests with a context."""
 
     inner: Mediator | None = None
@@ -57,7 +57,7 @@ class RecordingMediator:
             self.inner.on_upstream_notification(method, message)
 
 
-class ExplodingMediator:
+class ExplodingMediator(PassThrough):
     """A mediator with a bug: raises where it is asked to decide."""
 
     def __init__(self, *, on_request: bool, on_response: bool) -> None:
@@ -642,7 +642,7 @@ def test_refusal_from_the_mediator_is_sent_to_the_client_and_not_forwarded() -> 
 
 
 def test_rewritten_request_from_the_mediator_is_what_is_forwarded() -> None:
-    class Rewriter:
+    class Rewriter(PassThrough):
         def on_client_request(self, method: str, message: JsonObject) -> Verdict:
             return Forward(message={**message, "params": {"name": "safe"}})
 
