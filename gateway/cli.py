@@ -289,9 +289,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             structlog.get_logger("airlock").warning("trust on first use: new descriptors pinned", server=identity, lock=str(path_))
 
     flight_log = _open_flight_log(args, config, policy.hash)
+    given: str | None = args.name or upstream_name
     mediator = PolicyMediator(
         policy,
-        identity=server_identity(args.name or upstream_name) if (args.name or upstream_name) else None,
+        identity=server_identity(given) if given else None,
         fallback_identity=server_identity(Path(settings.upstream.argv[0]).name),
         lock=lock,
         on_new_pins=on_new_pins,

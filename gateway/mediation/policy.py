@@ -243,8 +243,10 @@ class PolicyMediator:
         pin = pins.get(kind, key)
         first_sight = self._lock is None and kind not in self._listed  # no lockfile: the first listing is the pin
         if status == "new" and (first_sight or self._policy.source.pins.unpinned == "trust-on-first-use"):
-            pins.put(kind, key, descriptor)
-            return ("new-pinned" if self._lock is not None else "pinned"), None  # new-pinned: the lockfile gains it
+            pinned = pins.put(kind, key, descriptor)
+            # new-pinned: the lockfile gains it. The pinned hash is returned as on every later
+            # listing, so the cached view (keyed by it) is reused, not rebuilt.
+            return ("new-pinned" if self._lock is not None else "pinned"), pinned.hash
         return status, pin.hash if pin is not None else None
 
     def _blocked(self, status: str, findings: tuple[Finding, ...]) -> str | None:

@@ -35,18 +35,6 @@ def _with_file_size_limit(argv: list[str], limit: int) -> list[str]:
     return [sys.executable, "-c", code, str(limit), *argv]
 
 
-async def _call(gateway: GatewayProcess, request_id: int, method: str, params: dict[str, Any] | None = None) -> Any:
-    """Send a request and return its reply, skipping the server's notifications."""
-    message: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
-    if params is not None:
-        message["params"] = params
-    await gateway.send(message)
-    while True:
-        reply = await gateway.receive()
-        if reply.get("id") == request_id and "method" not in reply:
-            return reply
-
-
 async def test_a_full_log_refuses_later_calls_and_loses_no_acknowledged_one(tmp_path: Path) -> None:
     key = tmp_path / "signing.key"
     subprocess.run([sys.executable, "-m", "gateway", "keygen", "--out", str(key)], check=True, capture_output=True)
@@ -67,18 +55,18 @@ async def test_a_full_log_refuses_later_calls_and_loses_no_acknowledged_one(tmp_
     async with anyio.create_task_group() as group:
         group.start_soon(collect_stderr, process.stderr)
         try:
-            await _call(gateway, 0, "initialize", INIT)
+            await gateway.call(0, "initialize", INIT)
             await gateway.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
             await gateway.list_tools()
             for request_id in range(1, 121):
-                reply = await _call(gateway, request_id, "tools/call", {"name": "echo", "arguments": {"message": f"m{request_id}"}})
+                reply = await gateway.call(request_id, "tools/call", {"name": "echo", "arguments": {"message": f"m{request_id}"}})
                 if "result" in reply:
                     assert not refused, "a call succeeded after the log had failed"
                     acknowledged.append(request_id)
                 else:
                     refused.append(reply)
             # What needs no evidence is still served.
-            pong = await _call(gateway, 500, "ping")
+            pong = await gateway.call(500, "ping")
             assert pong == {"jsonrpc": "2.0", "id": 500, "result": {}}
             await gateway.close_input()
             await gateway.wait()
