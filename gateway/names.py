@@ -17,18 +17,25 @@ MAX_TOOL_NAME: Final = 128
 _ALPHABET: Final = re.compile(r"[A-Za-z0-9_.\-]{1,128}")
 
 #: Characters that render as nothing or reorder text: zero-width, joiners, bidi controls,
-#: Unicode tag characters, variation selectors, the BOM, soft hyphen, invisible operators.
-_INVISIBLE_RANGES: Final = (
-    (0x00AD, 0x00AD), (0x034F, 0x034F), (0x061C, 0x061C), (0x115F, 0x1160), (0x17B4, 0x17B5),
+#: Unicode tag characters, variation selectors, the BOM, soft hyphen, invisible operators, and
+#: every other format character (Cf) of Unicode 15.1, so that a scan can find them all with one
+#: regex character class (`tests/unit/test_scan.py` checks the table against the running Unicode
+#: database over all planes; `is_invisible` also asks the database, for characters added later).
+INVISIBLE_RANGES: Final = (
+    (0x00AD, 0x00AD), (0x034F, 0x034F), (0x0600, 0x0605), (0x061C, 0x061C), (0x06DD, 0x06DD),
+    (0x070F, 0x070F), (0x0890, 0x0891), (0x08E2, 0x08E2), (0x115F, 0x1160), (0x17B4, 0x17B5),
     (0x180B, 0x180F), (0x200B, 0x200F), (0x202A, 0x202E), (0x2060, 0x206F), (0x3164, 0x3164),
-    (0xFE00, 0xFE0F), (0xFEFF, 0xFEFF), (0xFFA0, 0xFFA0), (0xFFF9, 0xFFFB), (0x1BCA0, 0x1BCA3),
-    (0x1D173, 0x1D17A), (0xE0000, 0xE007F), (0xE0100, 0xE01EF),
+    (0xFE00, 0xFE0F), (0xFEFF, 0xFEFF), (0xFFA0, 0xFFA0), (0xFFF9, 0xFFFB), (0x110BD, 0x110BD),
+    (0x110CD, 0x110CD), (0x13430, 0x1343F), (0x1BCA0, 0x1BCA3), (0x1D173, 0x1D17A), (0xE0000, 0xE007F),
+    (0xE0100, 0xE01EF),
 )  # fmt: skip
 _BIDI: Final = frozenset({0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)})
 
 
 def normalise(name: str) -> str:
     """The form names and rule patterns are compared in: NFKC, then case-folded."""
+    if name.isascii():  # NFKC leaves ASCII as it is, and casefold() is lower() there
+        return name.lower()
     return unicodedata.normalize("NFKC", name).casefold()
 
 
@@ -36,7 +43,7 @@ def is_invisible(char: str) -> bool:
     """True for a character that renders as nothing or changes text direction (format
     characters, category Cf, included)."""
     code = ord(char)
-    for low, high in _INVISIBLE_RANGES:
+    for low, high in INVISIBLE_RANGES:
         if low <= code <= high:
             return True
     return unicodedata.category(char) == "Cf"
