@@ -190,7 +190,7 @@ def _denial(flow: _Flow, facts: ToolFacts, server: str, tool: str, argument: str
     how = "contains a value" if flow.rule.mode == "precise" else "is sent in a session that has seen data"
     reason = (
         f"flow rule {flow.rule.id!r}: argument {argument!r} {how} labelled {'/'.join(labels)}{origin}; "
-        f"{server}.{tool} is a {facts.action} tool"
+        f"{server}.{tool} is {'an' if facts.action in ('exec', 'egress') else 'a'} {facts.action} tool"
         + (f", and that flow is not allowed ({flow.rule.reason})" if flow.rule.reason else ", and that flow is not allowed")
     )
     shadow = flow.rule.action == "shadow" or policy_shadow
