@@ -99,7 +99,7 @@ def make_policy(rules: int, default: str = "deny") -> CompiledPolicy:
 
 def fresh_memo(policy: CompiledPolicy) -> CompiledPolicy:
     """The same compiled rules with an empty candidate memo (as in a new gateway process)."""
-    return CompiledPolicy(policy.source, policy.hash, policy.rules, policy.shadow)
+    return policy.with_empty_memo()
 
 
 # -- tools --------------------------------------------------------------------------------------

@@ -50,6 +50,12 @@ _KNOWN_ASCII_KEYS: Final = frozenset(
         "policy_hash", "args_hash", "result_hash", "labels", "decision", "rule", "reason", "data", "hash", "sig",
         "call", "is_error", "arguments", "response", "tools", "name", "next_cursor", "first", "last", "root", "head",
         "count", "big_int",
+        # MCP descriptors and JSON Schema (descriptor hashes take this path for every listed item)
+        "title", "description", "inputSchema", "outputSchema", "annotations", "_meta", "icons", "type", "properties",
+        "required", "additionalProperties", "enum", "default", "minimum", "maximum", "exclusiveMinimum",
+        "exclusiveMaximum", "minLength", "maxLength", "minItems", "maxItems", "format", "pattern", "$schema", "$ref",
+        "$defs", "anyOf", "oneOf", "allOf", "const", "examples", "readOnlyHint", "destructiveHint", "idempotentHint",
+        "openWorldHint", "uri", "uriTemplate", "mimeType", "size", "execution", "taskSupport",
     }
 )  # fmt: skip
 

@@ -487,6 +487,12 @@ def _scan_value(value: Any, path: str) -> list[Finding]:
     return found
 
 
+def clear_memo() -> None:
+    """Forget memoised scans (as in a new process; for benchmarks)."""
+    _scan_encoded.cache_clear()
+    _normalised_names.cache_clear()
+
+
 @lru_cache(maxsize=16)
 def _normalised_names(names: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
     """Normalised name -> the names with that form. Cached: a listing passes the same sibling

@@ -23,7 +23,7 @@ from typing import Any, Final
 
 import structlog
 
-from gateway import jsonrpc, labels
+from gateway import jsonrpc, labels, scan
 from gateway.descriptors import LIST_METHODS, descriptor_hash, item_key
 from gateway.errors import FlowDenied, InvalidParams, PolicyDenied
 from gateway.flightlog import FlightLog
@@ -600,6 +600,7 @@ def reset_memos() -> None:
     """Forget every memoised scan and schema check (as in a new process; for benchmarks)."""
     _scan_memos.clear()
     schemacheck.clear_cache()
+    scan.clear_memo()
 
 
 def _item(key: str | None, digest: str, status: str, pinned_hash: str | None, findings: tuple[Finding, ...], shown: bool) -> dict[str, Any]:

@@ -264,7 +264,15 @@ class CompiledPolicy:
                 checks.append(_Check(name, spec, pattern, validator))
             shadow = (rule.mode or policy.mode) == "shadow"
             rules.append(CompiledRule(rule, index, tuple(tool_glob(p) for p in rule.tools), tuple(checks), fixed, shadow))
-        return cls(policy, policy.policy_hash(), tuple(rules), policy.mode == "shadow")
+        compiled = cls(policy, policy.policy_hash(), tuple(rules), policy.mode == "shadow")
+        compiled._server_rules("")  # build the server index now, at start-up, not on the first listing
+        return compiled
+
+    def with_empty_memo(self) -> CompiledPolicy:
+        """The same compiled policy (rules and server index) with an empty candidate memo, as
+        a new gateway process has it right after start-up (for benchmarks)."""
+        self._server_rules("")  # the index is built at start-up
+        return CompiledPolicy(self.source, self.hash, self.rules, self.shadow, {}, self._by_server)
 
     def candidates(self, qualified: str) -> tuple[CompiledRule, ...]:
         """The rules whose tool patterns match `qualified` (normalised), in order; memoised."""
