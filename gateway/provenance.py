@@ -34,6 +34,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any, Final
+from urllib.parse import unquote
 
 from gateway.labels import CONFIDENTIAL, UNTRUSTED
 from gateway.names import is_invisible
@@ -47,6 +48,7 @@ _MIN_EXACT: Final = 4
 _MAX_TEXT: Final = 1 << 20  # characters of one value fingerprinted; beyond it, the session saturates
 _SEPARATORS: Final = str.maketrans({c: " " for c in "\"'`()<>[]{},;|\\"})
 _PARTS: Final = re.compile(r"[/?&=#:@+]+")
+_URL_PARTS: Final = re.compile(r"[/?&=#:+]+")
 _IDENTIFIER_MARK: Final = re.compile(r"[0-9@/:._\-+=]")
 _NOT_ALNUM: Final = re.compile(r"[\W_]+")
 _DIGIT: Final = re.compile(r"\d")
@@ -64,7 +66,10 @@ def normalise_value(text: str) -> str:
     return " ".join(text.casefold().split())
 
 
-def _tokens(norm: str, min_token: int) -> Iterator[str]:
+def _tokens(norm: str, min_token: int, *, any_part: bool = True) -> Iterator[str]:
+    """Identifier-like tokens, and their parts between URL delimiters. `any_part=False` (the
+    result side) keeps only parts with a digit (a key in a URL), not bare host names: the
+    domain of the user's own address is in every mail, and would taint every address there."""
     for raw in norm.translate(_SEPARATORS).split():
         if len(raw) < min_token or raw.isalpha():
             continue  # most words of prose, at C speed
@@ -72,9 +77,16 @@ def _tokens(norm: str, min_token: int) -> Iterator[str]:
         if len(token) < min_token or not _IDENTIFIER_MARK.search(token):
             continue
         yield token
-        for part in _PARTS.split(token):
+        if "%" in token:
+            decoded = unquote(token)
+            if decoded != token:
+                yield from _tokens(normalise_value(decoded), min_token, any_part=any_part)
+        parts = _PARTS.split(token)
+        if any_part and "@" in token:
+            parts += _URL_PARTS.split(token)  # an address inside a URL, kept whole
+        for part in parts:
             part = part.strip(_TRIM)
-            if part != token and len(part) >= min_token and _IDENTIFIER_MARK.search(part):
+            if part != token and len(part) >= min_token and (_DIGIT.search(part) if not any_part else _IDENTIFIER_MARK.search(part)):
                 yield part
 
 
@@ -114,7 +126,7 @@ def source_prints(norm: str, min_token: int, *, exact: bool) -> set[int]:
     prints: set[int] = set()
     if exact and len(norm) >= _MIN_EXACT:
         prints.add(hash(norm))
-    prints.update(hash(t) for t in _tokens(norm, min_token))
+    prints.update(hash(t) for t in _tokens(norm, min_token, any_part=False))
     digits = _digit_windows(_NOT_ALNUM.sub("", norm)) if _TWO_DIGITS.search(norm) else []
     if digits:
         prints |= _winnow(digits, _RUN_WINDOW)
@@ -125,7 +137,12 @@ def source_prints(norm: str, min_token: int, *, exact: bool) -> set[int]:
 
 
 def argument_prints(norm: str, min_token: int) -> Iterator[int]:
-    """Every fingerprint an argument value could share with a result."""
+    """Every fingerprint an argument value could share with a result (also of its
+    percent-decoded form: a value in a URL query)."""
+    if "%" in norm:
+        decoded = normalise_value(unquote(norm))
+        if decoded != norm:
+            yield from argument_prints(decoded, min_token)
     yield hash(norm)
     for token in _tokens(norm, min_token):
         yield hash(token)
@@ -152,16 +169,25 @@ class Source:
 
 @dataclass(frozen=True, slots=True)
 class Taint:
-    """The labels a value carries and the results they came from."""
+    """The labels a value carries and the results they came from. `culprits`: for each label
+    bit, a result whose value carried it; `reader_sets`: for each confidential value the
+    argument contains, everyone who can already see it (the readers of every result that had
+    it), so sending it to them leaks nothing."""
 
     mask: int
     sources: tuple[Source, ...]
+    culprits: Mapping[int, Source] = field(default_factory=dict)
+    reader_sets: tuple[frozenset[str], ...] = ()
 
-    def confidential_sources(self) -> tuple[Source, ...]:
-        return tuple(s for s in self.sources if s.mask & CONFIDENTIAL)
+    def culprit(self, bits: int) -> Source | None:
+        for bit in (4, 2, 1, 8):
+            if bits & bit and bit in self.culprits:
+                return self.culprits[bit]
+        return self.sources[-1] if self.sources else None
 
 
 CLEAN: Final = Taint(0, ())
+_SOURCES_PER_PRINT: Final = 8
 
 
 @dataclass(slots=True)
@@ -175,37 +201,58 @@ class Provenance:
     saturated: bool = False
     sources: dict[int, Source] = field(default_factory=dict)  # the fingerprinted results, by index
     results: int = 0  # every result seen
-    _prints: dict[int, tuple[int, int]] = field(default_factory=dict)  # hash -> (mask, latest source index)
+    #: hash -> (the join of its labels, (source index << 4 | the value's labels there), ...),
+    #: the latest `_SOURCES_PER_PRINT` results that had it
+    _prints: dict[int, tuple[int, tuple[int, ...]]] = field(default_factory=dict)
     _by_bit: dict[int, Source] = field(default_factory=dict)  # the latest source that set each label bit
+    _reader_meet: frozenset[str] | None = None  # who can see every confidential result so far (coarse)
 
     @property
     def size(self) -> int:
         return len(self._prints)
 
     def add(self, server: str, tool: str, result_hash: str, time: str, mask: int, values: list[tuple[str, int, bool]],
-            readers: frozenset[str] = frozenset()) -> tuple[Source, bool]:  # fmt: skip
-        """Record a result with labels `mask`; `values` are its (text, its own labels, is a structured
-        field) triples. Returns the result's Source, and False when this result saturated the
-        session (the caller logs that)."""
+            readers: frozenset[str] = frozenset(), own: frozenset[int] = frozenset()) -> tuple[Source, bool]:  # fmt: skip
+        """Record a result with labels `mask`; `values` are its (text, its own labels, is a
+        structured field) triples. `own`: fingerprints of the arguments of the call this result
+        answers; a value the result merely echoes came from the client: the echo does not make it
+        untrusted (a send tool repeating its recipient), though a confidentiality the policy
+        declares for the result still holds.
+        Returns the result's Source, and False when this result saturated the session (the
+        caller logs that)."""
         joined = mask
         for value in values:
             joined |= value[1]
         source = Source(self.results, server, tool, result_hash, time, joined, readers)
         self.results += 1
         self.mask |= joined
+        if joined & CONFIDENTIAL:
+            self._reader_meet = readers if self._reader_meet is None else self._reader_meet & readers
         for bit in (1, 2, 4, 8):
             if joined & bit:
                 self._by_bit[bit] = source
-        if not self.precise or self.saturated or not joined:
+        if not self.precise or self.saturated or not (joined or readers) or not values:
             return source, True
+        if len(self.sources) >= self.cap:
+            return source, self._saturate()
         self.sources[source.index] = source
         prints = self._prints
         for text, labels, exact in values:
-            if len(text) > _MAX_TEXT or len(self.sources) > self.cap:
+            if len(text) > _MAX_TEXT:
                 return source, self._saturate()
+            echoed_labels = labels & CONFIDENTIAL
             for fp in source_prints(normalise_value(text), self.min_token, exact=exact):
+                value_labels = labels
+                if fp in own:  # echoed: not made untrusted by the echo, but what the policy declares holds
+                    value_labels = echoed_labels
+                    if not value_labels:
+                        continue
+                entry = source.index << 4 | value_labels
                 old = prints.get(fp)
-                prints[fp] = (labels | old[0], source.index) if old is not None else (labels, source.index)
+                if old is None:
+                    prints[fp] = (value_labels, (entry,))
+                elif entry not in old[1]:
+                    prints[fp] = (value_labels | old[0], (*old[1][1 - _SOURCES_PER_PRINT :], entry))
             if len(prints) > self.cap:
                 return source, self._saturate()
         return source, True
@@ -216,6 +263,17 @@ class Provenance:
         self.sources.clear()  # checks are coarse from now on: the fingerprints would not be consulted
         return False
 
+    def prints_of(self, value: Any) -> frozenset[int]:
+        """Every fingerprint an argument value could share with a result (see `add`'s `own`)."""
+        if not self.precise or self.saturated:
+            return frozenset()
+        out: set[int] = set()
+        for text in _strings(value):
+            norm = normalise_value(text)
+            if norm:
+                out.update(argument_prints(norm, self.min_token))
+        return frozenset(out)
+
     def taint(self, value: Any) -> Taint:
         """The labels an argument value carries (precise mode); coarse when saturated."""
         if self.saturated or not self.precise:
@@ -224,25 +282,43 @@ class Provenance:
             return CLEAN
         mask = 0
         found: dict[int, Source] = {}
+        culprits: dict[int, Source] = {}
+        reader_sets: set[frozenset[str]] = set()
         for text in _strings(value):
             norm = normalise_value(text)
             if not norm:
                 continue
             for fp in argument_prints(norm, self.min_token):
                 hit = self._prints.get(fp)
-                if hit is not None:
-                    mask |= hit[0]
-                    found.setdefault(hit[1], self.sources[hit[1]])
-        return Taint(mask, tuple(found.values())) if mask else CLEAN
+                if hit is None:
+                    continue
+                mask |= hit[0]
+                readers: set[str] = set()
+                for entry in hit[1]:
+                    source = self.sources[entry >> 4]
+                    found.setdefault(source.index, source)
+                    readers |= source.readers
+                    for bit in (1, 2, 4, 8):
+                        if entry & bit:
+                            culprits[bit] = source
+                if hit[0] & CONFIDENTIAL:
+                    reader_sets.add(frozenset(readers))
+        if not mask:
+            return CLEAN
+        return Taint(mask, tuple(found.values()), culprits, tuple(reader_sets))
 
     def coarse(self) -> Taint:
-        """Everything the session has seen, traced to the latest result that set each label."""
+        """Everything the session has seen, traced to the latest result that set each label;
+        a confidential result's readers count only if every confidential result had them."""
+        if not self.mask:
+            return CLEAN
         sources = {s.index: s for s in self._by_bit.values()}
-        return Taint(self.mask, tuple(sources.values())) if self.mask else CLEAN
+        readers = self._reader_meet if self._reader_meet is not None else frozenset()
+        return Taint(self.mask, tuple(sources.values()), dict(self._by_bit), (readers,) if self.mask & CONFIDENTIAL else ())
 
 
 def _strings(value: Any) -> Iterator[str]:
-    """The strings in an argument value: strings, numbers and booleans as text, and the keys
+    """The strings in an argument value: strings and numbers (as text), and the keys
     and members of arrays and objects, recursively."""
     kind = type(value)
     if kind is str:

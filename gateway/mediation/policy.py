@@ -66,6 +66,7 @@ class _Call:
     descriptor_hash: str | None
     facts: ToolFacts | None = None
     suspect: bool = False
+    own: frozenset[int] = frozenset()  # the arguments' fingerprints: what the result may echo
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,7 +185,8 @@ class PolicyMediator:
         if decision.inject:
             forwarded = {**message, "params": {**params, "arguments": {**arguments, **decision.inject}}}
         suspect = view is not None and bool(view.findings)
-        return Forward(_Call(entry_hash, tool, view.hash if view is not None else None, facts, suspect), forwarded)
+        own = self.provenance.prints_of(arguments) if self._flows.precise else frozenset()
+        return Forward(_Call(entry_hash, tool, view.hash if view is not None else None, facts, suspect, own), forwarded)
 
     def _check_flows(self, tool: str, facts: ToolFacts, arguments: Mapping[str, Any]) -> tuple[FlowVerdict, dict[str, Any]]:
         """The flow verdict, and what the flight log records of it: the labels of every
@@ -355,7 +357,7 @@ class PolicyMediator:
                         keys=forged)  # fmt: skip
         return {**message, "result": result}, (joined, values, readers, forged)
 
-    def _remember(self, tool: str, result_hash: str, pending: Any) -> dict[str, Any]:
+    def _remember(self, tool: str, result_hash: str, pending: Any, own: frozenset[int] = frozenset()) -> dict[str, Any]:
         mask, values, readers, forged = pending
         data: dict[str, Any] = {"labels": labels.names_of(mask)}
         if forged:
@@ -364,7 +366,7 @@ class PolicyMediator:
             self.provenance.mask |= mask  # nothing consults sources or fingerprints
             return data
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        _, ok = self.provenance.add(self.identity, tool, result_hash, stamp, mask, values, readers)
+        _, ok = self.provenance.add(self.identity, tool, result_hash, stamp, mask, values, readers, own)
         if not ok:
             log.warning("label provenance is full for this session: flow checks are coarse from now on", server=self.identity,
                         cap=self.provenance.cap)  # fmt: skip
@@ -381,7 +383,7 @@ class PolicyMediator:
         message, pending = self._label(call.tool, call.facts, call.suspect, message)
         encoded = neutralise_line(jsonrpc.encode(message))  # hash exactly what the client gets
         result_hash = hashlib.sha256(encoded).hexdigest()
-        label_data = self._remember(call.tool, result_hash, pending)
+        label_data = self._remember(call.tool, result_hash, pending, call.own)
         if self._log is not None:
             result = message.get("result")
             data: dict[str, Any] = {
@@ -535,23 +537,32 @@ def _scan_memo(context: tuple[Any, ...]) -> dict[str, tuple[Finding, ...]]:
 
 
 def _strip_forged(result: dict[str, Any], forged: list[str]) -> dict[str, Any]:
-    """The result without keys in airlock's `_meta` namespace (in the result's `_meta` and in
-    its content blocks'): only the gateway speaks there. Their names go into `forged`."""
-    meta = result.get("_meta")
-    if type(meta) is dict and any(type(k) is str and k.startswith(labels.META_NAMESPACE) for k in meta):
-        forged.extend(k for k in meta if k.startswith(labels.META_NAMESPACE))
-        result = {**result, "_meta": {k: v for k, v in meta.items() if not k.startswith(labels.META_NAMESPACE)}}
-    content = result.get("content")
-    if type(content) is list and any(type(b) is dict and type(b.get("_meta")) is dict for b in content):
-        cleaned = []
-        for block in content:
-            inner = block.get("_meta") if type(block) is dict else None
-            if type(inner) is dict and any(k.startswith(labels.META_NAMESPACE) for k in inner):
-                forged.extend(f"content._meta.{k}" for k in inner if k.startswith(labels.META_NAMESPACE))
-                block = {**block, "_meta": {k: v for k, v in inner.items() if not k.startswith(labels.META_NAMESPACE)}}
-            cleaned.append(block)
-        result = {**result, "content": cleaned}
-    return result
+    """The result without keys in airlock's `_meta` namespace, wherever a `_meta` object sits
+    in it (the result's, content blocks', embedded resources', prompt messages'): only the
+    gateway speaks there. The paths of removed keys go into `forged`."""
+
+    def clean(value: Any, path: str) -> Any:
+        if type(value) is dict:
+            changed = False
+            out = {}
+            for key, member in value.items():
+                where = f"{path}.{key}" if path else str(key)
+                if key == "_meta" and type(member) is dict:
+                    kept = {k: v for k, v in member.items() if not (type(k) is str and k.startswith(labels.META_NAMESPACE))}
+                    if len(kept) != len(member):
+                        forged.extend(f"{where}.{k}" for k in member if k not in kept)
+                        member, changed = kept, True
+                new = clean(member, where)
+                changed |= new is not member
+                out[key] = new
+            return out if changed else value
+        if type(value) is list:
+            items = [clean(member, f"{path}[{index}]") for index, member in enumerate(value)]
+            return items if any(a is not b for a, b in zip(items, value, strict=True)) else value
+        return value
+
+    cleaned: dict[str, Any] = clean(result, "")
+    return cleaned
 
 
 def _content_texts(result: dict[str, Any], structured: Any) -> list[str]:

@@ -15,7 +15,7 @@ the result fields that name readers. The first declaration matching a tool decid
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -26,9 +26,10 @@ from gateway.policy.model import Declassification, FlowRule, PolicyFile, ToolDec
 from gateway.provenance import CLEAN, Provenance, Source, Taint, normalise_value
 
 _MEMO_LIMIT: Final = 10_000
-#: What a flow rule's label names match: `private` matches private and secret data (secret
-#: data carries the private bit), `secret` only secret data.
-_RULE_BITS: Final = {"untrusted": UNTRUSTED, "private": PRIVATE, "secret": 4, "poisoned-suspect": SUSPECT}
+#: What a flow rule's label names match: `private` matches private and secret data (either
+#: bit: declassifying `private` releases the private bit only, so secret data still matches),
+#: `secret` only secret data.
+_RULE_BITS: Final = {"untrusted": UNTRUSTED, "private": PRIVATE | 4, "secret": 4, "poisoned-suspect": SUSPECT}
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +71,13 @@ def _matcher(patterns: list[str]) -> Callable[[str], bool]:
     return lambda qualified: any(c.fullmatch(qualified) for c in compiled)
 
 
+def _rule_mask(names: Sequence[str]) -> int:
+    mask = 0
+    for name in names:
+        mask |= _RULE_BITS[name]
+    return mask
+
+
 @dataclass(frozen=True, slots=True)
 class _Flow:
     rule: FlowRule
@@ -101,7 +109,7 @@ class CompiledFlows:
 
     @classmethod
     def from_file(cls, policy: PolicyFile) -> CompiledFlows:
-        flows = tuple(_Flow(f, sum({_RULE_BITS[n] for n in f.labels}), frozenset(f.to), _matcher(f.tools)) for f in policy.flows)
+        flows = tuple(_Flow(f, _rule_mask(f.labels), frozenset(f.to), _matcher(f.tools)) for f in policy.flows)
         declassify = tuple(
             _Declass(d, _matcher(d.tools), frozenset(normalise_value(v) for v in d.values), mask_of(d.labels)) for d in policy.declassify
         )
@@ -183,7 +191,7 @@ def check_flows(flows: CompiledFlows, server: str, tool: str, facts: ToolFacts, 
 
 def _denial(flow: _Flow, facts: ToolFacts, server: str, tool: str, argument: str, hit: int, taint: Taint, policy_shadow: bool,
             exceptions: tuple[str, ...]) -> FlowVerdict:  # fmt: skip
-    culprit = next((s for s in reversed(taint.sources) if s.mask & hit), taint.sources[-1] if taint.sources else None)
+    culprit = taint.culprit(hit)
     labels = tuple(names_of(hit))
     origin = (f" from {culprit.server}.{culprit.tool} (result {culprit.result_hash[:12]} at {culprit.time})" if culprit is not None
               else "")  # fmt: skip
@@ -212,6 +220,17 @@ def _declassified(flows: CompiledFlows, qualified: str, arguments: Mapping[str, 
 
 
 _SEPARATORS: Final = re.compile(r"[,;\s]+")
+_PARTY_SEPARATORS: Final = re.compile(r"[\s,;<>()\[\]\"']+")
+
+
+def parties(text: str) -> set[str]:
+    """The parties a recipient or reader field names, normalised: the e-mail addresses in it
+    when it has any ('Alice <alice@x.example>' is alice@x.example), else its comma- or
+    space-separated words (a user or channel name)."""
+    norm = normalise_value(text)
+    words = [p for p in _PARTY_SEPARATORS.split(norm) if p]
+    found = {w.strip(".:") for w in words if "@" in w}
+    return found or set(words)
 
 
 def _recipients(facts: ToolFacts, arguments: Mapping[str, Any]) -> frozenset[str]:
@@ -220,16 +239,15 @@ def _recipients(facts: ToolFacts, arguments: Mapping[str, Any]) -> frozenset[str
         value = arguments.get(name)
         for member in value if type(value) is list else [value]:
             if type(member) is str:
-                out.update(p for p in _SEPARATORS.split(normalise_value(member)) if p)
+                out |= parties(member)
             elif member is not None:
                 return frozenset({"\x00not-a-recipient"})  # a recipient the gateway cannot read is no reader
     return frozenset(out)
 
 
 def _readers_see(taint: Taint, recipients: frozenset[str]) -> bool:
-    """Every recipient can already see every confidential result the argument came from."""
-    sources = taint.confidential_sources()
-    return bool(recipients) and bool(sources) and all(recipients <= s.readers for s in sources)
+    """Every recipient can already see every confidential value the argument contains."""
+    return bool(recipients) and bool(taint.reader_sets) and all(recipients <= readers for readers in taint.reader_sets)
 
 
 def reader_values(structured: Any, paths: tuple[str, ...]) -> frozenset[str]:
@@ -240,7 +258,7 @@ def reader_values(structured: Any, paths: tuple[str, ...]) -> frozenset[str]:
         for value in _at(structured, path.split(".")):
             for member in value if type(value) is list else [value]:
                 if type(member) is str:
-                    out.update(p for p in _SEPARATORS.split(normalise_value(member)) if p)
+                    out |= parties(member)
     return frozenset(out)
 
 

@@ -120,4 +120,3 @@ def test_schemas_that_differ_only_in_the_type_of_a_number_do_not_share_a_check()
     assert one.problem(1) is None and one.problem(True) is not None
     assert true.problem(True) is None and true.problem(1) is not None
     assert schema_check({"const": 1}) is one
-
