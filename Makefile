@@ -31,6 +31,10 @@ test: $(PY_OK) $(NODE_OK)
 ## Benchmarks print figures as ratios to the direct path; they are not part of `make test`.
 bench: $(PY_OK) $(NODE_OK)
 	$(BIN)/python benchmarks/relay_bench.py
+	$(BIN)/python benchmarks/flightlog_bench.py
+	$(BIN)/python benchmarks/policy_bench.py
+	$(BIN)/python benchmarks/provenance_bench.py
+	$(BIN)/python benchmarks/label_scenarios.py
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache .hypothesis
