@@ -24,6 +24,7 @@ from gateway.errors import EXIT_DIFFERENT, EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, C
 from gateway.flightlog import FSYNC_MODES, FlightLog, LogSettings
 from gateway.inspect import EntryFilter, read_entries, redact, redact_receipt, table_header, table_row
 from gateway.logs import configure_logging
+from gateway.mediation.interface import Mediator
 from gateway.mediation.policy import PolicyMediator, server_identity
 from gateway.pins import Lock, ServerPins, compare
 from gateway.policy.engine import CompiledPolicy
@@ -33,6 +34,7 @@ from gateway.probe import list_server
 from gateway.receipts import timestamp, utc_now
 from gateway.rotation import make_manifest
 from gateway.runner import RunSettings, rotation_manifest_path, run_stdio
+from gateway.serve import TOKENS_ENV, ServeSettings, Token, check_settings, load_tokens, serve
 from gateway.signing import (
     KEY_FILE_ENV,
     generate_key,
@@ -54,6 +56,39 @@ def _env_pair(text: str) -> tuple[str, str]:
     return name, value
 
 
+def _upstream_options(parser: argparse.ArgumentParser) -> None:
+    """The options of `run` and `serve`: the upstream, the policy, logging and the flight log."""
+    parser.add_argument("--config", type=Path, help="gateway config file (TOML)")
+    parser.add_argument("--upstream", metavar="NAME", help="which [upstreams.NAME] of the config to run")
+    parser.add_argument("--policy", type=Path, help="policy file (TOML; default: policies/default.toml)")
+    parser.add_argument("--lock", type=Path, help="descriptor lockfile written by 'airlock pin' (default: pin on first sight, per session)")
+    parser.add_argument("--name", help="the server's name in rules and pins (default: the config's upstream name, else its own name)")
+    parser.add_argument("--deny", action="append", default=[], metavar="TOOL", help="refuse and hide this tool, before any rule")
+    parser.add_argument("--env", action="append", default=[], type=_env_pair, metavar="NAME=VALUE", help="set a variable for the upstream")
+    parser.add_argument(
+        "--pass-env",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="pass this variable of the gateway's environment to the upstream",
+    )
+    parser.add_argument("--cwd", help="working directory of the upstream")
+    parser.add_argument("--max-message-bytes", type=int, help="largest message accepted in either direction")
+    parser.add_argument("--max-in-flight", type=int, help="most requests open at once in each direction")
+    parser.add_argument("--shutdown-grace", type=float, help="seconds the upstream gets to exit after its input closes")
+    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--log-format", choices=["console", "json"])
+    parser.add_argument("--log", type=Path, help="flight log: a new file, or a directory (one new file per run)")
+    key = parser.add_mutually_exclusive_group()
+    key.add_argument("--key", type=Path, help=f"Ed25519 private key file (or ${KEY_FILE_ENV}); made by 'airlock keygen'")
+    key.add_argument(
+        "--ephemeral-key", action="store_true", help="UNSAFE for evidence: sign with a throwaway in-memory key (marked in the log)"
+    )
+    parser.add_argument("--fsync", choices=list(FSYNC_MODES), help="flight-log durability: always | group (default) | off")
+    parser.add_argument("--store-raw", action="store_true", help="keep raw arguments and results in the flight log (for replay)")
+    parser.add_argument("upstream_command", nargs=argparse.REMAINDER, metavar="-- CMD [ARG...]")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="airlock", description="MCP Airlock: a security gateway for MCP servers.")
     parser.add_argument("--version", action="version", version=f"airlock {__version__}")
@@ -64,36 +99,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="wrap a stdio MCP server: airlock run [options] -- CMD [ARG...]",
         description="Run CMD as the upstream MCP server and relay this process's stdio to it, mediated.",
     )
-    run.add_argument("--config", type=Path, help="gateway config file (TOML)")
-    run.add_argument("--upstream", metavar="NAME", help="which [upstreams.NAME] of the config to run")
-    run.add_argument("--policy", type=Path, help="policy file (TOML; default: policies/default.toml)")
-    run.add_argument("--lock", type=Path, help="descriptor lockfile written by 'airlock pin' (default: pin on first sight, per session)")
-    run.add_argument("--name", help="the server's name in rules and pins (default: the config's upstream name, else its own name)")
-    run.add_argument("--deny", action="append", default=[], metavar="TOOL", help="refuse and hide this tool, before any rule (repeatable)")
-    run.add_argument("--env", action="append", default=[], type=_env_pair, metavar="NAME=VALUE", help="set a variable for the upstream")
-    run.add_argument(
-        "--pass-env",
-        action="append",
-        default=[],
-        metavar="NAME",
-        help="pass this variable of the gateway's environment to the upstream",
-    )
-    run.add_argument("--cwd", help="working directory of the upstream")
-    run.add_argument("--max-message-bytes", type=int, help="largest message accepted in either direction")
-    run.add_argument("--max-in-flight", type=int, help="most requests open at once in each direction")
-    run.add_argument("--shutdown-grace", type=float, help="seconds the upstream gets to exit after its input closes")
-    run.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
-    run.add_argument("--log-format", choices=["console", "json"])
-    run.add_argument("--log", type=Path, help="flight log: a new file, or a directory (one new file per run)")
-    key = run.add_mutually_exclusive_group()
-    key.add_argument("--key", type=Path, help=f"Ed25519 private key file (or ${KEY_FILE_ENV}); made by 'airlock keygen'")
-    key.add_argument(
-        "--ephemeral-key", action="store_true", help="UNSAFE for evidence: sign with a throwaway in-memory key (marked in the log)"
-    )
-    run.add_argument("--fsync", choices=list(FSYNC_MODES), help="flight-log durability: always | group (default) | off")
-    run.add_argument("--store-raw", action="store_true", help="keep raw arguments and results in the flight log (for replay)")
-    run.add_argument("upstream_command", nargs=argparse.REMAINDER, metavar="-- CMD [ARG...]")
+    _upstream_options(run)
     run.set_defaults(handler=cmd_run)
+
+    serve = commands.add_parser(
+        "serve",
+        help="serve a stdio MCP server over streamable HTTP: airlock serve [options] -- CMD [ARG...]",
+        description="Expose CMD over streamable HTTP; every MCP session gets its own upstream process, label state and "
+        "flight-log file. Bearer tokens are required (loopback may opt out with --insecure-no-auth).",
+    )
+    serve.add_argument("--listen", default="127.0.0.1:8080", metavar="HOST:PORT", help="address to listen on (default 127.0.0.1:8080)")
+    serve.add_argument("--path", default="/mcp", help="the MCP endpoint path (default /mcp)")
+    serve.add_argument("--token-file", type=Path, help=f"bearer tokens, one ID:TOKEN per line (or ${TOKENS_ENV}: ID:TOKEN,...)")
+    serve.add_argument("--insecure-no-auth", action="store_true", help="UNSAFE: no authentication (refused beyond loopback)")
+    serve.add_argument("--allow-host", action="append", default=[], metavar="HOST[:PORT]", help="accepted Host header (repeatable)")
+    serve.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN", help="accepted Origin header (repeatable)")
+    serve.add_argument("--max-body-bytes", type=int, default=4 * 1024 * 1024, help="largest request body accepted")
+    serve.add_argument("--max-sessions", type=int, default=100, help="most sessions open at once")
+    _upstream_options(serve)
+    serve.set_defaults(handler=cmd_serve)
 
     keygen = commands.add_parser("keygen", help="make a signing key (--out K) or print a key's public half (--public K)")
     which = keygen.add_mutually_exclusive_group(required=True)
@@ -309,6 +333,61 @@ def cmd_run(args: argparse.Namespace) -> int:
     finally:
         if flight_log is not None:
             flight_log.abandon()  # no-op after a seal; an unsealed log stays unsealed
+
+
+def _tokens(args: argparse.Namespace) -> tuple[Token, ...]:
+    if args.token_file is not None:
+        return load_tokens(args.token_file)
+    raw = os.environ.get(TOKENS_ENV)
+    if not raw:
+        return ()
+    tokens = []
+    for index, item in enumerate(raw.split(","), 1):
+        token_id, sep, secret = item.strip().partition(":")
+        if not sep:
+            token_id, secret = f"t{index}", token_id
+        if len(secret) < 16:
+            raise ConfigError(f"${TOKENS_ENV}: token {index} is shorter than 16 characters")
+        tokens.append(Token(token_id, secret.encode()))
+    return tuple(tokens)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    settings, config, upstream_name = _settings_from(args)
+    configure_logging(args.log_level or config.gateway.log_level, args.log_format or config.gateway.log_format)
+    section = config.gateway
+    policy = load_run_policy(args.policy or (Path(section.policy).expanduser() if section.policy else None), [*section.deny, *args.deny])
+    lock_path = args.lock or (Path(section.lock).expanduser() if section.lock else None)
+    lock = Lock.load(lock_path) if lock_path is not None else None
+    host, _, port = args.listen.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"--listen {args.listen!r}: write HOST:PORT, e.g. 127.0.0.1:8080")
+    serve_settings = ServeSettings(
+        upstream=settings.upstream, host=host.strip("[]"), port=int(port), path=args.path, tokens=_tokens(args),
+        allow_unauthenticated=args.insecure_no_auth, allowed_hosts=tuple(args.allow_host), allowed_origins=tuple(args.allow_origin),
+        max_body_bytes=args.max_body_bytes, max_message_bytes=settings.max_message_bytes, max_sessions=args.max_sessions,
+    )  # fmt: skip
+    check_settings(serve_settings)
+    given: str | None = args.name or upstream_name
+    log_dir = args.log or (Path(config.flight_log.path).expanduser() if config.flight_log.path else None)
+    if log_dir is not None and not log_dir.is_dir():
+        raise ConfigError(f"--log {log_dir}: airlock serve writes one file per session: give an existing directory")
+
+    def make_mediator(session: str) -> tuple[Mediator, FlightLog | None]:
+        # Each session: its own mediator (label state, pins of its first listing) and log file.
+        session_lock = Lock.from_json(lock.to_json(), str(lock_path)) if lock is not None else None
+        flight_log = _open_flight_log(args, config, policy.hash) if log_dir is not None else None
+        mediator = PolicyMediator(
+            policy,
+            identity=server_identity(given) if given else None,
+            fallback_identity=server_identity(Path(settings.upstream.argv[0]).name),
+            lock=session_lock,
+            flight_log=flight_log,
+            store_raw=args.store_raw or config.flight_log.store_raw,
+        )
+        return mediator, flight_log
+
+    return asyncio.run(serve(serve_settings, make_mediator))
 
 
 def cmd_pin(args: argparse.Namespace) -> int:

@@ -1,0 +1,452 @@
+"""`airlock serve`: the gateway over streamable HTTP, one upstream per HTTP session.
+
+Each MCP session (`Mcp-Session-Id`) gets its own upstream child process, its own relay and
+mediator, so its own label state, and its own flight-log file. The HTTP side (sessions, SSE
+streams, Accept/Content-Type checks, DNS-rebinding guard) is the mcp SDK's
+`StreamableHTTPServerTransport`; Airlock relays at the message level behind it, exactly as on
+stdio: the transport's messages are turned into the same JSON lines `Relay.from_client` reads.
+
+In front of every request, before any session is touched: bearer-token authentication (on by
+default; constant-time comparison; the token's id, never the token, is logged), a body-size
+limit, and Host/Origin validation. A request without a session id that is not `initialize`
+(e.g. the 2026-07-28 `server/discover` probe) is served by a one-shot session, ended after
+its answer.
+
+Server-to-client messages of a stdio upstream say nothing about which request they belong to:
+a progress notification is routed by its progress token, anything else to the client request
+opened most recently and still open, else to the session's standalone GET stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import ipaddress
+import secrets
+from collections.abc import Awaitable, Callable, MutableMapping
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import anyio
+import orjson
+import structlog
+from mcp.server.streamable_http import StreamableHTTPServerTransport
+from mcp.server.transport_security import TransportSecuritySettings
+from mcp.shared.message import ServerMessageMetadata, SessionMessage
+from mcp_types.jsonrpc import jsonrpc_message_adapter
+
+from gateway import jsonrpc
+from gateway.errors import ConfigError, EvidenceUnavailable
+from gateway.flightlog import FlightLog
+from gateway.framing import DEFAULT_MAX_MESSAGE_BYTES, LineFramer
+from gateway.mediation.interface import Mediator
+from gateway.relay import Relay
+from gateway.transports.child import ChildProcess, ChildSpec
+from gateway.transports.pipes import LineWriter
+
+log = structlog.get_logger("airlock.serve")
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+SESSION_HEADER: Final = b"mcp-session-id"
+TOKENS_ENV: Final = "AIRLOCK_TOKENS"
+DEFAULT_MAX_BODY: Final = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    id: str
+    secret: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ServeSettings:
+    upstream: ChildSpec
+    host: str = "127.0.0.1"
+    port: int = 8080
+    path: str = "/mcp"
+    tokens: tuple[Token, ...] = ()
+    allow_unauthenticated: bool = False  # only ever on loopback
+    allowed_hosts: tuple[str, ...] = ()
+    allowed_origins: tuple[str, ...] = ()
+    max_body_bytes: int = DEFAULT_MAX_BODY
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    max_sessions: int = 100
+
+
+def load_tokens(path: Path) -> tuple[Token, ...]:
+    """Tokens, one per line as `ID:TOKEN` (or a bare token, id `tN`); blank lines and `#`
+    comments ignored. Several tokens allow rotation. Raises ConfigError."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the token file: {exc.strerror or exc}") from None
+    tokens: list[Token] = []
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        token_id, sep, secret = line.partition(":")
+        if not sep:
+            token_id, secret = f"t{len(tokens) + 1}", line
+        if len(secret) < 16:
+            raise ConfigError(f"{path}:{number}: the token is shorter than 16 characters; use e.g. 'openssl rand -hex 32'")
+        tokens.append(Token(token_id.strip(), secret.strip().encode()))
+    if not tokens:
+        raise ConfigError(f"{path}: no token in the file; write one per line as ID:TOKEN")
+    return tuple(tokens)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_settings(settings: ServeSettings) -> None:
+    """Fail closed: listening beyond loopback needs tokens."""
+    if not settings.tokens and not (settings.allow_unauthenticated and is_loopback(settings.host)):
+        if is_loopback(settings.host):
+            raise ConfigError("airlock serve needs bearer tokens (--token-file or AIRLOCK_TOKENS); on loopback only, "
+                              "--insecure-no-auth turns authentication off")  # fmt: skip
+        raise ConfigError(f"airlock serve on {settings.host} (beyond loopback) needs bearer tokens: pass --token-file")
+
+
+def authenticate(settings: ServeSettings, header: bytes | None) -> str | None:
+    """The id of the token the Authorization header carries, or None. Every configured token
+    is compared, in constant time, whichever matches."""
+    if not settings.tokens:
+        return "unauthenticated-loopback" if settings.allow_unauthenticated else None
+    if header is None or header[:7].lower() != b"bearer ":
+        return None
+    offered = header[7:].strip()
+    found = None
+    for token in settings.tokens:
+        if hmac.compare_digest(offered, token.secret):
+            found = token.id
+    return found
+
+
+async def _plain(send: Send, status: int, message: str, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    body = orjson.dumps({"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": message}})
+    fixed = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": [*fixed, *(headers or [])]})
+    await send({"type": "http.response.body", "body": body})
+
+
+@dataclass(slots=True)
+class _Router:
+    """Which client request a server-to-client message belongs to."""
+
+    open: dict[Any, None] = field(default_factory=dict)  # insertion-ordered open request ids
+    progress: dict[Any, Any] = field(default_factory=dict)  # progress token -> request id
+
+    def client_request(self, message: dict[str, Any]) -> None:
+        request_id = message.get("id")
+        if request_id is None or "method" not in message:
+            return
+        self.open[request_id] = None
+        params = message.get("params")
+        meta = params.get("_meta") if type(params) is dict else None
+        if type(meta) is dict and "progressToken" in meta:
+            self.progress[meta["progressToken"]] = request_id
+
+    def related(self, message: dict[str, Any]) -> Any:
+        if "method" not in message:  # a response: routed by its own id
+            request_id = message.get("id")
+            self.open.pop(request_id, None)
+            for token in [t for t, r in self.progress.items() if r == request_id]:
+                del self.progress[token]
+            return None
+        params = message.get("params")
+        if message.get("method") == "notifications/progress" and type(params) is dict:
+            owner = self.progress.get(params.get("progressToken"))
+            if owner is not None:
+                return owner
+        return next(reversed(self.open), None)
+
+
+class _QueueTransport:
+    """What `LineWriter` writes to: lines go onto a queue the session's sender drains."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        for line in data.split(b"\n"):
+            if line:
+                self.queue.put_nowait(line)
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def get_write_buffer_size(self) -> int:
+        return self.queue.qsize()
+
+    def close(self) -> None:
+        self.closed = True
+        self.queue.put_nowait(None)
+
+
+MediatorFactory = Callable[[str], tuple[Mediator, FlightLog | None]]
+
+
+class HttpSession:
+    """One MCP session: its transport, upstream child, relay and flight log."""
+
+    def __init__(self, settings: ServeSettings, transport: StreamableHTTPServerTransport, mediator: Mediator,
+                 flight_log: FlightLog | None, principal: str) -> None:  # fmt: skip
+        self.settings = settings
+        self.transport = transport
+        self.principal = principal
+        self.flight_log = flight_log
+        self.ready = asyncio.Event()
+        self.done = asyncio.Event()
+        self._to_client_transport = _QueueTransport()
+        self._to_client = LineWriter("client")
+        self._to_client.attach(self._to_client_transport)
+        self._to_upstream = LineWriter("upstream")
+        self.relay = Relay(mediator, self._to_client.add, self._to_upstream.add)
+        self._router = _Router()
+        self._child: ChildProcess | None = None
+        if flight_log is not None:
+            flight_log.defer_writes()
+            self.relay.track_uncommitted()
+
+    def _flush(self) -> None:
+        if self.flight_log is not None:
+            try:
+                self.flight_log.flush()
+            except EvidenceUnavailable as error:
+                withdrawn = self.relay.withdraw(error)
+                if withdrawn:
+                    self._to_upstream.discard(withdrawn)
+                    self._to_client.discard(withdrawn)
+            self.relay.commit()
+        self._to_upstream.flush()
+        self._to_client.flush()
+
+    async def run(self) -> None:
+        framer = LineFramer(self.relay.from_upstream, self.relay.upstream_line_too_large, self.settings.max_message_bytes)
+
+        def on_upstream_chunk(data: bytes) -> None:
+            try:
+                framer.feed(data)
+            finally:
+                self._flush()
+
+        child = ChildProcess(self.settings.upstream, on_upstream_chunk)
+        self._child = child
+        try:
+            await child.start()
+            self._to_upstream.attach(child.stdin)
+            async with self.transport.connect() as (read_stream, write_stream):
+                self.ready.set()
+                async with anyio.create_task_group() as tasks:
+                    tasks.start_soon(self._send_to_client, write_stream)
+                    tasks.start_soon(self._watch_child, child, tasks.cancel_scope)
+                    try:
+                        async for item in read_stream:
+                            if isinstance(item, Exception):
+                                log.info("client sent an unreadable message", error=str(item))
+                                continue
+                            message = item.message.model_dump(by_alias=True, mode="json", exclude_unset=True)
+                            self._router.client_request(message)
+                            self.relay.from_client(jsonrpc.encode(message))
+                            self._flush()
+                    except (anyio.ClosedResourceError, anyio.EndOfStream):
+                        pass  # the session was terminated (DELETE, or the upstream ended)
+                    tasks.cancel_scope.cancel()
+        finally:
+            self.ready.set()
+            self._to_client_transport.close()
+            status = await child.terminate(grace=0.5) if child.returncode is None else child.returncode
+            log.info("session ended", session=self.transport.mcp_session_id, principal=self.principal, upstream_status=status,
+                     **self.relay.describe())  # fmt: skip
+            if self.flight_log is not None:
+                await self.flight_log.aclose("session ended")
+            self.done.set()
+
+    async def _watch_child(self, child: ChildProcess, scope: anyio.CancelScope) -> None:
+        await child.exited.wait()
+        await child.wait_output_done(1.0)
+        self.relay.upstream_lost(f"the upstream server exited (status {child.returncode})")
+        self._flush()
+        await asyncio.sleep(0.05)  # let the sender pass the errors on
+        await self.transport.terminate()
+        scope.cancel()
+
+    async def _send_to_client(self, write_stream: Any) -> None:
+        queue = self._to_client_transport.queue
+        while True:
+            line = await queue.get()
+            if line is None:
+                return
+            message = orjson.loads(line)
+            related = self._router.related(message)
+            try:
+                typed = jsonrpc_message_adapter.validate_python(message, by_name=False)
+            except Exception as exc:  # the relay only sends valid JSON-RPC; never crash the session on it
+                log.error("message to the client not relayable over HTTP", error=str(exc)[:200])
+                continue
+            metadata = ServerMessageMetadata(related_request_id=related) if related is not None else None
+            await write_stream.send(SessionMessage(typed, metadata=metadata))
+
+
+class ServeApp:
+    """The ASGI application."""
+
+    def __init__(self, settings: ServeSettings, make_mediator: MediatorFactory) -> None:
+        self.settings = settings
+        self.make_mediator = make_mediator
+        self.sessions: dict[str, HttpSession] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        hosts = list(settings.allowed_hosts) or [f"{settings.host}:{settings.port}", settings.host, f"localhost:{settings.port}",
+                                                 "localhost", f"127.0.0.1:{settings.port}", "127.0.0.1"]  # fmt: skip
+        origins = list(settings.allowed_origins) or [f"http://{h}" for h in hosts]
+        self.security = TransportSecuritySettings(enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        if scope["path"].rstrip("/") != self.settings.path.rstrip("/"):
+            await _plain(send, 404, f"not found: the MCP endpoint is {self.settings.path}")
+            return
+        headers = dict(scope.get("headers") or [])
+        principal = authenticate(self.settings, headers.get(b"authorization"))
+        if principal is None:
+            log.warning("unauthenticated request refused", client=str(scope.get("client")))
+            await _plain(send, 401, "authentication required: send 'Authorization: Bearer <token>'", [(b"www-authenticate", b"Bearer")])
+            return
+        length = headers.get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.settings.max_body_bytes):
+            await _plain(send, 413, f"request body too large (limit {self.settings.max_body_bytes} bytes)")
+            return
+        receive = self._limited(receive)
+        session_id = headers.get(SESSION_HEADER)
+        if session_id is not None:
+            session = self.sessions.get(session_id.decode("latin-1"))
+            if session is None:
+                await _plain(send, 404, "session not found: it ended or never existed; start a new one with initialize")
+                return
+            if session.principal != principal:
+                await _plain(send, 404, "session not found: it ended or never existed; start a new one with initialize")
+                return
+            await session.transport.handle_request(scope, receive, send)
+            return
+        if scope["method"] != "POST":
+            await _plain(send, 400, "a request without Mcp-Session-Id must be a POST that starts a session (initialize)")
+            return
+        await self._open(scope, receive, send, principal)
+
+    def _limited(self, receive: Receive) -> Receive:
+        limit = self.settings.max_body_bytes
+        seen = 0
+
+        async def limited() -> MutableMapping[str, Any]:
+            nonlocal seen
+            event = await receive()
+            if event.get("type") == "http.request":
+                seen += len(event.get("body", b""))
+                if seen > limit:
+                    raise _BodyTooLarge
+            return event
+
+        return limited
+
+    async def _open(self, scope: Scope, receive: Receive, send: Send, principal: str) -> None:
+        if len(self.sessions) >= self.settings.max_sessions:
+            await _plain(send, 503, "too many open sessions", [(b"retry-after", b"5")])
+            return
+        body = b""
+        more = True
+        try:
+            while more:
+                event = await receive()
+                body += event.get("body", b"")
+                more = event.get("more_body", False)
+        except _BodyTooLarge:
+            await _plain(send, 413, f"request body too large (limit {self.settings.max_body_bytes} bytes)")
+            return
+        try:
+            message = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            await _plain(send, 400, f"the body is not JSON: {exc}")
+            return
+        stateful = type(message) is dict and message.get("method") == "initialize"
+        session_id = secrets.token_hex(16) if stateful else None
+        transport = StreamableHTTPServerTransport(session_id, security_settings=self.security)
+        mediator, flight_log = self.make_mediator(session_id or secrets.token_hex(16))
+        session = HttpSession(self.settings, transport, mediator, flight_log, principal)
+        task = asyncio.ensure_future(session.run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        await session.ready.wait()
+        if session.done.is_set():
+            await _plain(send, 502, "the upstream server could not be started")
+            return
+        if session_id is not None:
+            self.sessions[session_id] = session
+            task.add_done_callback(lambda _: self.sessions.pop(session_id, None))
+        replayed = False
+
+        async def replay() -> MutableMapping[str, Any]:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        log.info("session opened" if stateful else "one-shot request", session=session_id, principal=principal)
+        try:
+            await transport.handle_request(scope, replay, send)
+        finally:
+            if not stateful or transport.is_terminated:
+                await transport.terminate()
+                await session.done.wait()
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            event = await receive()
+            if event["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif event["type"] == "lifespan.shutdown":
+                await self.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def close(self) -> None:
+        for session in list(self.sessions.values()):
+            await session.transport.terminate()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=5)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+async def serve(settings: ServeSettings, make_mediator: MediatorFactory) -> int:
+    """Run the HTTP front until SIGINT/SIGTERM."""
+    import uvicorn
+
+    check_settings(settings)
+    app = ServeApp(settings, make_mediator)
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    log.info("serving MCP over streamable HTTP", url=f"http://{settings.host}:{settings.port}{settings.path}",
+             tokens=[t.id for t in settings.tokens])  # fmt: skip
+    async with AsyncExitStack():
+        await server.serve()
+    return 0
