@@ -46,6 +46,7 @@ from gateway.signing import (
 )
 from gateway.standalone import extract_receipt, verify_receipt
 from gateway.transports.child import ChildSpec, child_environment
+from gateway.transports.http_upstream import HttpSpec
 from gateway.verify import VerificationError, verify_file
 
 
@@ -73,6 +74,10 @@ def _upstream_options(parser: argparse.ArgumentParser) -> None:
         help="pass this variable of the gateway's environment to the upstream",
     )
     parser.add_argument("--cwd", help="working directory of the upstream")
+    parser.add_argument("--url", help="a remote upstream MCP server (instead of '-- CMD')")
+    parser.add_argument("--transport", choices=["streamable-http", "sse"], default="streamable-http", help="transport of --url")
+    parser.add_argument("--header", action="append", default=[], type=_env_pair, metavar="NAME=VALUE", help="HTTP header for --url")
+    parser.add_argument("--bearer-env", metavar="VAR", help="send 'Authorization: Bearer $VAR' to --url (the token is never logged)")
     parser.add_argument("--max-message-bytes", type=int, help="largest message accepted in either direction")
     parser.add_argument("--max-in-flight", type=int, help="most requests open at once in each direction")
     parser.add_argument("--shutdown-grace", type=float, help="seconds the upstream gets to exit after its input closes")
@@ -194,12 +199,35 @@ def _upstream_spec(args: argparse.Namespace, config: GatewayConfig) -> tuple[Chi
     return spec, name
 
 
+def _http_spec(args: argparse.Namespace) -> HttpSpec | None:
+    """A remote upstream (--url), with headers from --header and a bearer token from the
+    environment variable --bearer-env names (values never logged)."""
+    if args.url is None:
+        return None
+    if args.upstream_command and [a for a in args.upstream_command if a != "--"]:
+        raise ConfigError("give either --url (a remote upstream) or '-- CMD' (a local one), not both")
+    if not args.url.startswith(("http://", "https://")):
+        raise ConfigError(f"--url {args.url!r}: give an http:// or https:// URL")
+    headers = dict(args.header)
+    if args.bearer_env:
+        token = os.environ.get(args.bearer_env)
+        if not token:
+            raise ConfigError(f"--bearer-env {args.bearer_env}: that environment variable is not set or empty")
+        headers["Authorization"] = f"Bearer {token}"
+    return HttpSpec(args.url, args.transport, headers)
+
+
 def _settings_from(args: argparse.Namespace) -> tuple[RunSettings, GatewayConfig, str | None]:
     config = load_config(args.config) if args.config else GatewayConfig()
     section = config.gateway
-    spec, name = _upstream_spec(args, config)
+    http = _http_spec(args)
+    if http is not None:
+        spec, name = ChildSpec((http.url,), {}, None), None
+    else:
+        spec, name = _upstream_spec(args, config)
     settings = RunSettings(
         upstream=spec,
+        upstream_http=http,
         max_message_bytes=_positive(args.max_message_bytes, section.max_message_bytes, "--max-message-bytes"),
         max_in_flight=_positive(args.max_in_flight, section.max_in_flight, "--max-in-flight"),
         shutdown_grace=section.shutdown_grace if args.shutdown_grace is None else max(0.0, args.shutdown_grace),

@@ -26,6 +26,7 @@ from gateway.mediation.interface import Mediator
 from gateway.relay import Relay
 from gateway.signing import key_id, load_private_key
 from gateway.transports.child import ChildProcess, ChildSpec
+from gateway.transports.http_upstream import HttpSpec, HttpUpstream
 from gateway.transports.pipes import FlowLink, FramedReader, LineWriter, WriterProtocol, open_read_fd, open_write_fd
 
 log = structlog.get_logger("airlock.run")
@@ -37,6 +38,8 @@ DRAIN_TIMEOUT: Final = 5.0
 @dataclass(frozen=True, slots=True)
 class RunSettings:
     upstream: ChildSpec
+    #: Set: the upstream is this remote server (streamable HTTP or SSE), not a child process.
+    upstream_http: HttpSpec | None = None
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
     #: Seconds the upstream gets to exit by itself after its stdin closes, before SIGTERM.
@@ -107,7 +110,11 @@ async def run_stdio(
         finally:
             flush()
 
-    child = ChildProcess(settings.upstream, on_upstream_chunk)
+    child: ChildProcess | HttpUpstream
+    if settings.upstream_http is not None:
+        child = HttpUpstream(settings.upstream_http, on_upstream_chunk)
+    else:
+        child = ChildProcess(settings.upstream, on_upstream_chunk)
     await child.start()
     to_upstream.attach(child.stdin)
 
@@ -168,7 +175,7 @@ async def run_stdio(
             await child.terminate(grace=0.0)
 
 
-async def _upstream_died(child: ChildProcess, relay: Relay, to_client: LineWriter) -> int:
+async def _upstream_died(child: ChildProcess | HttpUpstream, relay: Relay, to_client: LineWriter) -> int:
     await child.wait_output_done(1.0)
     reason = f"the upstream server exited unexpectedly (status {child.returncode})"
     answered = relay.upstream_lost(reason)

@@ -1,0 +1,160 @@
+"""An upstream MCP server over streamable HTTP or legacy SSE, behind the same small surface
+`run_stdio` uses for a child process: lines in (`stdin.write`), lines out (`on_output`),
+`exited`, `terminate`.
+
+The mcp SDK's client transports do the HTTP (sessions, SSE streams, reconnection of the GET
+stream where the transport allows it); Airlock relays at the message level on top: each line the
+relay writes is validated into a JSON-RPC message and sent, each message received is encoded
+back into a line for `Relay.from_upstream`. Headers (bearer tokens) come from the config or the
+environment and are never logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import httpx2
+import orjson
+import structlog
+from mcp.shared.message import SessionMessage
+from mcp_types.jsonrpc import jsonrpc_message_adapter
+
+from gateway import jsonrpc
+from gateway.errors import UpstreamStartFailed
+from gateway.transports.pipes import FlowLink
+
+log = structlog.get_logger("airlock.http-upstream")
+
+
+@dataclass(frozen=True, slots=True)
+class HttpSpec:
+    url: str
+    transport: Literal["streamable-http", "sse"] = "streamable-http"
+    headers: Mapping[str, str] = field(default_factory=dict)  # secrets: never logged
+    timeout: float = 30.0
+    connect_timeout: float = 10.0
+
+
+class _LineSink:
+    """What `LineWriter` writes to: lines onto a queue the sender task drains."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        for line in data.split(b"\n"):
+            if line:
+                self.queue.put_nowait(line)
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def get_write_buffer_size(self) -> int:
+        return self.queue.qsize()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.queue.put_nowait(None)
+
+
+class HttpUpstream:
+    def __init__(self, spec: HttpSpec, on_output: Callable[[bytes], None]) -> None:
+        self.spec = spec
+        self._on_output = on_output
+        self.stdin = _LineSink()
+        self.stdin_flow = FlowLink()
+        self.exited = asyncio.Event()
+        self.returncode: int | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._connected = asyncio.Event()
+        self._error: str | None = None
+
+    # the reader side of a FlowLink: nothing to pause on a message stream
+    def pause_reading(self) -> None:
+        return None
+
+    def resume_reading(self) -> None:
+        return None
+
+    async def start(self) -> None:
+        """Connect. Raises UpstreamStartFailed naming the URL (never the headers)."""
+        self._task = asyncio.ensure_future(self._run())
+        waiter = asyncio.ensure_future(self._connected.wait())
+        done, _ = await asyncio.wait({waiter, self._task}, timeout=self.spec.connect_timeout, return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        if not self._connected.is_set():
+            if self._task in done:
+                raise UpstreamStartFailed(f"cannot connect to the upstream at {self.spec.url}: {self._error or 'connection ended'}")
+            self._task.cancel()
+            raise UpstreamStartFailed(f"the upstream at {self.spec.url} did not answer within {self.spec.connect_timeout} s")
+        log.info("upstream connected", url=self.spec.url, transport=self.spec.transport)
+
+    async def _run(self) -> None:
+        from mcp.client.sse import sse_client
+        from mcp.client.streamable_http import streamable_http_client
+
+        try:
+            async with httpx2.AsyncClient(headers=dict(self.spec.headers), timeout=self.spec.timeout) as http:
+                # The SDK connects lazily; probe now so a wrong URL or credential fails at start-up.
+                probe = await http.request("OPTIONS", self.spec.url, timeout=self.spec.connect_timeout)
+                if probe.status_code in (401, 403):
+                    raise PermissionError(f"HTTP {probe.status_code}: the upstream refused the credentials (check --bearer-env/--header)")
+                if self.spec.transport == "sse":
+                    context: Any = sse_client(self.spec.url, headers=dict(self.spec.headers), timeout=self.spec.timeout)
+                else:
+                    context = streamable_http_client(self.spec.url, http_client=http)
+                async with context as streams:
+                    read_stream, write_stream = streams[0], streams[1]
+                    self._connected.set()
+                    sender = asyncio.ensure_future(self._send(write_stream))
+                    try:
+                        async for item in read_stream:
+                            if isinstance(item, Exception):
+                                log.warning("upstream transport error", url=self.spec.url, error=str(item)[:300])
+                                continue
+                            message = item.message.model_dump(by_alias=True, mode="json", exclude_unset=True)
+                            self._on_output(jsonrpc.encode(message) + b"\n")
+                    finally:
+                        sender.cancel()
+            self.returncode = 0
+        except asyncio.CancelledError:
+            self.returncode = 0
+        except Exception as exc:  # a network failure ends the upstream like a child's exit
+            self._error = f"{type(exc).__name__}: {str(exc)[:300]}"
+            log.error("upstream connection failed", url=self.spec.url, error=self._error)
+            self.returncode = 1
+        finally:
+            self.exited.set()
+
+    async def _send(self, write_stream: Any) -> None:
+        while True:
+            line = await self.stdin.queue.get()
+            if line is None:
+                return
+            try:
+                message = jsonrpc_message_adapter.validate_python(orjson.loads(line), by_name=False)
+            except Exception as exc:  # the relay only sends valid JSON-RPC
+                log.error("message not sendable over HTTP; dropped", error=str(exc)[:200])
+                continue
+            await write_stream.send(SessionMessage(message))
+
+    async def wait_output_done(self, timeout: float) -> None:
+        return None
+
+    async def terminate(self, grace: float = 1.0) -> int:
+        """Send what is queued (for at most `grace` seconds), then close the connection (a
+        streamable-HTTP session is ended with DELETE by the SDK)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while self.stdin.queue.qsize() and loop.time() < deadline and not self.exited.is_set():
+            await asyncio.sleep(0.01)
+        self.stdin.close()
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        return self.returncode if self.returncode is not None else 0

@@ -1,0 +1,106 @@
+"""`airlock run --url`: a remote upstream over streamable HTTP (server-everything in its
+`streamableHttp` mode), driven by the real mcp client over the gateway's stdio."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import anyio
+import httpx2
+import pytest
+from mcp import Client
+from mcp.client.stdio import StdioServerParameters
+
+from gateway.labels import META_KEY
+from tests.e2e.conftest import EVERYTHING, ROOT, TRANSPARENT_POLICY, everything_argv
+
+pytestmark = pytest.mark.anyio
+
+SECRET = "s3cr3t-bearer-token-never-logged"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def remote_everything() -> Iterator[str]:
+    everything_argv()  # fails with the install hint when it is missing
+    port = _free_port()
+    process = subprocess.Popen([str(EVERYTHING), "streamableHttp"], env={**os.environ, "PORT": str(port)},
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    url = f"http://127.0.0.1:{port}/mcp"
+    try:
+        with anyio.from_thread.start_blocking_portal() as portal:
+            portal.call(_wait_listening, url)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+async def _wait_listening(url: str) -> None:
+    with anyio.fail_after(30):
+        while True:
+            try:
+                async with httpx2.AsyncClient() as http:
+                    await http.get(url)
+                return
+            except httpx2.TransportError:
+                await anyio.sleep(0.05)
+
+
+def _through(url: str, *options: str, env: dict[str, str] | None = None) -> StdioServerParameters:
+    args = ["-m", "gateway", "run", "--policy", str(TRANSPARENT_POLICY), "--url", url, *options]
+    return StdioServerParameters(command=sys.executable, args=args, cwd=str(ROOT), env=env)
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+async def test_a_remote_streamable_http_server_is_relayed_and_its_results_labelled(remote_everything: str, mode: str) -> None:
+    with anyio.fail_after(60):
+        async with Client(remote_everything, mode=mode) as direct:
+            expected = sorted(t.name for t in (await direct.list_tools()).tools)
+        async with Client(_through(remote_everything), mode=mode) as client:
+            tools = sorted(t.name for t in (await client.list_tools()).tools)
+            echoed = await client.call_tool("echo", {"message": "over http"})
+    assert tools == expected
+    assert echoed.content[0].text == "Echo: over http"  # type: ignore[union-attr]
+    meta: dict[str, Any] = echoed.meta or {}
+    assert meta[META_KEY]["integrity"] == "untrusted"
+
+
+async def test_a_bearer_token_from_the_environment_is_sent_and_never_logged(remote_everything: str, tmp_path: Any) -> None:
+    stderr = tmp_path / "stderr.txt"
+    env = {**os.environ, "UPSTREAM_TOKEN": SECRET}
+    params = _through(remote_everything, "--bearer-env", "UPSTREAM_TOKEN", "--log-level", "debug", env=env)
+    with anyio.fail_after(60), stderr.open("w") as errlog:
+        from mcp.client.stdio import stdio_client
+        from mcp.client.session import ClientSession
+
+        async with stdio_client(params, errlog=errlog) as (read, write), ClientSession(read, write) as session:
+            await session.initialize()
+            assert (await session.list_tools()).tools
+    assert SECRET not in stderr.read_text()
+
+
+def test_an_unreachable_remote_upstream_stops_the_gateway_with_a_clear_error() -> None:
+    url = f"http://127.0.0.1:{_free_port()}/mcp"
+    done = subprocess.run([sys.executable, "-m", "gateway", "run", "--url", url], cwd=str(ROOT), input=b"", capture_output=True,
+                          timeout=60, check=False)  # fmt: skip
+    assert done.returncode == 3, done.stderr
+    assert url.encode() in done.stderr
+
+
+def test_url_and_a_command_together_are_refused() -> None:
+    done = subprocess.run([sys.executable, "-m", "gateway", "run", "--url", "http://127.0.0.1:1/mcp", "--", "echo"], cwd=str(ROOT),
+                          input=b"", capture_output=True, timeout=60, check=False)  # fmt: skip
+    assert done.returncode == 2
+    assert b"either --url" in done.stderr
