@@ -14,7 +14,8 @@ import anyio
 import httpx2
 import pytest
 from mcp import Client
-from mcp.client.stdio import StdioServerParameters
+from mcp.client.session import ClientSession
+from mcp.client.stdio import StdioServerParameters, stdio_client
 
 from gateway.labels import META_KEY
 from tests.e2e.conftest import EVERYTHING, ROOT, TRANSPARENT_POLICY, everything_argv
@@ -82,9 +83,6 @@ async def test_a_bearer_token_from_the_environment_is_sent_and_never_logged(remo
     env = {**os.environ, "UPSTREAM_TOKEN": SECRET}
     params = _through(remote_everything, "--bearer-env", "UPSTREAM_TOKEN", "--log-level", "debug", env=env)
     with anyio.fail_after(60), stderr.open("w") as errlog:
-        from mcp.client.stdio import stdio_client
-        from mcp.client.session import ClientSession
-
         async with stdio_client(params, errlog=errlog) as (read, write), ClientSession(read, write) as session:
             await session.initialize()
             assert (await session.list_tools()).tools
