@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import orjson
 import structlog
@@ -121,6 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN", help="accepted Origin header (repeatable)")
     serve.add_argument("--max-body-bytes", type=int, default=4 * 1024 * 1024, help="largest request body accepted")
     serve.add_argument("--max-sessions", type=int, default=100, help="most sessions open at once")
+    serve.add_argument("--rate", type=float, default=0.0, metavar="PER_SECOND", help="per-token request rate limit (0: off)")
+    serve.add_argument("--burst", type=int, default=20, help="per-token burst allowed above --rate")
+    serve.add_argument("--tls-cert", type=Path, help="serve HTTPS with this certificate (PEM)")
+    serve.add_argument("--tls-key", type=Path, help="the certificate's private key (PEM)")
+    serve.add_argument("--tls-client-ca", type=Path, help="require client certificates signed by this CA (mTLS)")
     _upstream_options(serve)
     serve.set_defaults(handler=cmd_serve)
 
@@ -308,7 +314,8 @@ def _signing_key(args: argparse.Namespace, section: FlightLogSection) -> tuple[E
     return load_private_key(path), False
 
 
-def _open_flight_log(args: argparse.Namespace, config: GatewayConfig, policy_hash: str) -> FlightLog | None:
+def _open_flight_log(args: argparse.Namespace, config: GatewayConfig, policy_hash: str,
+                     extra: dict[str, Any] | None = None) -> FlightLog | None:  # fmt: skip
     section = config.flight_log
     path = args.log or (Path(section.path).expanduser() if section.path else None)
     if path is None:
@@ -320,7 +327,7 @@ def _open_flight_log(args: argparse.Namespace, config: GatewayConfig, policy_has
     settings = LogSettings(path=path, fsync=args.fsync or section.fsync, group_entries=section.group_entries,
                            group_ms=section.group_ms, store_raw=args.store_raw or section.store_raw)  # fmt: skip
     flight_log = FlightLog.open(settings, key, policy_hash=policy_hash)
-    flight_log.start(__version__, ephemeral=ephemeral)
+    flight_log.start(__version__, ephemeral=ephemeral, extra=extra)
     structlog.get_logger("airlock").info("flight log opened", path=str(flight_log.path), key_id=flight_log.key_id)
     return flight_log
 
@@ -394,6 +401,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         upstream=settings.upstream, host=host.strip("[]"), port=int(port), path=args.path, tokens=_tokens(args),
         allow_unauthenticated=args.insecure_no_auth, allowed_hosts=tuple(args.allow_host), allowed_origins=tuple(args.allow_origin),
         max_body_bytes=args.max_body_bytes, max_message_bytes=settings.max_message_bytes, max_sessions=args.max_sessions,
+        rate=args.rate, burst=args.burst, tls_cert=args.tls_cert, tls_key=args.tls_key, tls_client_ca=args.tls_client_ca,
     )  # fmt: skip
     check_settings(serve_settings)
     given: str | None = args.name or upstream_name
@@ -401,10 +409,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if log_dir is not None and not log_dir.is_dir():
         raise ConfigError(f"--log {log_dir}: airlock serve writes one file per session: give an existing directory")
 
-    def make_mediator(session: str) -> tuple[Mediator, FlightLog | None]:
-        # Each session: its own mediator (label state, pins of its first listing) and log file.
+    def make_mediator(session: str, principal: str) -> tuple[Mediator, FlightLog | None]:
+        # Each session: its own mediator (label state, pins of its first listing) and log file,
+        # whose genesis names the token id that opened it (never the token).
         session_lock = Lock.from_json(lock.to_json(), str(lock_path)) if lock is not None else None
-        flight_log = _open_flight_log(args, config, policy.hash) if log_dir is not None else None
+        flight_log = _open_flight_log(args, config, policy.hash, extra={"principal": principal}) if log_dir is not None else None
         mediator = PolicyMediator(
             policy,
             identity=server_identity(given) if given else None,

@@ -76,6 +76,12 @@ class ServeSettings:
     max_body_bytes: int = DEFAULT_MAX_BODY
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     max_sessions: int = 100
+    #: Per-token rate limit: requests per second (0: off) and burst.
+    rate: float = 0.0
+    burst: int = 20
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None  # set: clients must present a certificate this CA signed (mTLS)
 
 
 def load_tokens(path: Path) -> tuple[Token, ...]:
@@ -142,6 +148,27 @@ async def _plain(send: Send, status: int, message: str, headers: list[tuple[byte
 
 
 @dataclass(slots=True)
+class TokenBucket:
+    """`rate` requests per second on average, `burst` at once. Pure: the caller passes the time."""
+
+    rate: float
+    burst: int
+    tokens: float = -1.0
+    stamp: float = 0.0
+
+    def take(self, now: float) -> float:
+        """0 when a request may pass (and it is counted), else the seconds until one may."""
+        if self.tokens < 0:
+            self.tokens, self.stamp = float(self.burst), now
+        self.tokens = min(float(self.burst), self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return 0.0
+        return (1.0 - self.tokens) / self.rate
+
+
+@dataclass(slots=True)
 class _Router:
     """Which client request a server-to-client message belongs to."""
 
@@ -196,7 +223,8 @@ class _QueueTransport:
         self.queue.put_nowait(None)
 
 
-MediatorFactory = Callable[[str], tuple[Mediator, FlightLog | None]]
+#: (session id, principal: the token id) -> the session's mediator and flight log
+MediatorFactory = Callable[[str, str], tuple[Mediator, FlightLog | None]]
 
 
 class HttpSession:
@@ -308,6 +336,7 @@ class ServeApp:
         self.settings = settings
         self.make_mediator = make_mediator
         self.sessions: dict[str, HttpSession] = {}
+        self._buckets: dict[str, TokenBucket] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         hosts = list(settings.allowed_hosts) or [f"{settings.host}:{settings.port}", settings.host, f"localhost:{settings.port}",
                                                  "localhost", f"127.0.0.1:{settings.port}", "127.0.0.1"]  # fmt: skip
@@ -329,6 +358,14 @@ class ServeApp:
             log.warning("unauthenticated request refused", client=str(scope.get("client")))
             await _plain(send, 401, "authentication required: send 'Authorization: Bearer <token>'", [(b"www-authenticate", b"Bearer")])
             return
+        if self.settings.rate > 0:
+            bucket = self._buckets.setdefault(principal, TokenBucket(self.settings.rate, self.settings.burst))
+            wait = bucket.take(asyncio.get_running_loop().time())
+            if wait > 0:
+                log.warning("rate limit exceeded; refused", principal=principal)
+                retry = str(max(1, int(wait + 0.999))).encode()
+                await _plain(send, 429, f"too many requests for this token; retry after {retry.decode()} s", [(b"retry-after", retry)])
+                return
         length = headers.get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.settings.max_body_bytes):
             await _plain(send, 413, f"request body too large (limit {self.settings.max_body_bytes} bytes)")
@@ -387,7 +424,7 @@ class ServeApp:
         stateful = type(message) is dict and message.get("method") == "initialize"
         session_id = secrets.token_hex(16) if stateful else None
         transport = StreamableHTTPServerTransport(session_id, security_settings=self.security)
-        mediator, flight_log = self.make_mediator(session_id or secrets.token_hex(16))
+        mediator, flight_log = self.make_mediator(session_id or secrets.token_hex(16), principal)
         session = HttpSession(self.settings, transport, mediator, flight_log, principal)
         task = asyncio.ensure_future(session.run())
         self._tasks.add(task)
@@ -443,9 +480,19 @@ async def serve(settings: ServeSettings, make_mediator: MediatorFactory) -> int:
 
     check_settings(settings)
     app = ServeApp(settings, make_mediator)
-    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning", lifespan="on")
+    tls: dict[str, Any] = {}
+    if settings.tls_cert is not None:
+        import ssl
+
+        tls = {"ssl_certfile": str(settings.tls_cert), "ssl_keyfile": str(settings.tls_key) if settings.tls_key else None}
+        if settings.tls_client_ca is not None:
+            tls |= {"ssl_ca_certs": str(settings.tls_client_ca), "ssl_cert_reqs": ssl.CERT_REQUIRED}
+    elif settings.tls_client_ca is not None:
+        raise ConfigError("--tls-client-ca needs --tls-cert and --tls-key (mTLS runs over TLS)")
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning", lifespan="on", **tls)
     server = uvicorn.Server(config)
-    log.info("serving MCP over streamable HTTP", url=f"http://{settings.host}:{settings.port}{settings.path}",
+    scheme = "https" if settings.tls_cert is not None else "http"
+    log.info("serving MCP over streamable HTTP", url=f"{scheme}://{settings.host}:{settings.port}{settings.path}",
              tokens=[t.id for t in settings.tokens])  # fmt: skip
     async with AsyncExitStack():
         await server.serve()
