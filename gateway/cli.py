@@ -24,6 +24,7 @@ from gateway.descriptors import item_key
 from gateway.errors import EXIT_DIFFERENT, EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, ConfigError, GatewayError
 from gateway.flightlog import FSYNC_MODES, FlightLog, LogSettings
 from gateway.inspect import EntryFilter, read_entries, redact, redact_receipt, table_header, table_row
+from gateway.install import add_install_parser
 from gateway.logs import configure_logging
 from gateway.mediation.interface import Mediator
 from gateway.mediation.policy import PolicyMediator, server_identity
@@ -180,6 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(handler=cmd_policy_check)
     schema = policy_commands.add_parser("schema", help="print the policy file's JSON Schema (for editors)")
     schema.set_defaults(handler=cmd_policy_schema)
+
+    add_install_parser(commands)
 
     demo = commands.add_parser("demo", help="run the gateway against a built-in demo server and show what it does")
     demo.set_defaults(handler=cmd_demo)
