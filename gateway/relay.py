@@ -11,6 +11,7 @@ terminal a user reads it in.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Final
@@ -26,9 +27,9 @@ from gateway.errors import (
     UpstreamProtocolError,
     UpstreamUnavailable,
 )
-from gateway.inflight import DEFAULT_MAX_IN_FLIGHT, InFlightTable
+from gateway.inflight import DEFAULT_MAX_IN_FLIGHT, InFlightTable, Pending
 from gateway.jsonrpc import Envelope, JsonObject, RequestId
-from gateway.mediation.interface import Mediator, Refuse, Verdict
+from gateway.mediation.interface import Fetch, Forward, Mediator, Refuse, Verdict
 from gateway.scan import neutralise_line
 
 LineSink = Callable[[bytes], None]
@@ -48,6 +49,13 @@ class RelayCounters:
     malformed_from_client: int = 0
     malformed_from_upstream: int = 0
     unsolicited: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Fetched:
+    """Marks the gateway's own request in the in-flight table."""
+
+    context: Any
 
 
 def _preview(line: bytes) -> str:
@@ -71,6 +79,8 @@ class Relay:
         self._client_requests = InFlightTable(max_in_flight)
         self._upstream_requests = InFlightTable(max_in_flight)
         self._upstream_lost: str | None = None
+        self._held: list[Envelope] = []  # client requests waiting for the gateway's own request
+        self._fetching: RequestId | None = None
         #: With a deferred flight log: what was passed on since the last `commit`, as
         #: (side, id, line); see `withdraw`. None when not tracking.
         self._uncommitted: list[tuple[str, RequestId | None, bytes]] | None = None
@@ -176,6 +186,10 @@ class Relay:
             self._refuse(request_id, error)
             return
         verdict = self._decide(method, envelope.message, request_id)
+        if isinstance(verdict, Fetch):
+            self._held.append(envelope)  # its id stays claimed; decided again once the fetch is answered
+            self._fetch(verdict)
+            return
         if isinstance(verdict, Refuse):
             self._client_requests.close(request_id)
             self.counters.refused += 1
@@ -187,6 +201,34 @@ class Relay:
             self._uncommitted.append(("upstream", request_id, line))
         self._to_upstream(line)
 
+    def _fetch(self, fetch: Fetch) -> None:
+        """Send the gateway's own request upstream (one at a time), under an id of its own."""
+        if self._fetching is not None:
+            return
+        request_id = f"airlock-fetch-{secrets.token_hex(8)}"
+        self._client_requests.open(request_id, fetch.method, _Fetched(fetch.context))
+        self._fetching = request_id
+        message = {"jsonrpc": "2.0", "id": request_id, "method": fetch.method, "params": fetch.params}
+        line = jsonrpc.encode(message)
+        if self._uncommitted is not None:
+            self._uncommitted.append(("upstream", None, line))
+        self._to_upstream(line)
+
+    def _fetched(self, pending: Pending, message: JsonObject) -> None:
+        """The answer to the gateway's own request: the mediator learns from it, the client
+        never sees it; then the requests held for it are decided again."""
+        self._fetching = None
+        try:
+            self._mediator.on_upstream_response(pending.method, pending.context.context, message)
+        except Exception:
+            log.exception("mediator failed on the gateway's own request; held requests will be refused", method=pending.method)
+        held, self._held = self._held, []
+        for envelope in held:
+            assert envelope.id is not None
+            if self._client_requests.close(envelope.id) is None:
+                continue  # cancelled by the client while it waited: dropped, as a cancelled request is
+            self._client_request(envelope)
+
     def _client_notification(self, envelope: Envelope) -> None:
         method = envelope.method
         assert method is not None
@@ -195,7 +237,7 @@ class Relay:
             # a call: some servers dispatch on the method alone. It gets the same mediation as
             # a request and, having no id, no answer.
             verdict = self._decide(method, envelope.message, None)
-            if isinstance(verdict, Refuse):
+            if not isinstance(verdict, Forward):  # refused, or not decidable yet: a notification cannot wait
                 self.counters.refused += 1
                 return
             line = jsonrpc.encode(verdict.message if verdict.message is not None else envelope.message)
@@ -266,6 +308,8 @@ class Relay:
         elif envelope.kind == "request":
             assert envelope.id is not None and envelope.method is not None
             verdict = self._decide_upstream(envelope.method, envelope.message, envelope.id)
+            if isinstance(verdict, Fetch):
+                verdict = Refuse(GatewayError("the gateway cannot hold a request from the upstream"))
             if isinstance(verdict, Refuse):
                 self._to_upstream(jsonrpc.error_response(envelope.id, verdict.error))
                 return
@@ -320,6 +364,9 @@ class Relay:
         if pending is None:
             self._unsolicited("upstream", envelope)
             return
+        if type(pending.context) is _Fetched:
+            self._fetched(pending, envelope.message)
+            return
         try:
             message = self._mediator.on_upstream_response(pending.method, pending.context, envelope.message)
         except GatewayError as error:
@@ -359,7 +406,10 @@ class Relay:
         later ones. Returns the ids that were answered."""
         self._upstream_lost = reason
         answered = []
+        self._held, self._fetching = [], None
         for pending in self._client_requests.drain():
+            if type(pending.context) is _Fetched:
+                continue  # the gateway's own request: nobody to answer
             answered.append(pending.id)
             self._refuse(pending.id, UpstreamUnavailable(reason, data={"method": pending.method}))
         self._upstream_requests.drain()

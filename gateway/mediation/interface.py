@@ -30,7 +30,18 @@ class Refuse:
     error: GatewayError
 
 
-Verdict = Forward | Refuse
+@dataclass(frozen=True, slots=True)
+class Fetch:
+    """Not yet: the gateway first asks the upstream `method` itself (its answer goes to
+    `on_upstream_response` with `context`, never to the client), then decides the request again.
+    For a call to a tool the client never listed: the gateway lists the tools itself."""
+
+    method: str
+    params: JsonObject
+    context: Any = None
+
+
+Verdict = Forward | Refuse | Fetch
 
 
 class Mediator(Protocol):

@@ -28,8 +28,8 @@ from gateway.descriptors import LIST_METHODS, descriptor_hash, item_key
 from gateway.errors import FlowDenied, InvalidParams, PolicyDenied
 from gateway.flightlog import FlightLog
 from gateway.jsonrpc import JsonObject
-from gateway.mediation.interface import Forward, Refuse, Verdict
-from gateway.names import normalise
+from gateway.mediation.interface import Fetch, Forward, Refuse, Verdict
+from gateway.names import name_problem, normalise
 from gateway.pins import Lock, ServerPins
 from gateway.policy import schemacheck
 from gateway.policy.engine import CallRequest, CompiledPolicy, Decision, SessionState, ToolView, decide
@@ -85,6 +85,11 @@ class _Read:
 
 
 @dataclass(frozen=True, slots=True)
+class _GatewayListing:
+    """The gateway's own `tools/list` (see `Fetch`)."""
+
+
+@dataclass(frozen=True, slots=True)
 class _Listing:
     method: str
 
@@ -118,6 +123,7 @@ class PolicyMediator:
         self._views: dict[tuple[str, str], ToolView] = {}
         self._blocked_server: str | None = None
         self._listed: set[str] = set()  # kinds whose first complete listing was seen
+        self._gateway_listed = False  # the gateway listed the tools itself (for a call of an unlisted tool)
         self._flows = CompiledFlows.from_file(policy.source)
         #: The session's label state. Shared by every mediator of one session (pass it in),
         #: never between sessions.
@@ -166,6 +172,11 @@ class PolicyMediator:
         view = self._tools.get(tool)
         if view is None and self._lock is not None:
             view = self._pinned_view(tool)
+        if view is None and "tools" not in self._listed and not self._gateway_listed and name_problem(tool) is None:
+            # The client calls a tool it did not list in this session (it may have listed
+            # before, elsewhere): the gateway lists the tools itself, pins and scans them,
+            # then decides the call. Only once: a tool still unknown after that is refused.
+            return Fetch("tools/list", {}, _GatewayListing())
         decision = self._decide(tool, arguments, view)
         facts = None
         flow_data: dict[str, Any] = {}
@@ -314,6 +325,11 @@ class PolicyMediator:
             return self._result(context, message)
         if type(context) is _Read:
             return self._read_result(context, message)
+        if type(context) is _GatewayListing:
+            self._gateway_listed = True
+            if type(message.get("result")) is dict:
+                self._listing("tools", message)
+            return message
         if type(context) is _Listing and type(message.get("result")) is dict:
             if method in _HANDSHAKES:
                 return self._handshake(message)

@@ -879,3 +879,64 @@ def test_a_denied_tool_never_reaches_the_upstream_whatever_the_client_sends(
     for reply in wire.client_got():
         if type(reply) is dict and type(reply.get("error")) is dict and reply["error"]["code"] == POLICY_DENIED:
             assert reply["error"]["data"]["rule"] in {"no-secret", "gateway.tool-name"}, reply
+
+
+# -- the gateway's own tools/list, for a call of a tool the client never listed ---------------------
+
+
+def _tool(name: str) -> JsonObject:
+    return {"name": name, "inputSchema": {"type": "object"}}
+
+
+def test_a_call_of_an_unlisted_tool_waits_for_the_gateways_own_listing_then_is_decided() -> None:
+    wire = _wire(policy_mediator())
+    wire.relay.from_client(_line(_request(1, "tools/call", {"name": "echo", "arguments": {}})))
+    wire.relay.from_client(_line(_request(2, "tools/call", {"name": "echo", "arguments": {}})))
+    (fetch,) = wire.upstream_got()  # one listing for both held calls, nothing else yet
+    assert fetch["method"] == "tools/list" and str(fetch["id"]).startswith("airlock-fetch-")
+    assert wire.to_client == []
+    wire.relay.from_upstream(_line(_result(fetch["id"], {"tools": [_tool("echo")]})))
+    calls = wire.upstream_got()[1:]
+    assert [(c["id"], c["params"]["name"]) for c in calls] == [(1, "echo"), (2, "echo")]
+    assert wire.to_client == []  # the client never sees the gateway's own listing
+    wire.relay.from_upstream(_line(_result(1, {"content": []})))
+    assert [m["id"] for m in wire.client_got()] == [1]
+
+
+def test_a_tool_still_unknown_after_the_gateways_listing_is_refused_and_not_listed_twice() -> None:
+    wire = _wire(policy_mediator())
+    wire.relay.from_client(_line(_request(1, "tools/call", {"name": "ghost", "arguments": {}})))
+    (fetch,) = wire.upstream_got()
+    wire.relay.from_upstream(_line(_result(fetch["id"], {"tools": [_tool("echo")]})))
+    (reply,) = wire.client_got()
+    assert _error_of(reply) == (1, POLICY_DENIED) and reply["error"]["data"]["rule"] == "pins.unknown-tool"
+    wire.relay.from_client(_line(_request(2, "tools/call", {"name": "ghost2", "arguments": {}})))
+    assert len(wire.upstream_got()) == 1  # no second listing
+    assert _error_of(wire.client_got()[-1]) == (2, POLICY_DENIED)
+
+
+def test_held_calls_get_an_error_when_the_upstream_dies_before_the_listing_is_answered() -> None:
+    wire = _wire(policy_mediator())
+    wire.relay.from_client(_line(_request(1, "tools/call", {"name": "echo", "arguments": {}})))
+    answered = wire.relay.upstream_lost("gone")
+    assert 1 in answered
+    assert _error_of(wire.client_got()[-1])[0] == 1
+
+
+def test_a_listing_error_from_the_upstream_refuses_the_held_call() -> None:
+    wire = _wire(policy_mediator())
+    wire.relay.from_client(_line(_request(1, "tools/call", {"name": "echo", "arguments": {}})))
+    (fetch,) = wire.upstream_got()
+    wire.relay.from_upstream(_line({"jsonrpc": "2.0", "id": fetch["id"], "error": {"code": -32601, "message": "no tools"}}))
+    (reply,) = wire.client_got()
+    assert _error_of(reply) == (1, POLICY_DENIED)
+
+
+def test_a_held_call_the_client_cancels_is_never_forwarded() -> None:
+    wire = _wire(policy_mediator())
+    wire.relay.from_client(_line(_request(1, "tools/call", {"name": "echo", "arguments": {}})))
+    (fetch,) = wire.upstream_got()
+    wire.relay.from_client(_line(_cancel(1)))
+    wire.relay.from_upstream(_line(_result(fetch["id"], {"tools": [_tool("echo")]})))
+    assert [m.get("method") for m in wire.upstream_got()] == ["tools/list", "notifications/cancelled"]
+    assert wire.to_client == []
