@@ -318,7 +318,7 @@ def _signing_key(args: argparse.Namespace, section: FlightLogSection) -> tuple[E
 
 
 def _open_flight_log(args: argparse.Namespace, config: GatewayConfig, policy_hash: str,
-                     extra: dict[str, Any] | None = None) -> FlightLog | None:  # fmt: skip
+                     extra: dict[str, Any] | None = None, session: str | None = None) -> FlightLog | None:  # fmt: skip
     section = config.flight_log
     path = args.log or (Path(section.path).expanduser() if section.path else None)
     if path is None:
@@ -329,7 +329,7 @@ def _open_flight_log(args: argparse.Namespace, config: GatewayConfig, policy_has
     key, ephemeral = _signing_key(args, section)
     settings = LogSettings(path=path, fsync=args.fsync or section.fsync, group_entries=section.group_entries,
                            group_ms=section.group_ms, store_raw=args.store_raw or section.store_raw)  # fmt: skip
-    flight_log = FlightLog.open(settings, key, policy_hash=policy_hash)
+    flight_log = FlightLog.open(settings, key, policy_hash=policy_hash, session=session)
     flight_log.start(__version__, ephemeral=ephemeral, extra=extra)
     structlog.get_logger("airlock").info("flight log opened", path=str(flight_log.path), key_id=flight_log.key_id)
     return flight_log
@@ -416,7 +416,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # Each session: its own mediator (label state, pins of its first listing) and log file,
         # whose genesis names the token id that opened it (never the token).
         session_lock = Lock.from_json(lock.to_json(), str(lock_path)) if lock is not None else None
-        flight_log = _open_flight_log(args, config, policy.hash, extra={"principal": principal}) if log_dir is not None else None
+        flight_log = (_open_flight_log(args, config, policy.hash, extra={"principal": principal}, session=session)
+                      if log_dir is not None else None)  # fmt: skip
         mediator = PolicyMediator(
             policy,
             identity=server_identity(given) if given else None,

@@ -370,7 +370,17 @@ class ServeApp:
         if length is not None and (not length.isdigit() or int(length) > self.settings.max_body_bytes):
             await _plain(send, 413, f"request body too large (limit {self.settings.max_body_bytes} bytes)")
             return
-        receive = self._limited(receive)
+        if scope["method"] == "POST":
+            content_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+            if content_type != b"application/json":
+                await _plain(send, 415, "unsupported media type: POST a JSON-RPC message with Content-Type: application/json")
+                return
+            try:
+                body = await _read_body(receive, self.settings.max_body_bytes)
+            except _BodyTooLarge:
+                await _plain(send, 413, f"request body too large (limit {self.settings.max_body_bytes} bytes)")
+                return
+            receive = _replay(body, receive)
         session_id = headers.get(SESSION_HEADER)
         if session_id is not None:
             session = self.sessions.get(session_id.decode("latin-1"))
@@ -387,35 +397,11 @@ class ServeApp:
             return
         await self._open(scope, receive, send, principal)
 
-    def _limited(self, receive: Receive) -> Receive:
-        limit = self.settings.max_body_bytes
-        seen = 0
-
-        async def limited() -> MutableMapping[str, Any]:
-            nonlocal seen
-            event = await receive()
-            if event.get("type") == "http.request":
-                seen += len(event.get("body", b""))
-                if seen > limit:
-                    raise _BodyTooLarge
-            return event
-
-        return limited
-
     async def _open(self, scope: Scope, receive: Receive, send: Send, principal: str) -> None:
         if len(self.sessions) >= self.settings.max_sessions:
             await _plain(send, 503, "too many open sessions", [(b"retry-after", b"5")])
             return
-        body = b""
-        more = True
-        try:
-            while more:
-                event = await receive()
-                body += event.get("body", b"")
-                more = event.get("more_body", False)
-        except _BodyTooLarge:
-            await _plain(send, 413, f"request body too large (limit {self.settings.max_body_bytes} bytes)")
-            return
+        body = await _read_body(receive, self.settings.max_body_bytes)  # already read and checked: replayed
         try:
             message = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
@@ -436,18 +422,9 @@ class ServeApp:
         if session_id is not None:
             self.sessions[session_id] = session
             task.add_done_callback(lambda _: self.sessions.pop(session_id, None))
-        replayed = False
-
-        async def replay() -> MutableMapping[str, Any]:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
         log.info("session opened" if stateful else "one-shot request", session=session_id, principal=principal)
         try:
-            await transport.handle_request(scope, replay, send)
+            await transport.handle_request(scope, _replay(body, receive), send)
         finally:
             if not stateful or transport.is_terminated:
                 await transport.terminate()
@@ -472,6 +449,38 @@ class ServeApp:
 
 class _BodyTooLarge(Exception):
     pass
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes:
+    """The whole request body, however it is sent (chunked too); _BodyTooLarge past `limit`."""
+    chunks: list[bytes] = []
+    size = 0
+    more = True
+    while more:
+        event = await receive()
+        if event.get("type") != "http.request":
+            break
+        chunk = event.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise _BodyTooLarge
+        chunks.append(chunk)
+        more = event.get("more_body", False)
+    return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A `receive` that gives the already-read body once, then the connection's own events."""
+    given = False
+
+    async def replay() -> MutableMapping[str, Any]:
+        nonlocal given
+        if not given:
+            given = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
 
 
 async def serve(settings: ServeSettings, make_mediator: MediatorFactory) -> int:
