@@ -116,16 +116,21 @@ class _Check:
         if name not in arguments:
             return None if spec.optional else f"argument {name!r} is required"
         value = arguments[name]
-        if spec.enum is not None and not any(_json_equal(value, allowed) for allowed in spec.enum):
+        # A deny rule's condition holds for a value of the wrong type (a number sent as a
+        # string, a path inside a list): the upstream may read it as the value the rule is
+        # about, and the gateway cannot tell, so it fails closed.
+        composite = type(value) is list or type(value) is dict
+        if spec.enum is not None and not any(_json_equal(value, allowed) for allowed in spec.enum) and not (condition and composite):
             return f"argument {name!r} must be one of {jsonrpc.encode(spec.enum).decode()}"
-        if spec.minimum is not None or spec.maximum is not None:
+        if (spec.minimum is not None or spec.maximum is not None) and not (condition and not _number(value)):
             if not _number(value):
                 return f"argument {name!r} must be a finite number"
             if spec.minimum is not None and value < spec.minimum:
                 return f"argument {name!r} must be at least {spec.minimum}"
             if spec.maximum is not None and value > spec.maximum:
                 return f"argument {name!r} must be at most {spec.maximum}"
-        if spec.prefix is not None or spec.path_prefix is not None or spec.pattern is not None or spec.max_length is not None:
+        stringy = spec.prefix is not None or spec.path_prefix is not None or spec.pattern is not None or spec.max_length is not None
+        if stringy and not (condition and type(value) is not str):
             if type(value) is not str:
                 return f"argument {name!r} must be a string"
             if spec.max_length is not None and len(value) > spec.max_length:
@@ -138,8 +143,12 @@ class _Check:
                     return f"argument {name!r} must be an absolute path without '//' or NUL under {spec.path_prefix!r}"
                 if under is False:
                     return f"argument {name!r} must be a path under {spec.path_prefix!r}"
-            if self.pattern is not None and not _full_match(self.pattern, value):
-                return f"argument {name!r} must match the pattern {spec.pattern!r}"
+            if self.pattern is not None:
+                matched = _full_match(self.pattern, value)
+                if matched is None and condition:
+                    pass  # a string no pattern can read: the condition holds
+                elif not matched:
+                    return f"argument {name!r} must match the pattern {spec.pattern!r}"
         if self.validator is not None:
             problem = self.validator.problem(value)
             if problem is not None:
@@ -147,11 +156,13 @@ class _Check:
         return None
 
 
-def _full_match(pattern: Any, value: str) -> bool:
+def _full_match(pattern: Any, value: str) -> bool | None:
+    """Whether the whole string matches; None for a string RE2 cannot read (a lone
+    surrogate): not text any pattern can vouch for."""
     try:
         return pattern.fullmatch(value) is not None
-    except UnicodeEncodeError:  # a lone surrogate: not text any pattern can vouch for
-        return False
+    except UnicodeEncodeError:
+        return None
 
 
 def _under(path: str, directory: str) -> bool | None:
