@@ -46,7 +46,12 @@ _SHINGLE: Final = 6
 _SHINGLE_WINDOW: Final = 4
 _MIN_EXACT: Final = 4
 _MAX_TEXT: Final = 1 << 20  # characters of one value fingerprinted; beyond it, the session saturates
-_SEPARATORS: Final = str.maketrans({c: " " for c in "\"'`()<>[]{},;|\\"})
+_MAX_RESULT_TEXT: Final = 4 << 20  # characters of one result fingerprinted; beyond it, the session saturates
+_MAX_ARGUMENT_TEXT: Final = 256 << 10  # characters of one argument traced; beyond it, it carries all the session saw
+_SEPARATORS: Final = str.maketrans({c: " " for c in "\"'`()<>[]{},;|\\*!"})
+#: Outside ASCII: anything but letters, digits and the identifier marks separates tokens (curly
+#: quotes, guillemets, CJK brackets, dashes, ideographic stops).
+_UNICODE_SEPARATORS: Final = re.compile(r"[^\w@/:.\-+=%#?&~]+")
 _PARTS: Final = re.compile(r"[/?&=#:@+]+")
 _URL_PARTS: Final = re.compile(r"[/?&=#:+]+")
 _IDENTIFIER_MARK: Final = re.compile(r"[0-9@/:._\-+=]")
@@ -54,39 +59,49 @@ _NOT_ALNUM: Final = re.compile(r"[\W_]+")
 _DIGIT: Final = re.compile(r"\d")
 _TWO_DIGITS: Final = re.compile(r"\d\D*\d")
 _WORDS: Final = re.compile(r"[^\W_]+")
-_TRIM: Final = ".,:;!?-"
+_TRIM: Final = ".,:;!?-_*~"
+
+
+#: Characters that take no space or show blank, dropped from the normal form so that one
+#: interleaved in a value does not hide it: combining marks, private-use and unassigned code
+#: points, format characters, and the blank Braille pattern.
+_DROPPED_CATEGORIES: Final = frozenset({"Mn", "Me", "Mc", "Co", "Cn", "Cf"})
 
 
 def normalise_value(text: str) -> str:
-    """The form values are compared in."""
+    """The form values are compared in: compatibility-decomposed (NFKD), case-folded, with
+    invisible, combining, private-use and unassigned characters removed, whitespace folded."""
     if not text.isascii():
-        text = unicodedata.normalize("NFKC", text)
+        text = unicodedata.normalize("NFKD", text)
         if not text.isascii():
-            text = "".join(c for c in text if not is_invisible(c))
+            category = unicodedata.category
+            text = "".join(c for c in text if not (is_invisible(c) or category(c) in _DROPPED_CATEGORIES or c == "\u2800"))
     return " ".join(text.casefold().split())
 
 
 def _tokens(norm: str, min_token: int, *, any_part: bool = True) -> Iterator[str]:
     """Identifier-like tokens, and their parts between URL delimiters. `any_part=False` (the
-    result side) keeps only parts with a digit (a key in a URL), not bare host names: the
-    domain of the user's own address is in every mail, and would taint every address there."""
-    for raw in norm.translate(_SEPARATORS).split():
+    result side) keeps only parts with a digit (a key in a URL) or whole addresses, not bare
+    host names: the domain of the user's own address is in every mail, and would taint every
+    address there."""
+    words = norm.translate(_SEPARATORS).split() if norm.isascii() else _UNICODE_SEPARATORS.split(norm)
+    for raw in words:
         if len(raw) < min_token or raw.isalpha():
             continue  # most words of prose, at C speed
         token = raw.strip(_TRIM)
         if len(token) < min_token or not _IDENTIFIER_MARK.search(token):
             continue
         yield token
-        if "%" in token:
-            decoded = unquote(token)
-            if decoded != token:
-                yield from _tokens(normalise_value(decoded), min_token, any_part=any_part)
+        if "%" in token and "%" not in (decoded := unquote(token)) and decoded != token:  # one level here; argument_prints does more
+            yield from _tokens(normalise_value(decoded), min_token, any_part=any_part)
         parts = _PARTS.split(token)
-        if any_part and "@" in token:
-            parts += _URL_PARTS.split(token)  # an address inside a URL, kept whole
+        if "@" in token:
+            parts += _URL_PARTS.split(token)  # an address inside a URL (mailto:, ?to=), kept whole
         for part in parts:
             part = part.strip(_TRIM)
-            if part != token and len(part) >= min_token and (_DIGIT.search(part) if not any_part else _IDENTIFIER_MARK.search(part)):
+            if part != token and len(part) >= min_token and (
+                (_DIGIT.search(part) or "@" in part) if not any_part else _IDENTIFIER_MARK.search(part)
+            ):
                 yield part
 
 
@@ -136,13 +151,20 @@ def source_prints(norm: str, min_token: int, *, exact: bool) -> set[int]:
     return prints
 
 
-def argument_prints(norm: str, min_token: int) -> Iterator[int]:
+#: Yielded by `argument_prints` for a value percent-encoded more times than it decodes.
+TOO_DEEP: Final = object()
+
+
+def argument_prints(norm: str, min_token: int, decodings: int = 3) -> Iterator[Any]:
     """Every fingerprint an argument value could share with a result (also of its
-    percent-decoded form: a value in a URL query)."""
+    percent-decoded forms, up to three levels: a value in a URL query)."""
     if "%" in norm:
         decoded = normalise_value(unquote(norm))
         if decoded != norm:
-            yield from argument_prints(decoded, min_token)
+            if not decodings:
+                yield TOO_DEEP  # more layers than are traced: the caller fails closed
+                return
+            yield from argument_prints(decoded, min_token, decodings - 1)
     yield hash(norm)
     for token in _tokens(norm, min_token):
         yield hash(token)
@@ -235,6 +257,8 @@ class Provenance:
             return source, True
         if len(self.sources) >= self.cap:
             return source, self._saturate()
+        if sum(len(v[0]) for v in values) > _MAX_RESULT_TEXT:
+            return source, self._saturate()  # too much to fingerprint: the session turns coarse (fail closed)
         self.sources[source.index] = source
         prints = self._prints
         for text, labels, exact in values:
@@ -280,15 +304,20 @@ class Provenance:
             return self.coarse()
         if not self._prints:
             return CLEAN
+        texts = list(_strings(value))
+        if sum(len(t) for t in texts) > _MAX_ARGUMENT_TEXT:
+            return self.coarse()  # too long to trace value by value: it carries everything seen (fail closed)
         mask = 0
         found: dict[int, Source] = {}
         culprits: dict[int, Source] = {}
         reader_sets: set[frozenset[str]] = set()
-        for text in _strings(value):
+        for text in texts:
             norm = normalise_value(text)
             if not norm:
                 continue
             for fp in argument_prints(norm, self.min_token):
+                if fp is TOO_DEEP:
+                    return self.coarse()
                 hit = self._prints.get(fp)
                 if hit is None:
                     continue
@@ -336,8 +365,9 @@ def _strings(value: Any) -> Iterator[str]:
 
 def field_values(structured: Any, levels: Mapping[str, int], base: int,
                  trusted: tuple[str, ...] = ()) -> tuple[list[tuple[str, int, bool]], dict[str, int]]:  # fmt: skip
-    """The string leaves of `structuredContent` with their labels (numbers are not
-    fingerprinted: an amount equal to a balance is not a copy of it): `base` joined with the
+    """The string leaves and object keys of `structuredContent` with their labels (numbers
+    only under a field the policy declares confidential: an amount equal to a balance is not a
+    copy of it): `base` joined with the
     confidentiality the policy declares for their field path (dotted; `*` matches any member;
     a declared object path covers everything below it), and without `untrusted` under a path
     the policy trusts (a mail header the mail system sets, not the sender). Also returns the
@@ -354,10 +384,14 @@ def field_values(structured: Any, levels: Mapping[str, int], base: int,
                 matched[dotted] = matched.get(dotted, 0) | level
         vouched = vouched or any(_path_matches(p, path) for p in trusted)
         kind = type(value)
+        labels = (base & ~UNTRUSTED if vouched else base) | here
         if kind is str:
-            out.append((value, (base & ~UNTRUSTED if vouched else base) | here, True))
+            out.append((value, labels, True))
+        elif (kind is int or kind is float) and here:
+            out.append((str(value), labels, True))  # a number under a declared field (a card number)
         elif kind is dict:
             for key, member in value.items():
+                out.append((str(key), labels, True))  # a key is a value the model reads too
                 walk(member, [*path, str(key)], here, vouched)
         elif kind is list:
             for member in value:

@@ -16,6 +16,7 @@ next listing is checked like the first; calls are decided on what the model was 
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -40,7 +41,7 @@ from gateway.scan import Finding, neutralise_line, scan_text, scan_tool, scan_va
 log = structlog.get_logger("airlock.policy")
 
 _CALL: Final = "tools/call"
-_READS: Final = frozenset({"resources/read", "prompts/get"})
+_READS: Final = frozenset({"resources/read", "prompts/get", "tasks/result"})
 _SERVER_REQUESTS: Final = {"sampling/createMessage": "sampling", "elicitation/create": "elicitation"}
 _HANDSHAKES: Final = frozenset({"initialize", "server/discover"})
 _LIST_CHANGED: Final = "notifications/tools/list_changed"
@@ -79,9 +80,11 @@ class _ServerRequest:
 
 @dataclass(frozen=True, slots=True)
 class _Read:
-    """A `resources/read` or `prompts/get`: its result is labelled like a tool's."""
+    """A `resources/read`, `prompts/get` or `tasks/result`: its result is labelled like a
+    tool's (for a task, like the result of the tool call that started it)."""
 
     method: str
+    call: _Call | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +127,7 @@ class PolicyMediator:
         self._blocked_server: str | None = None
         self._listed: set[str] = set()  # kinds whose first complete listing was seen
         self._gateway_listed = False  # the gateway listed the tools itself (for a call of an unlisted tool)
+        self._tasks: dict[str, _Call] = {}  # task id -> the call that started it
         self._flows = CompiledFlows.from_file(policy.source)
         #: The session's label state. Shared by every mediator of one session (pass it in),
         #: never between sessions.
@@ -156,7 +160,12 @@ class PolicyMediator:
         if method in LIST_METHODS or method in _HANDSHAKES:
             return Forward(_Listing(method))
         if method in _READS:
-            return Forward(_Read(method))
+            call = None
+            if method == "tasks/result":
+                params = message.get("params")
+                task_id = params.get("taskId") if type(params) is dict else None
+                call = self._tasks.get(task_id) if type(task_id) is str else None
+            return Forward(_Read(method, call))
         return _FORWARD
 
     def _call(self, message: JsonObject) -> Verdict:
@@ -287,13 +296,18 @@ class PolicyMediator:
         params = message.get("params")
         if type(params) is not dict:
             return Forward(_ServerRequest(method, entry_hash))
+        forged: list[str] = []
+        params = _strip_forged(params, forged)
         texts = _content_texts(params, None)
         for key in ("systemPrompt", "message"):
             if type(params.get(key)) is str:
                 texts.append(params[key])
+        schema = params.get("requestedSchema")
+        if schema is not None:
+            texts.extend(_all_strings(schema))  # titles, descriptions, defaults, enums the user sees
         mask = labels.UNTRUSTED
         values = [(t, mask, False) for t in texts]
-        pending: tuple[int, list[tuple[str, int, bool]], frozenset[str], list[str]] = (mask, values, frozenset(), [])
+        pending: tuple[int, list[tuple[str, int, bool]], frozenset[str], list[str]] = (mask, values, frozenset(), forged)
         self._remember(method, hashlib.sha256(jsonrpc.encode(params)).hexdigest(), pending)
         meta = dict(params.get("_meta") or {}) if type(params.get("_meta")) is dict else {}
         meta = {k: v for k, v in meta.items() if not (type(k) is str and k.startswith(labels.META_NAMESPACE))}
@@ -347,7 +361,7 @@ class PolicyMediator:
             error = message.get("error")
             text = [(jsonrpc.encode(error).decode(), mask | labels.SUSPECT, False)] if error is not None else []
             return message, (mask | labels.SUSPECT, text, frozenset(), [])
-        if result.get("isError") is True or suspect:
+        if result.get("isError") not in (None, False) or suspect:  # SDKs coerce 1 and "true" to True
             mask |= labels.SUSPECT
         forged: list[str] = []
         result = _strip_forged(result, forged)
@@ -390,12 +404,23 @@ class PolicyMediator:
         return data
 
     def _read_result(self, read: _Read, message: JsonObject) -> bytes:
-        labelled, pending = self._label(read.method, None, False, message)
+        call = read.call
+        if call is not None:
+            labelled, pending = self._label(call.tool, call.facts, call.suspect, message)
+        else:  # an unknown task is suspect: its tool's declarations cannot be applied
+            labelled, pending = self._label(read.method, None, read.method == "tasks/result", message)
         encoded = neutralise_line(jsonrpc.encode(labelled))
         self._remember(read.method, hashlib.sha256(encoded).hexdigest(), pending)
         return encoded
 
     def _result(self, call: _Call, message: JsonObject) -> bytes:
+        result = message.get("result")
+        task = result.get("task") if type(result) is dict else None
+        if type(task) is dict and type(task.get("taskId")) is str:
+            # A task-augmented call: the real result comes later through tasks/result.
+            if len(self._tasks) >= 10_000:
+                self._tasks.pop(next(iter(self._tasks)))
+            self._tasks[task["taskId"]] = call
         message, pending = self._label(call.tool, call.facts, call.suspect, message)
         encoded = neutralise_line(jsonrpc.encode(message))  # hash exactly what the client gets
         result_hash = hashlib.sha256(encoded).hexdigest()
@@ -582,44 +607,69 @@ def _strip_forged(result: dict[str, Any], forged: list[str]) -> dict[str, Any]:
 
 
 def _content_texts(result: dict[str, Any], structured: Any) -> list[str]:
-    """The texts of a result the model reads: text blocks, embedded resources' text, prompt
-    messages' text, resource contents. A text block that is just `structuredContent` as JSON
-    (what MCP asks servers to add for old clients) is skipped: the fields carry it, labelled
-    field by field."""
+    """The texts of a result the model reads: every string of its content blocks (text,
+    resource links' URIs, names, titles and descriptions, embedded resources' text, prompt
+    messages, sampling content arrays) but base64 data and `_meta`. A text block that is just
+    `structuredContent` as JSON (what MCP asks servers to add for old clients) is skipped: the
+    fields carry it, labelled field by field."""
     out: list[str] = []
 
-    def add_block(block: Any) -> None:
-        if type(block) is not dict:
-            return
-        text = block.get("text")
-        if type(text) is str:
-            if structured is not None and _is_json_of(text, structured):
+    def add(value: Any, key: str = "") -> None:
+        kind = type(value)
+        if kind is str:
+            if key == "text" and structured is not None and _is_json_of(value, structured):
                 return
-            out.append(text)
-        resource = block.get("resource")
-        if type(resource) is dict and type(resource.get("text")) is str:
-            out.append(resource["text"])
-        inner = block.get("content")
-        if type(inner) is dict:
-            add_block(inner)
+            out.append(value)
+        elif kind is dict:
+            for member_key, member in value.items():
+                if member_key not in _NOT_READ:
+                    add(member, member_key)
+        elif kind is list:
+            for member in value:
+                add(member, key)
 
     for key in ("content", "contents", "messages"):
-        members = result.get(key)
-        if type(members) is list:
-            for member in members:
-                add_block(member)
+        add(result.get(key))
     description = result.get("description")
     if type(description) is str:
         out.append(description)
     return out
 
 
+def _all_strings(value: Any) -> list[str]:
+    out: list[str] = []
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if type(node) is str:
+            out.append(node)
+        elif type(node) is dict:
+            stack.extend(node.keys())
+            stack.extend(node.values())
+        elif type(node) is list:
+            stack.extend(node)
+    return out
+
+
+#: Members of content blocks that are not text the model reads as such.
+_NOT_READ: Final = frozenset({"_meta", "data", "blob", "type", "mimeType", "annotations", "size"})
+
+
 def _is_json_of(text: str, value: Any) -> bool:
+    """The text is `value` as JSON, with no duplicate key (a parser keeps only one of them, and
+    the model reads both)."""
     if not text or text[0] not in "{[":
         return False
+
+    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        found = dict(pairs)
+        if len(found) != len(pairs):
+            raise ValueError("duplicate key")
+        return found
+
     try:
-        return bool(jsonrpc.decode(text.encode()) == value)
-    except Exception:
+        return bool(json.loads(text, object_pairs_hook=no_duplicates) == value)
+    except (ValueError, RecursionError):
         return False
 
 

@@ -15,6 +15,7 @@ the result fields that name readers. The first declaration matching a tool decid
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -23,7 +24,7 @@ from gateway.labels import CONFIDENTIAL, PRIVATE, SUSPECT, UNTRUSTED, ActionClas
 from gateway.names import normalise
 from gateway.policy.engine import Outcome, tool_glob
 from gateway.policy.model import Declassification, FlowRule, PolicyFile, ToolDeclaration
-from gateway.provenance import CLEAN, Provenance, Source, Taint, normalise_value
+from gateway.provenance import CLEAN, Provenance, Source, Taint
 
 _MEMO_LIMIT: Final = 10_000
 #: What a flow rule's label names match: `private` matches private and secret data (either
@@ -111,7 +112,7 @@ class CompiledFlows:
     def from_file(cls, policy: PolicyFile) -> CompiledFlows:
         flows = tuple(_Flow(f, _rule_mask(f.labels), frozenset(f.to), _matcher(f.tools)) for f in policy.flows)
         declassify = tuple(
-            _Declass(d, _matcher(d.tools), frozenset(normalise_value(v) for v in d.values), mask_of(d.labels)) for d in policy.declassify
+            _Declass(d, _matcher(d.tools), frozenset(p for v in d.values for p in parties(v)), mask_of(d.labels)) for d in policy.declassify
         )
         declarations = tuple((d, _matcher(d.tools)) for d in policy.tools)
         precise = any(f.mode == "precise" for f in policy.flows)
@@ -163,7 +164,7 @@ def check_flows(flows: CompiledFlows, server: str, tool: str, facts: ToolFacts, 
     if not flows.flows:
         return ALLOWED
     qualified = normalise(f"{server}.{tool}")
-    released, used = _declassified(flows, qualified, arguments)
+    released, used = _declassified(flows, qualified, facts, arguments)
     recipients = _recipients(facts, arguments)
     shadowed: FlowVerdict | None = None
     exceptions: list[str] = list(used)
@@ -205,7 +206,10 @@ def _denial(flow: _Flow, facts: ToolFacts, server: str, tool: str, argument: str
     return FlowVerdict("shadow-deny" if shadow else "deny", flow.rule.id, reason, argument, labels, culprit, exceptions)
 
 
-def _declassified(flows: CompiledFlows, qualified: str, arguments: Mapping[str, Any]) -> tuple[int, list[str]]:
+def _declassified(flows: CompiledFlows, qualified: str, facts: ToolFacts, arguments: Mapping[str, Any]) -> tuple[int, list[str]]:
+    """The labels declassifications release for this call. A declassification applies when its
+    argument holds only declassified values and every other recipient the call names (the
+    tool's `recipients`) is one too: `to: me` does not release data to a `bcc: attacker`."""
     released = 0
     used = []
     for item in flows.declassify:
@@ -213,10 +217,19 @@ def _declassified(flows: CompiledFlows, qualified: str, arguments: Mapping[str, 
             continue
         value = arguments.get(item.rule.argument)
         values = value if type(value) is list else [value]
-        if values and all(type(v) is str and normalise_value(v) in item.values for v in values):
-            released |= item.mask
-            used.append(f"declassify:{item.rule.id}")
+        if not values or not all(type(v) is str and parties(v) and parties(v) <= item.values for v in values):
+            continue
+        others = [a for a in facts.recipients if a != item.rule.argument and arguments.get(a) not in (None, "", [])]
+        if any(not _recipients_within(arguments[a], item.values) for a in others):
+            continue
+        released |= item.mask
+        used.append(f"declassify:{item.rule.id}")
     return released, used
+
+
+def _recipients_within(value: Any, allowed: frozenset[str]) -> bool:
+    members = value if type(value) is list else [value]
+    return all(type(m) is str and parties(m) <= allowed for m in members)
 
 
 _SEPARATORS: Final = re.compile(r"[,;\s]+")
@@ -224,10 +237,12 @@ _PARTY_SEPARATORS: Final = re.compile(r"[\s,;<>()\[\]\"']+")
 
 
 def parties(text: str) -> set[str]:
-    """The parties a recipient or reader field names, normalised: the e-mail addresses in it
+    """The parties a recipient or reader field names: the e-mail addresses in it
     when it has any ('Alice <alice@x.example>' is alice@x.example), else its comma- or
     space-separated words (a user or channel name)."""
-    norm = normalise_value(text)
+    # Not the fingerprint normal form: parties are compared exactly, only lower-cased, so
+    # 'busineß.example' is not 'business.example' and a fullwidth address is not the address.
+    norm = unicodedata.normalize("NFC", text).lower()
     words = [p for p in _PARTY_SEPARATORS.split(norm) if p]
     found = {w.strip(".:") for w in words if "@" in w}
     return found or set(words)
