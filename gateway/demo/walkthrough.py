@@ -15,6 +15,7 @@ from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.shared.exceptions import MCPError
 
 from gateway.inspect import read_entries, table_header, table_row
+from gateway.labels import META_KEY
 from gateway.verify import VerificationError, verify_file
 
 
@@ -50,6 +51,9 @@ async def _walk(errlog: Any, log: Path) -> list[str]:
             say(f"     hidden by the default policy (policies/default.toml allows read-only tools): {', '.join(hidden) or 'none'}")
             result = await client.call_tool("read_note", {"name": "welcome"})
             say(f'3. tools/call read_note {{"name": "welcome"}} -> allowed, relayed unchanged: "{_text(result)}"')
+            labels = (result.meta or {}).get(META_KEY, {})
+            integrity, confidentiality = labels.get("integrity"), labels.get("confidentiality")
+            say(f"     labelled for the client in _meta: integrity {integrity}, confidentiality {confidentiality}")
             try:
                 await client.call_tool("delete_all_notes", {})
                 say("4. tools/call delete_all_notes -> ALLOWED (this is a bug: please report it)")
