@@ -42,6 +42,7 @@ log = structlog.get_logger("airlock.policy")
 
 _CALL: Final = "tools/call"
 _READS: Final = frozenset({"resources/read", "prompts/get", "tasks/result"})
+_NAMESPACE_BYTES: Final = labels.META_NAMESPACE.encode()
 _SERVER_REQUESTS: Final = {"sampling/createMessage": "sampling", "elicitation/create": "elicitation"}
 _HANDSHAKES: Final = frozenset({"initialize", "server/discover"})
 _LIST_CHANGED: Final = "notifications/tools/list_changed"
@@ -364,11 +365,13 @@ class PolicyMediator:
         if result.get("isError") not in (None, False) or suspect:  # SDKs coerce 1 and "true" to True
             mask |= labels.SUSPECT
         forged: list[str] = []
-        result = _strip_forged(result, forged)
+        if _NAMESPACE_BYTES in jsonrpc.encode(result):  # the walk only when the namespace appears at all
+            result = _strip_forged(result, forged)
         structured = result.get("structuredContent")
         values: list[tuple[str, int, bool]] = []
         matched: dict[str, int] = {}
-        if structured is not None:
+        tracing = bool(self._flows.flows)  # without flow rules nothing is fingerprinted: only the labels are needed
+        if structured is not None and (tracing or (facts is not None and facts.fields)):
             if facts is not None:
                 values, matched = field_values(structured, facts.fields, mask, facts.trusted_fields)
             else:
@@ -376,8 +379,10 @@ class PolicyMediator:
         content_mask = mask
         for level in matched.values():
             content_mask |= level
-        values.extend((text, content_mask, False) for text in _content_texts(result, structured))
-        readers = reader_values(structured, facts.readers) if facts is not None and facts.readers else frozenset()
+        readers: frozenset[str] = frozenset()
+        if tracing:
+            values.extend((text, content_mask, False) for text in _content_texts(result, structured))
+            readers = reader_values(structured, facts.readers) if facts is not None and facts.readers else frozenset()
         joined = content_mask
         meta = dict(result.get("_meta") or {}) if type(result.get("_meta")) is dict else {}
         meta[labels.META_KEY] = labels.to_meta(joined, fields=matched or None, source={"server": self.identity, "tool": tool})
