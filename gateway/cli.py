@@ -19,6 +19,7 @@ import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from gateway import __version__
+from gateway.cassette import CassetteWriter
 from gateway.config import FlightLogSection, GatewayConfig, load_config
 from gateway.descriptors import item_key
 from gateway.errors import EXIT_DIFFERENT, EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, ConfigError, GatewayError
@@ -34,6 +35,7 @@ from gateway.policy.lint import lint
 from gateway.policy.model import PolicyError, PolicyFile, Rule, load_policy, policy_schema
 from gateway.probe import list_server
 from gateway.receipts import timestamp, utc_now
+from gateway.replay import add_replay_parser
 from gateway.rotation import make_manifest
 from gateway.runner import RunSettings, rotation_manifest_path, run_stdio
 from gateway.serve import TOKENS_ENV, ServeSettings, Token, check_settings, load_tokens, serve
@@ -93,6 +95,9 @@ def _upstream_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--fsync", choices=list(FSYNC_MODES), help="flight-log durability: always | group (default) | off")
     parser.add_argument("--store-raw", action="store_true", help="keep raw arguments and results in the flight log (for replay)")
+    parser.add_argument("--record", type=Path, metavar="CASSETTE", help="record every message, both ways, to a new cassette file")
+    parser.add_argument("--redact", action="append", default=[], metavar="PATH",
+                        help="in the cassette, replace this field (e.g. params.arguments.password) by a stable placeholder")  # fmt: skip
     parser.add_argument("upstream_command", nargs=argparse.REMAINDER, metavar="-- CMD [ARG...]")
 
 
@@ -183,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     schema.set_defaults(handler=cmd_policy_schema)
 
     add_install_parser(commands)
+    add_replay_parser(commands)
 
     demo = commands.add_parser("demo", help="run the gateway against a built-in demo server and show what it does")
     demo.set_defaults(handler=cmd_demo)
@@ -361,14 +367,21 @@ def cmd_run(args: argparse.Namespace) -> int:
         flight_log=flight_log,
         store_raw=args.store_raw or config.flight_log.store_raw,
     )
+    recorder = None
+    if args.record is not None:
+        fallback = server_identity(Path(settings.upstream.argv[0]).name)
+        recorder = CassetteWriter(args.record, redact=args.redact, server=server_identity(given) if given else None,
+                                  fallback_server=fallback, policy_hash=policy.hash)  # fmt: skip
     try:
         key_path = None if args.ephemeral_key else _key_path(args, config.flight_log)
-        return asyncio.run(run_stdio(settings, mediator, flight_log=flight_log, key_path=key_path))
+        return asyncio.run(run_stdio(settings, mediator, flight_log=flight_log, key_path=key_path, recorder=recorder))
     except GatewayError as error:
         if flight_log is not None:
             flight_log.close(f"gateway stopped: {error.message}")
         raise
     finally:
+        if recorder is not None:
+            recorder.close()
         if flight_log is not None:
             flight_log.abandon()  # no-op after a seal; an unsealed log stays unsealed
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -18,6 +18,7 @@ from typing import Any, Final
 import orjson
 import structlog
 
+from gateway.cassette import CassetteWriter, Direction
 from gateway.errors import EXIT_OK, EXIT_UPSTREAM, EvidenceUnavailable, GatewayError
 from gateway.flightlog import FlightLog
 from gateway.framing import DEFAULT_MAX_MESSAGE_BYTES, LineFramer
@@ -65,6 +66,7 @@ async def run_stdio(
     *,
     flight_log: FlightLog | None = None,
     key_path: Path | None = None,
+    recorder: CassetteWriter | None = None,
     stdin_fd: int = 0,
     stdout_fd: int = 1,
 ) -> int:
@@ -76,7 +78,10 @@ async def run_stdio(
     loop = asyncio.get_running_loop()
     to_client = LineWriter("client")
     to_upstream = LineWriter("upstream")
-    relay = Relay(mediator, to_client.add, to_upstream.add, max_in_flight=settings.max_in_flight)
+    def tap(direction: Direction, handler: Callable[[bytes], None]) -> Callable[[bytes], None]:
+        return recorder.tee(direction, handler) if recorder is not None else handler
+
+    relay = Relay(mediator, tap("g2c", to_client.add), tap("g2u", to_upstream.add), max_in_flight=settings.max_in_flight)
     stop = _Stop()
     drained = asyncio.Event()
     draining = False
@@ -102,7 +107,7 @@ async def run_stdio(
         if draining and relay.pending_client_requests == 0:
             drained.set()
 
-    upstream_framer = LineFramer(relay.from_upstream, relay.upstream_line_too_large, settings.max_message_bytes)
+    upstream_framer = LineFramer(tap("u2g", relay.from_upstream), relay.upstream_line_too_large, settings.max_message_bytes)
 
     def on_upstream_chunk(data: bytes) -> None:
         try:
@@ -124,7 +129,7 @@ async def run_stdio(
     to_client.attach(stdout)
     flush()  # anything the upstream said before stdout was attached
 
-    client_framer = LineFramer(relay.from_client, relay.client_line_too_large, settings.max_message_bytes)
+    client_framer = LineFramer(tap("c2g", relay.from_client), relay.client_line_too_large, settings.max_message_bytes)
     reader = FramedReader(client_framer, flush, lambda: stop.set("client closed its input"))
     child.stdin_flow.reader = await open_read_fd(stdin_fd, reader)
 
