@@ -503,7 +503,7 @@ def replay(
     tap.lock_given = lock is not None
     session_lock = Lock.from_json(lock.to_json(), "lock") if lock is not None else None
     mediator = PolicyMediator(policy, identity=header.server, fallback_identity=header.fallback_server or "upstream",
-                              lock=session_lock, flight_log=tap)  # fmt: skip
+                              lock=session_lock, flight_log=tap, clock=fixed_clock())  # fmt: skip
     session = _Session(cassette, mediator, tap)
     try:
         session.run()

@@ -110,6 +110,7 @@ class PolicyMediator:
         flight_log: FlightLog | None = None,
         store_raw: bool = False,
         provenance: Provenance | None = None,
+        clock: Callable[[], str] | None = None,
     ) -> None:
         """`identity`: the server's name in rules and pins (else learned from `initialize`, else
         `fallback_identity`). `lock`: the lockfile's pins (None: pin on first sight, for this
@@ -130,6 +131,8 @@ class PolicyMediator:
         self._gateway_listed = False  # the gateway listed the tools itself (for a call of an unlisted tool)
         self._tasks: dict[str, _Call] = {}  # task id -> the call that started it
         self._flows = CompiledFlows.from_file(policy.source)
+        #: When results were seen, as label sources name them (replay passes a fixed clock).
+        self._clock = clock or _utc_now
         #: The session's label state. Shared by every mediator of one session (pass it in),
         #: never between sessions.
         self.provenance: Provenance = provenance if provenance is not None else self._flows.new_provenance()
@@ -400,7 +403,7 @@ class PolicyMediator:
         if not self._flows.flows:
             self.provenance.mask |= mask  # nothing consults sources or fingerprints
             return data
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        stamp = self._clock()
         _, ok = self.provenance.add(self.identity, tool, result_hash, stamp, mask, values, readers, own)
         if not ok:
             log.warning("label provenance is full for this session: flow checks are coarse from now on", server=self.identity,
@@ -676,6 +679,10 @@ def _is_json_of(text: str, value: Any) -> bool:
         return bool(json.loads(text, object_pairs_hook=no_duplicates) == value)
     except (ValueError, RecursionError):
         return False
+
+
+def _utc_now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def reset_memos() -> None:

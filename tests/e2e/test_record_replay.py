@@ -80,3 +80,32 @@ async def test_a_corrupted_cassette_line_is_named_by_its_number(tmp_path: Path) 
     done = _replay(str(cassette), "--policy", str(TRANSPARENT_POLICY))
     assert done.returncode == 2
     assert f"{cassette}:4" in done.stderr
+
+
+FLOWS = """
+version = 1
+default = "allow"
+extra_arguments = "allow"
+[pins]
+unpinned = "trust-on-first-use"
+[[tools]]
+tools = ["*.echo"]
+returns = "secret"
+[[flows]]
+id = "no-secret-out"
+labels = ["secret"]
+to = ["egress", "write"]
+"""
+
+
+async def test_replays_under_a_policy_with_flow_rules_give_identical_logs(tmp_path: Path) -> None:
+    # Label sources carry the time a result was seen: replay passes its fixed clock to the mediator.
+    cassette = tmp_path / "session.cassette.jsonl"
+    await _record(cassette)
+    policy = tmp_path / "flows.toml"
+    policy.write_text(FLOWS)
+    logs = [tmp_path / "one.jsonl", tmp_path / "two.jsonl"]
+    for log in logs:
+        done = _replay(str(cassette), "--policy", str(policy), "--log", str(log))
+        assert done.returncode in (0, 4), done.stdout + done.stderr
+    assert logs[0].read_bytes() == logs[1].read_bytes()
