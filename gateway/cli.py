@@ -133,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--tls-cert", type=Path, help="serve HTTPS with this certificate (PEM)")
     serve.add_argument("--tls-key", type=Path, help="the certificate's private key (PEM)")
     serve.add_argument("--tls-client-ca", type=Path, help="require client certificates signed by this CA (mTLS)")
+    serve.add_argument("--sse-path", metavar="PATH", help="also serve the legacy HTTP+SSE transport here (e.g. /sse; messages: /messages/)")
     serve.add_argument("--json-responses", action="store_true",
                        help="answer POSTs with JSON, not SSE: faster, but no progress/sampling/logging during a call")  # fmt: skip
     _upstream_options(serve)
@@ -420,7 +421,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         allow_unauthenticated=args.insecure_no_auth, allowed_hosts=tuple(args.allow_host), allowed_origins=tuple(args.allow_origin),
         max_body_bytes=args.max_body_bytes, max_message_bytes=settings.max_message_bytes, max_sessions=args.max_sessions,
         rate=args.rate, burst=args.burst, tls_cert=args.tls_cert, tls_key=args.tls_key, tls_client_ca=args.tls_client_ca,
-        json_responses=args.json_responses,
+        json_responses=args.json_responses, sse_path=args.sse_path,
     )  # fmt: skip
     check_settings(serve_settings)
     given: str | None = args.name or upstream_name

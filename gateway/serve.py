@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import ipaddress
+import re
 import secrets
 from collections.abc import Awaitable, Callable, MutableMapping
 from contextlib import AsyncExitStack
@@ -32,6 +33,7 @@ from typing import Any, Final
 import anyio
 import orjson
 import structlog
+from mcp.server.sse import SseServerTransport
 from mcp.server.streamable_http import StreamableHTTPServerTransport
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.message import ServerMessageMetadata, SessionMessage
@@ -53,6 +55,8 @@ Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 SESSION_HEADER: Final = b"mcp-session-id"
+_SSE_MESSAGES: Final = "/messages/"
+_SSE_SESSION: Final = re.compile(rb"session_id=([0-9a-f]{32})")
 TOKENS_ENV: Final = "AIRLOCK_TOKENS"
 DEFAULT_MAX_BODY: Final = 4 * 1024 * 1024
 
@@ -76,6 +80,8 @@ class ServeSettings:
     max_body_bytes: int = DEFAULT_MAX_BODY
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     max_sessions: int = 100
+    #: The legacy (2024-11-05) HTTP+SSE endpoint, e.g. "/sse" (None: off); messages go to /messages/.
+    sse_path: str | None = None
     #: Per-token rate limit: requests per second (0: off) and burst.
     rate: float = 0.0
     burst: int = 20
@@ -233,10 +239,15 @@ MediatorFactory = Callable[[str, str], tuple[Mediator, FlightLog | None]]
 class HttpSession:
     """One MCP session: its transport, upstream child, relay and flight log."""
 
-    def __init__(self, settings: ServeSettings, transport: StreamableHTTPServerTransport, mediator: Mediator,
-                 flight_log: FlightLog | None, principal: str) -> None:  # fmt: skip
+    def __init__(self, settings: ServeSettings, transport: StreamableHTTPServerTransport | None, mediator: Mediator,
+                 flight_log: FlightLog | None, principal: str, *, connect: Callable[[], Any] | None = None,
+                 name: str | None = None) -> None:  # fmt: skip
+        """`transport`: a streamable-HTTP session; or `connect`: the streams of another transport
+        (the legacy SSE one), whose session ends with the request that opened it."""
         self.settings = settings
         self.transport = transport
+        self._connect = connect if connect is not None else transport.connect if transport is not None else None
+        self.name = name if name is not None else transport.mcp_session_id if transport is not None else None
         self.principal = principal
         self.flight_log = flight_log
         self.ready = asyncio.Event()
@@ -279,7 +290,8 @@ class HttpSession:
         try:
             await child.start()
             self._to_upstream.attach(child.stdin)
-            async with self.transport.connect() as (read_stream, write_stream):
+            assert self._connect is not None
+            async with self._connect() as (read_stream, write_stream):
                 self.ready.set()
                 async with anyio.create_task_group() as tasks:
                     tasks.start_soon(self._send_to_client, write_stream)
@@ -300,7 +312,7 @@ class HttpSession:
             self.ready.set()
             self._to_client_transport.close()
             status = await child.terminate(grace=0.5) if child.returncode is None else child.returncode
-            log.info("session ended", session=self.transport.mcp_session_id, principal=self.principal, upstream_status=status,
+            log.info("session ended", session=self.name, principal=self.principal, upstream_status=status,
                      **self.relay.describe())  # fmt: skip
             if self.flight_log is not None:
                 await self.flight_log.aclose("session ended")
@@ -312,7 +324,8 @@ class HttpSession:
         self.relay.upstream_lost(f"the upstream server exited (status {child.returncode})")
         self._flush()
         await asyncio.sleep(0.05)  # let the sender pass the errors on
-        await self.transport.terminate()
+        if self.transport is not None:
+            await self.transport.terminate()
         scope.cancel()
 
     async def _send_to_client(self, write_stream: Any) -> None:
@@ -347,11 +360,13 @@ class ServeApp:
         self.make_mediator = make_mediator
         self.sessions: dict[str, HttpSession] = {}
         self._buckets: dict[str, TokenBucket] = {}
+        self._sse_owners: dict[str, str] = {}  # legacy SSE session id -> the token id that opened it
         self._tasks: set[asyncio.Task[None]] = set()
         hosts = list(settings.allowed_hosts) or [f"{settings.host}:{settings.port}", settings.host, f"localhost:{settings.port}",
                                                  "localhost", f"127.0.0.1:{settings.port}", "127.0.0.1"]  # fmt: skip
         origins = list(settings.allowed_origins) or [f"http://{h}" for h in hosts]
         self.security = TransportSecuritySettings(enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins)
+        self._sse = SseServerTransport(_SSE_MESSAGES, security_settings=self.security, max_request_body_size=settings.max_body_bytes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -359,7 +374,9 @@ class ServeApp:
             return
         if scope["type"] != "http":
             return
-        if scope["path"].rstrip("/") != self.settings.path.rstrip("/"):
+        path = scope["path"].rstrip("/")
+        legacy = self.settings.sse_path is not None and path in (self.settings.sse_path.rstrip("/"), _SSE_MESSAGES.rstrip("/"))
+        if path != self.settings.path.rstrip("/") and not legacy:
             await _plain(send, 404, f"not found: the MCP endpoint is {self.settings.path}")
             return
         headers = dict(scope.get("headers") or [])
@@ -391,13 +408,16 @@ class ServeApp:
                 await _plain(send, 413, f"request body too large (limit {self.settings.max_body_bytes} bytes)")
                 return
             receive = _replay(body, receive)
+        if legacy:
+            await self._legacy_sse(scope, receive, send, principal, path)
+            return
         session_id = headers.get(SESSION_HEADER)
         if session_id is not None:
             session = self.sessions.get(session_id.decode("latin-1"))
             if session is None:
                 await _plain(send, 404, "session not found: it ended or never existed; start a new one with initialize")
                 return
-            if session.principal != principal:
+            if session.principal != principal or session.transport is None:
                 await _plain(send, 404, "session not found: it ended or never existed; start a new one with initialize")
                 return
             await session.transport.handle_request(scope, receive, send)
@@ -441,6 +461,53 @@ class ServeApp:
                 await transport.terminate()
                 await session.done.wait()
 
+    async def _legacy_sse(self, scope: Scope, receive: Receive, send: Send, principal: str, path: str) -> None:
+        """The 2024-11-05 HTTP+SSE transport: GET the SSE path opens a session (and its
+        upstream) for as long as the stream lasts; its messages are POSTed to the endpoint the
+        first event names, with the same token."""
+        if path == _SSE_MESSAGES.rstrip("/"):
+            if scope["method"] != "POST":
+                await _plain(send, 405, "POST messages here", [(b"allow", b"POST")])
+                return
+            query = scope.get("query_string", b"").decode("latin-1")
+            sse_id = dict(part.partition("=")[::2] for part in query.split("&") if part).get("session_id", "")
+            if self._sse_owners.get(sse_id) != principal:
+                await _plain(send, 404, f"session not found: it ended or never existed; open a new one with GET {self.settings.sse_path}")
+                return
+            await self._sse.handle_post_message(scope, receive, send)
+            return
+        if scope["method"] != "GET":
+            await _plain(send, 405, "GET this path to open an SSE session", [(b"allow", b"GET")])
+            return
+        if len(self.sessions) + len(self._sse_owners) >= self.settings.max_sessions:
+            await _plain(send, 503, "too many open sessions", [(b"retry-after", b"5")])
+            return
+        owned: list[str] = []
+
+        async def send_and_learn(event: MutableMapping[str, Any]) -> None:
+            if not owned and event.get("type") == "http.response.body":
+                found = _SSE_SESSION.search(event.get("body", b""))
+                if found:
+                    owned.append(found.group(1).decode())
+                    self._sse_owners[owned[0]] = principal
+            await send(event)
+
+        name = secrets.token_hex(16)
+        mediator, flight_log = self.make_mediator(name, principal)
+
+        def connect() -> Any:
+            return self._sse.connect_sse(scope, receive, send_and_learn)
+
+        session = HttpSession(self.settings, None, mediator, flight_log, principal, connect=connect, name=name)
+        log.info("legacy SSE session opened", session=name, principal=principal)
+        try:
+            await session.run()
+        except ValueError:
+            pass  # refused by the SDK's Host/Origin guard: it has answered already
+        finally:
+            for sse_id in owned:
+                self._sse_owners.pop(sse_id, None)
+
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
             event = await receive()
@@ -453,7 +520,8 @@ class ServeApp:
 
     async def close(self) -> None:
         for session in list(self.sessions.values()):
-            await session.transport.terminate()
+            if session.transport is not None:
+                await session.transport.terminate()
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=5)
 
