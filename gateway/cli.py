@@ -24,6 +24,7 @@ from gateway.config import FlightLogSection, GatewayConfig, load_config
 from gateway.descriptors import item_key
 from gateway.errors import EXIT_DIFFERENT, EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, ConfigError, GatewayError
 from gateway.flightlog import FSYNC_MODES, FlightLog, LogSettings
+from gateway.fork import add_fork_parser
 from gateway.inspect import EntryFilter, read_entries, redact, redact_receipt, table_header, table_row
 from gateway.install import add_install_parser
 from gateway.logs import configure_logging
@@ -192,6 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_install_parser(commands)
     add_replay_parser(commands)
+    add_fork_parser(commands)
 
     demo = commands.add_parser("demo", help="run the gateway against a built-in demo server and show what it does")
     demo.set_defaults(handler=cmd_demo)

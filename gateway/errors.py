@@ -28,7 +28,7 @@ Exit codes (process):
 | 1    | internal error (a bug: please report it)                       |
 | 2    | usage or configuration error (bad flag, bad config file)       |
 | 3    | the upstream server could not be started or exited unexpectedly |
-| 4    | differences found (`airlock pin --diff`)                       |
+| 4    | differences found (`pin --diff`, `replay`, `fork`)             |
 """
 
 from __future__ import annotations
