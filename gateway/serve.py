@@ -577,7 +577,8 @@ async def serve(settings: ServeSettings, make_mediator: MediatorFactory) -> int:
             tls |= {"ssl_ca_certs": str(settings.tls_client_ca), "ssl_cert_reqs": ssl.CERT_REQUIRED}
     elif settings.tls_client_ca is not None:
         raise ConfigError("--tls-client-ca needs --tls-cert and --tls-key (mTLS runs over TLS)")
-    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning", lifespan="on", **tls)
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning", lifespan="on",
+                            timeout_graceful_shutdown=3, **tls)  # fmt: skip
     server = uvicorn.Server(config)
     scheme = "https" if settings.tls_cert is not None else "http"
     log.info("serving MCP over streamable HTTP", url=f"{scheme}://{settings.host}:{settings.port}{settings.path}",
