@@ -346,13 +346,19 @@ def _open_flight_log(args: argparse.Namespace, config: GatewayConfig, policy_has
     return flight_log
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def _gateway_setup(args: argparse.Namespace) -> tuple[RunSettings, GatewayConfig, str | None, CompiledPolicy, Path | None, Lock | None]:
+    """What `run` and `serve` share: the upstream settings, logging, the policy and the lock."""
     settings, config, upstream_name = _settings_from(args)
     configure_logging(args.log_level or config.gateway.log_level, args.log_format or config.gateway.log_format)
     section = config.gateway
     policy = load_run_policy(args.policy or (Path(section.policy).expanduser() if section.policy else None), [*section.deny, *args.deny])
     lock_path = args.lock or (Path(section.lock).expanduser() if section.lock else None)
     lock = Lock.load(lock_path) if lock_path is not None else None
+    return settings, config, upstream_name, policy, lock_path, lock
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    settings, config, upstream_name, policy, lock_path, lock = _gateway_setup(args)
     on_new_pins = None
     if lock is not None and lock_path is not None and policy.source.pins.unpinned == "trust-on-first-use":
         lock_, path_ = lock, lock_path
@@ -409,12 +415,7 @@ def _tokens(args: argparse.Namespace) -> tuple[Token, ...]:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    settings, config, upstream_name = _settings_from(args)
-    configure_logging(args.log_level or config.gateway.log_level, args.log_format or config.gateway.log_format)
-    section = config.gateway
-    policy = load_run_policy(args.policy or (Path(section.policy).expanduser() if section.policy else None), [*section.deny, *args.deny])
-    lock_path = args.lock or (Path(section.lock).expanduser() if section.lock else None)
-    lock = Lock.load(lock_path) if lock_path is not None else None
+    settings, config, upstream_name, policy, lock_path, lock = _gateway_setup(args)
     host, _, port = args.listen.rpartition(":")
     if not host or not port.isdigit():
         raise ConfigError(f"--listen {args.listen!r}: write HOST:PORT, e.g. 127.0.0.1:8080")

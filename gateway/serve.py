@@ -46,7 +46,7 @@ from gateway.framing import DEFAULT_MAX_MESSAGE_BYTES, LineFramer
 from gateway.mediation.interface import Mediator
 from gateway.relay import Relay
 from gateway.transports.child import ChildProcess, ChildSpec
-from gateway.transports.pipes import LineWriter
+from gateway.transports.pipes import LineWriter, QueueSink
 
 log = structlog.get_logger("airlock.serve")
 
@@ -209,29 +209,6 @@ class _Router:
         return next(reversed(self.open), None)
 
 
-class _QueueTransport:
-    """What `LineWriter` writes to: lines go onto a queue the session's sender drains."""
-
-    def __init__(self) -> None:
-        self.queue: asyncio.Queue[bytes | None] = asyncio.Queue()
-        self.closed = False
-
-    def write(self, data: bytes) -> None:
-        for line in data.split(b"\n"):
-            if line:
-                self.queue.put_nowait(line)
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def get_write_buffer_size(self) -> int:
-        return self.queue.qsize()
-
-    def close(self) -> None:
-        self.closed = True
-        self.queue.put_nowait(None)
-
-
 #: (session id, principal: the token id) -> the session's mediator and flight log
 MediatorFactory = Callable[[str, str], tuple[Mediator, FlightLog | None]]
 
@@ -252,7 +229,7 @@ class HttpSession:
         self.flight_log = flight_log
         self.ready = asyncio.Event()
         self.done = asyncio.Event()
-        self._to_client_transport = _QueueTransport()
+        self._to_client_transport = QueueSink()
         self._to_client = LineWriter("client")
         self._to_client.attach(self._to_client_transport)
         self._to_upstream = LineWriter("upstream")

@@ -24,7 +24,7 @@ from mcp_types.jsonrpc import jsonrpc_message_adapter
 
 from gateway import jsonrpc
 from gateway.errors import UpstreamStartFailed
-from gateway.transports.pipes import FlowLink
+from gateway.transports.pipes import FlowLink, QueueSink
 
 log = structlog.get_logger("airlock.http-upstream")
 
@@ -38,35 +38,11 @@ class HttpSpec:
     connect_timeout: float = 10.0
 
 
-class _LineSink:
-    """What `LineWriter` writes to: lines onto a queue the sender task drains."""
-
-    def __init__(self) -> None:
-        self.queue: asyncio.Queue[bytes | None] = asyncio.Queue()
-        self.closed = False
-
-    def write(self, data: bytes) -> None:
-        for line in data.split(b"\n"):
-            if line:
-                self.queue.put_nowait(line)
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def get_write_buffer_size(self) -> int:
-        return self.queue.qsize()
-
-    def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            self.queue.put_nowait(None)
-
-
 class HttpUpstream:
     def __init__(self, spec: HttpSpec, on_output: Callable[[bytes], None]) -> None:
         self.spec = spec
         self._on_output = on_output
-        self.stdin = _LineSink()
+        self.stdin = QueueSink()
         self.stdin_flow = FlowLink()
         self.exited = asyncio.Event()
         self.returncode: int | None = None

@@ -243,3 +243,28 @@ async def open_write_fd(fd: int, protocol: WriterProtocol) -> Writable:
         except (ValueError, OSError):
             pass
     return _BlockingFileWriter(fd)
+
+
+class QueueSink:
+    """A `LineWriter` target for message transports (HTTP, SSE): each line goes onto a queue
+    that a sender task drains; `close` puts None to end it."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        for line in data.split(b"\n"):
+            if line:
+                self.queue.put_nowait(line)
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def get_write_buffer_size(self) -> int:
+        return self.queue.qsize()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.queue.put_nowait(None)

@@ -166,3 +166,13 @@ async def raw_gateway(upstream: list[str], *options: str, stderr: Any = None) ->
                 os.killpg(process.pid, signal.SIGKILL)
                 await process.wait()
         await process.aclose()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port

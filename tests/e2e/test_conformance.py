@@ -9,7 +9,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -23,7 +22,7 @@ import httpx2
 import pytest
 from anyio.abc import Process
 
-from tests.e2e.conftest import FIXTURE_SERVERS, ROOT, TRANSPARENT_POLICY, eventually, process_alive, upstream_pids
+from tests.e2e.conftest import FIXTURE_SERVERS, ROOT, TRANSPARENT_POLICY, eventually, free_port, process_alive, upstream_pids
 
 pytestmark = pytest.mark.anyio
 
@@ -66,13 +65,6 @@ class Outcome:
         for check in exchange:
             lines.append(f"    {check.get('id')}: {json.dumps(check.get('details'))[:400]}")
         return "\n".join(lines)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _suite_argv(url: str, out_dir: Path) -> list[str]:
@@ -143,14 +135,14 @@ async def http_server(argv: list[str], url: str, log_path: Path) -> AsyncIterato
 
 
 async def run_directly(tmp_path: Path) -> dict[str, Outcome]:
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}/mcp"
     async with http_server([sys.executable, str(FIXTURE), "--http", str(port)], url, tmp_path / "fixture.log"):
         return await run_suite(url, tmp_path / "direct")
 
 
 async def run_through_airlock(tmp_path: Path) -> dict[str, Outcome]:
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}/mcp"
     argv = [sys.executable, "-m", "gateway", "serve", "--listen", f"127.0.0.1:{port}", "--insecure-no-auth",
             "--policy", str(TRANSPARENT_POLICY), "--", sys.executable, str(FIXTURE)]  # fmt: skip

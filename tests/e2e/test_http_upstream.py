@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,24 +17,17 @@ from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
 from gateway.labels import META_KEY
-from tests.e2e.conftest import EVERYTHING, ROOT, TRANSPARENT_POLICY, everything_argv
+from tests.e2e.conftest import EVERYTHING, ROOT, TRANSPARENT_POLICY, everything_argv, free_port
 
 pytestmark = pytest.mark.anyio
 
 SECRET = "s3cr3t-bearer-token-never-logged"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def remote_everything() -> Iterator[str]:
     everything_argv()  # fails with the install hint when it is missing
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen([str(EVERYTHING), "streamableHttp"], env={**os.environ, "PORT": str(port)},
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     url = f"http://127.0.0.1:{port}/mcp"
@@ -90,7 +82,7 @@ async def test_a_bearer_token_from_the_environment_is_sent_and_never_logged(remo
 
 
 def test_an_unreachable_remote_upstream_stops_the_gateway_with_a_clear_error() -> None:
-    url = f"http://127.0.0.1:{_free_port()}/mcp"
+    url = f"http://127.0.0.1:{free_port()}/mcp"
     done = subprocess.run([sys.executable, "-m", "gateway", "run", "--url", url], cwd=str(ROOT), input=b"", capture_output=True,
                           timeout=60, check=False)  # fmt: skip
     assert done.returncode == 3, done.stderr

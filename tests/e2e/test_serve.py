@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Mapping
@@ -30,7 +29,16 @@ from mcp.shared.exceptions import MCPError
 
 from gateway.errors import FLOW_DENIED
 from gateway.labels import META_KEY
-from tests.e2e.conftest import ROOT, TRANSPARENT_POLICY, eventually, everything_argv, process_alive, upstream_pids, wait_until_dead
+from tests.e2e.conftest import (
+    ROOT,
+    TRANSPARENT_POLICY,
+    eventually,
+    everything_argv,
+    free_port,
+    process_alive,
+    upstream_pids,
+    wait_until_dead,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -44,13 +52,6 @@ INITIALIZE = {
     "params": {"protocolVersion": PROTOCOL, "capabilities": {}, "clientInfo": {"name": "airlock-serve-tests", "version": "0"}},
 }
 MAX_BODY = 64 * 1024
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -95,7 +96,7 @@ async def airlock_serve(tmp_path: Path, *options: str, token_count: int = 2) -> 
         token_file.write_text("# test tokens\n" + "".join(f"{tid}:{secret}\n" for tid, secret in tokens.items()))
         auth = ["--token-file", str(token_file)]
     policy = [] if "--policy" in options else ["--policy", str(TRANSPARENT_POLICY)]
-    port = _free_port()
+    port = free_port()
     argv = [sys.executable, "-m", "gateway", "serve", "--listen", f"127.0.0.1:{port}", *auth, *policy, *options, "--", *everything_argv()]
     stderr_path = tmp_path / f"serve-{port}.log"
     with open(stderr_path, "wb") as stderr:
@@ -335,7 +336,7 @@ async def test_a_session_opened_with_one_token_cannot_be_used_with_another(serve
 
 
 async def test_serving_beyond_loopback_without_tokens_exits_2_naming_the_token_file_option() -> None:
-    argv = [sys.executable, "-m", "gateway", "serve", "--listen", f"0.0.0.0:{_free_port()}", "--policy", str(TRANSPARENT_POLICY)]
+    argv = [sys.executable, "-m", "gateway", "serve", "--listen", f"0.0.0.0:{free_port()}", "--policy", str(TRANSPARENT_POLICY)]
     with anyio.fail_after(60):
         finished = await anyio.run_process([*argv, "--", *everything_argv()], cwd=str(ROOT), env=_environment(), check=False)
     assert finished.returncode == 2
@@ -343,7 +344,7 @@ async def test_serving_beyond_loopback_without_tokens_exits_2_naming_the_token_f
 
 
 async def test_insecure_no_auth_beyond_loopback_is_refused_too() -> None:
-    argv = [sys.executable, "-m", "gateway", "serve", "--listen", f"0.0.0.0:{_free_port()}", "--insecure-no-auth"]
+    argv = [sys.executable, "-m", "gateway", "serve", "--listen", f"0.0.0.0:{free_port()}", "--insecure-no-auth"]
     with anyio.fail_after(60):
         finished = await anyio.run_process(
             [*argv, "--policy", str(TRANSPARENT_POLICY), "--", *everything_argv()], cwd=str(ROOT), env=_environment(), check=False

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import socket
 import ssl
 import subprocess
 import sys
@@ -22,7 +21,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from tests.e2e.conftest import ROOT, TRANSPARENT_POLICY, eventually, everything_argv
+from tests.e2e.conftest import ROOT, TRANSPARENT_POLICY, eventually, everything_argv, free_port
 
 pytestmark = pytest.mark.anyio
 TOKEN = "tls-0123456789abcdef01"
@@ -66,13 +65,6 @@ def _leaf(ca: tuple[x509.Certificate, ec.EllipticCurvePrivateKey], common: str, 
     return cert_path, key_path
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def pki(tmp_path: Path) -> dict[str, Path]:
     ca = _ca(tmp_path / "ca.crt", "airlock-test-ca")
@@ -88,7 +80,7 @@ def pki(tmp_path: Path) -> dict[str, Path]:
 
 
 def _serve(pki: dict[str, Path], *options: str) -> tuple[subprocess.Popen[bytes], int]:
-    port = _free_port()
+    port = free_port()
     argv = [sys.executable, "-m", "gateway", "serve", "--listen", f"127.0.0.1:{port}", "--token-file", str(pki["tokens"]),
             *options, "--policy", str(TRANSPARENT_POLICY), "--", *everything_argv()]  # fmt: skip
     with (pki["dir"] / f"serve-{port}.txt").open("w") as stderr:  # the child keeps its own copy of the descriptor
@@ -162,7 +154,7 @@ async def test_with_a_client_ca_only_clients_with_a_certificate_it_signed_get_in
 
 
 def test_a_client_ca_without_a_server_certificate_is_refused(pki: dict[str, Path]) -> None:
-    done = subprocess.run([sys.executable, "-m", "gateway", "serve", "--listen", f"127.0.0.1:{_free_port()}", "--token-file",
+    done = subprocess.run([sys.executable, "-m", "gateway", "serve", "--listen", f"127.0.0.1:{free_port()}", "--token-file",
                            str(pki["tokens"]), "--tls-client-ca", str(pki["ca"]), "--", "true"], cwd=str(ROOT), capture_output=True,
                           text=True, timeout=60, check=False)  # fmt: skip
     assert done.returncode == 2

@@ -4,7 +4,6 @@ instead of waiting forever."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,21 +16,14 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from tests.e2e.conftest import ROOT, TRANSPARENT_POLICY, eventually, everything_argv
+from tests.e2e.conftest import ROOT, TRANSPARENT_POLICY, eventually, everything_argv, free_port
 
 pytestmark = pytest.mark.anyio
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def json_serve(tmp_path: Any) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     argv = [sys.executable, "-m", "gateway", "serve", "--listen", f"127.0.0.1:{port}", "--insecure-no-auth", "--json-responses",
             "--policy", str(TRANSPARENT_POLICY), "--", *everything_argv()]  # fmt: skip
     with (tmp_path / "stderr.txt").open("w") as stderr:

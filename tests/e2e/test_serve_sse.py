@@ -3,7 +3,6 @@ authentication, one upstream per stream, and messages accepted only with the ope
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,7 +14,7 @@ import pytest
 from mcp import Client
 from mcp.client.sse import sse_client
 
-from tests.e2e.conftest import ROOT, TRANSPARENT_POLICY, eventually, everything_argv
+from tests.e2e.conftest import ROOT, TRANSPARENT_POLICY, eventually, everything_argv, free_port
 
 pytestmark = pytest.mark.anyio
 
@@ -23,18 +22,11 @@ TOKEN_A = "a-0123456789abcdef0123"
 TOKEN_B = "b-0123456789abcdef0123"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def sse_serve(tmp_path: Path) -> Iterator[str]:
     tokens = tmp_path / "tokens"
     tokens.write_text(f"a:{TOKEN_A}\nb:{TOKEN_B}\n")
-    port = _free_port()
+    port = free_port()
     argv = [sys.executable, "-m", "gateway", "serve", "--listen", f"127.0.0.1:{port}", "--token-file", str(tokens), "--sse-path",
             "/sse", "--policy", str(TRANSPARENT_POLICY), "--", *everything_argv()]  # fmt: skip
     with (tmp_path / "stderr.txt").open("w") as stderr:
