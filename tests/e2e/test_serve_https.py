@@ -128,8 +128,10 @@ async def _reachable(url: str, context: ssl.SSLContext) -> bool:
 
 
 async def _echo(url: str, context: ssl.SSLContext) -> str:
-    http = httpx2.AsyncClient(verify=context, headers={"Authorization": f"Bearer {TOKEN}"})
-    async with Client(streamable_http_client(url, http_client=http), mode="legacy") as client:
+    async with (
+        httpx2.AsyncClient(verify=context, headers={"Authorization": f"Bearer {TOKEN}"}) as http,
+        Client(streamable_http_client(url, http_client=http), mode="legacy") as client,
+    ):
         result = await client.call_tool("echo", {"message": "over tls"})
     return str(result.content[0].text)  # type: ignore[union-attr]
 
