@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 import orjson
+import structlog
 
 from gateway import __version__, jsonrpc
 from gateway.errors import ConfigError, GatewayError
@@ -62,9 +63,11 @@ Direction = Literal["c2g", "g2u", "u2g", "g2c"]
 DIRECTIONS: Final = frozenset({"c2g", "g2u", "u2g", "g2c"})
 
 _HEADER_KEYS: Final = frozenset({"format", "recorded", "server", "policy_hash", "redact"})
-_HEADER_OPTIONAL: Final = frozenset({"fallback_server", "gateway_version"})
+_HEADER_OPTIONAL: Final = frozenset({"fallback_server", "gateway_version", "session", "transport"})
 _ENTRY_KEYS: Final = (frozenset({"seq", "dir", "msg"}), frozenset({"seq", "dir", "raw"}))
 _MIN_SPREAD: Final = 6  # shortest redacted string also replaced inside other strings
+
+log = structlog.get_logger("airlock.cassette")
 
 LineSink = Callable[[bytes], None]
 
@@ -89,9 +92,13 @@ class CassetteHeader:
     redact: tuple[str, ...]
     fallback_server: str | None = None
     gateway_version: str | None = None
+    #: `airlock serve`: the session's id (its `Mcp-Session-Id`, and the flight log's session)
+    #: and the client's transport (`streamable-http` or `sse`); absent for `airlock run`.
+    session: str | None = None
+    transport: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        header: dict[str, Any] = {
             "format": CASSETTE_FORMAT,
             "recorded": self.recorded,
             "server": self.server,
@@ -100,6 +107,11 @@ class CassetteHeader:
             "policy_hash": self.policy_hash,
             "redact": list(self.redact),
         }
+        if self.session is not None:
+            header["session"] = self.session
+        if self.transport is not None:
+            header["transport"] = self.transport
+        return header
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,7 +295,7 @@ def _parse_header(raw: dict[str, Any], source: str) -> CassetteHeader:
     unknown = sorted(raw.keys() - _HEADER_KEYS - _HEADER_OPTIONAL)
     if unknown:
         raise CassetteError(source, 1, f"header: unknown key(s) {', '.join(unknown)}")
-    for key in ("server", "policy_hash", "fallback_server", "gateway_version"):
+    for key in ("server", "policy_hash", "fallback_server", "gateway_version", "session", "transport"):
         if raw.get(key) is not None and type(raw[key]) is not str:
             raise CassetteError(source, 1, f"header: {key} must be a string or null")
     if type(raw["recorded"]) is not str:
@@ -292,7 +304,7 @@ def _parse_header(raw: dict[str, Any], source: str) -> CassetteHeader:
     if type(redact) is not list or any(type(p) is not str for p in redact):
         raise CassetteError(source, 1, "header: redact must be a list of dotted paths (strings)")
     return CassetteHeader(raw["recorded"], raw["server"], raw["policy_hash"], tuple(redact), raw.get("fallback_server"),
-                          raw.get("gateway_version"))  # fmt: skip
+                          raw.get("gateway_version"), raw.get("session"), raw.get("transport"))  # fmt: skip
 
 
 def _parse_entry(raw: dict[str, Any], source: str, number: int) -> CassetteEntry:
@@ -350,6 +362,8 @@ class CassetteWriter:
         fallback_server: str | None = None,
         policy_hash: str | None = None,
         recorded: str | None = None,
+        session: str | None = None,
+        transport: str | None = None,
     ) -> None:
         """Create `path` and write the header.
 
@@ -359,7 +373,8 @@ class CassetteWriter:
         """
         self.path = path
         self._redactor = Redactor(redact)
-        header = CassetteHeader(recorded or timestamp(utc_now()), server, policy_hash, tuple(redact), fallback_server, __version__)
+        header = CassetteHeader(recorded or timestamp(utc_now()), server, policy_hash, tuple(redact), fallback_server, __version__,
+                                session, transport)  # fmt: skip
         try:
             self._fd: int | None = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
         except FileExistsError:
@@ -367,6 +382,7 @@ class CassetteWriter:
         except OSError as exc:
             raise CassetteError(str(path), None, f"cannot create the cassette: {exc.strerror or exc}") from None
         self._seq = 0
+        self.failed: CassetteError | None = None
         self._write(header_line(header))
 
     def write(self, direction: Direction, line: bytes) -> None:
@@ -380,10 +396,22 @@ class CassetteWriter:
 
     def tee(self, direction: Direction, sink: LineSink) -> LineSink:
         """`sink`, recording every line passed to it first (wrap the relay's callbacks and
-        entry points with this)."""
+        entry points with this).
+
+        A recording that cannot be written (disk full) must not take the session down with it:
+        the first failure is logged as an error naming the last line recorded, `failed` keeps
+        it, and the relay goes on unrecorded. The cassette then ends early and whole (every line
+        in it was written in one piece), which `airlock replay` shows as calls it cannot answer.
+        """
 
         def recorded(line: bytes) -> None:
-            self.write(direction, line)
+            if self.failed is None and self._fd is not None:  # after `close`: the session is over
+                try:
+                    self.write(direction, line)
+                except CassetteError as error:
+                    self.failed = error
+                    log.error("recording stopped: the rest of the session is not in the cassette",
+                              cassette=str(self.path), last_seq=self._seq - 1, error=error.problem)  # fmt: skip
             sink(line)
 
         return recorded

@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,6 @@ from gateway.fork import add_fork_parser
 from gateway.inspect import EntryFilter, read_entries, redact, redact_receipt, table_header, table_row
 from gateway.install import add_install_parser
 from gateway.logs import configure_logging
-from gateway.mediation.interface import Mediator
 from gateway.mediation.policy import PolicyMediator, server_identity
 from gateway.pins import Lock, ServerPins, compare
 from gateway.policy.engine import CompiledPolicy
@@ -39,7 +39,7 @@ from gateway.receipts import timestamp, utc_now
 from gateway.replay import add_replay_parser
 from gateway.rotation import make_manifest
 from gateway.runner import RunSettings, rotation_manifest_path, run_stdio
-from gateway.serve import TOKENS_ENV, ServeSettings, Token, check_settings, load_tokens, serve
+from gateway.serve import TOKENS_ENV, ServeSettings, SessionParts, Token, check_settings, load_tokens, serve
 from gateway.signing import (
     KEY_FILE_ENV,
     generate_key,
@@ -52,6 +52,7 @@ from gateway.signing import (
 from gateway.standalone import extract_receipt, verify_receipt
 from gateway.transports.child import ChildSpec, child_environment
 from gateway.transports.http_upstream import HttpSpec
+from gateway.transports.peer import Principal
 from gateway.verify import VerificationError, verify_file
 
 
@@ -432,12 +433,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if log_dir is not None and not log_dir.is_dir():
         raise ConfigError(f"--log {log_dir}: airlock serve writes one file per session: give an existing directory")
 
-    def make_mediator(session: str, principal: str) -> tuple[Mediator, FlightLog | None]:
-        # Each session: its own mediator (label state, pins of its first listing) and log file,
-        # whose genesis names the token id that opened it (never the token).
+    record_dir: Path | None = args.record
+    if record_dir is not None and not record_dir.is_dir():
+        raise ConfigError(f"--record {record_dir}: airlock serve records one cassette per session: give an existing directory")
+    fallback = server_identity(Path(settings.upstream.argv[0]).name)
+
+    def make_session(session: str, principal: Principal, transport: str) -> SessionParts:
+        # Each session: its own mediator (label state, pins of its first listing), log file and
+        # cassette. The log's genesis names who opened it: the token id (never the token) and,
+        # under mTLS, the client certificate's subject and fingerprint.
         session_lock = Lock.from_json(lock.to_json(), str(lock_path)) if lock is not None else None
-        flight_log = (_open_flight_log(args, config, policy.hash, extra={"principal": principal}, session=session)
+        flight_log = (_open_flight_log(args, config, policy.hash, extra=principal.describe(), session=session)
                       if log_dir is not None else None)  # fmt: skip
+        recorder = None
+        if record_dir is not None:
+            stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+            recorder = CassetteWriter(record_dir / f"airlock-{stamp}-{session}.cassette.jsonl", redact=args.redact,
+                                      server=server_identity(given) if given else None, fallback_server=fallback,
+                                      policy_hash=policy.hash, session=session, transport=transport)  # fmt: skip
         mediator = PolicyMediator(
             policy,
             identity=server_identity(given) if given else None,
@@ -446,9 +459,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             flight_log=flight_log,
             store_raw=args.store_raw or config.flight_log.store_raw,
         )
-        return mediator, flight_log
+        return SessionParts(mediator, flight_log, recorder)
 
-    return asyncio.run(serve(serve_settings, make_mediator))
+    return asyncio.run(serve(serve_settings, make_session))
 
 
 def cmd_pin(args: argparse.Namespace) -> int:

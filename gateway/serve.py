@@ -40,12 +40,14 @@ from mcp.shared.message import ServerMessageMetadata, SessionMessage
 from mcp_types.jsonrpc import jsonrpc_message_adapter
 
 from gateway import jsonrpc
-from gateway.errors import ConfigError, EvidenceUnavailable
+from gateway.cassette import CassetteWriter, Direction
+from gateway.errors import ConfigError, EvidenceUnavailable, GatewayError
 from gateway.flightlog import FlightLog
 from gateway.framing import DEFAULT_MAX_MESSAGE_BYTES, LineFramer
 from gateway.mediation.interface import Mediator
 from gateway.relay import Relay
 from gateway.transports.child import ChildProcess, ChildSpec
+from gateway.transports.peer import Principal, client_certificate, with_client_certificate
 from gateway.transports.pipes import LineWriter, QueueSink
 
 log = structlog.get_logger("airlock.serve")
@@ -209,16 +211,25 @@ class _Router:
         return next(reversed(self.open), None)
 
 
-#: (session id, principal: the token id) -> the session's mediator and flight log
-MediatorFactory = Callable[[str, str], tuple[Mediator, FlightLog | None]]
+@dataclass(slots=True)
+class SessionParts:
+    """What `airlock serve` builds for each session: its mediator (label state, pins), its
+    flight log and, with `--record`, its cassette."""
+
+    mediator: Mediator
+    flight_log: FlightLog | None = None
+    recorder: CassetteWriter | None = None
+
+
+#: (session id, principal, transport: "streamable-http" | "sse") -> the session's parts
+SessionFactory = Callable[[str, Principal, str], SessionParts]
 
 
 class HttpSession:
     """One MCP session: its transport, upstream child, relay and flight log."""
 
-    def __init__(self, settings: ServeSettings, transport: StreamableHTTPServerTransport | None, mediator: Mediator,
-                 flight_log: FlightLog | None, principal: str, *, connect: Callable[[], Any] | None = None,
-                 name: str | None = None) -> None:  # fmt: skip
+    def __init__(self, settings: ServeSettings, transport: StreamableHTTPServerTransport | None, parts: SessionParts,
+                 principal: Principal, *, connect: Callable[[], Any] | None = None, name: str | None = None) -> None:  # fmt: skip
         """`transport`: a streamable-HTTP session; or `connect`: the streams of another transport
         (the legacy SSE one), whose session ends with the request that opened it."""
         self.settings = settings
@@ -226,14 +237,21 @@ class HttpSession:
         self._connect = connect if connect is not None else transport.connect if transport is not None else None
         self.name = name if name is not None else transport.mcp_session_id if transport is not None else None
         self.principal = principal
-        self.flight_log = flight_log
+        self.flight_log = flight_log = parts.flight_log
+        self.recorder = recorder = parts.recorder
         self.ready = asyncio.Event()
         self.done = asyncio.Event()
         self._to_client_transport = QueueSink()
         self._to_client = LineWriter("client")
         self._to_client.attach(self._to_client_transport)
         self._to_upstream = LineWriter("upstream")
-        self.relay = Relay(mediator, self._to_client.add, self._to_upstream.add)
+
+        def tap(direction: Direction, sink: Callable[[bytes], None]) -> Callable[[bytes], None]:
+            return recorder.tee(direction, sink) if recorder is not None else sink
+
+        self.relay = Relay(parts.mediator, tap("g2c", self._to_client.add), tap("g2u", self._to_upstream.add))
+        self._from_client = tap("c2g", self.relay.from_client)
+        self._from_upstream = tap("u2g", self.relay.from_upstream)
         self._router = _Router()
         self._child: ChildProcess | None = None
         if flight_log is not None:
@@ -254,7 +272,7 @@ class HttpSession:
         self._to_client.flush()
 
     async def run(self) -> None:
-        framer = LineFramer(self.relay.from_upstream, self.relay.upstream_line_too_large, self.settings.max_message_bytes)
+        framer = LineFramer(self._from_upstream, self.relay.upstream_line_too_large, self.settings.max_message_bytes)
 
         def on_upstream_chunk(data: bytes) -> None:
             try:
@@ -280,7 +298,7 @@ class HttpSession:
                                 continue
                             message = item.message.model_dump(by_alias=True, mode="json", exclude_unset=True)
                             self._router.client_request(message)
-                            self.relay.from_client(jsonrpc.encode(message))
+                            self._from_client(jsonrpc.encode(message))
                             self._flush()
                     except (anyio.ClosedResourceError, anyio.EndOfStream):
                         pass  # the session was terminated (DELETE, or the upstream ended)
@@ -289,10 +307,12 @@ class HttpSession:
             self.ready.set()
             self._to_client_transport.close()
             status = await child.terminate(grace=0.5) if child.returncode is None else child.returncode
-            log.info("session ended", session=self.name, principal=self.principal, upstream_status=status,
+            log.info("session ended", session=self.name, **self.principal.describe(), upstream_status=status,
                      **self.relay.describe())  # fmt: skip
             if self.flight_log is not None:
                 await self.flight_log.aclose("session ended")
+            if self.recorder is not None:
+                self.recorder.close()
             self.done.set()
 
     async def _watch_child(self, child: ChildProcess, scope: anyio.CancelScope) -> None:
@@ -317,7 +337,7 @@ class HttpSession:
                 if "id" in message:  # a request during a call has no channel back: the upstream gets an error, not silence
                     error = {"code": -32603, "message": "the client connection has no channel for requests during a call "
                              "(airlock serve --json-responses)"}  # fmt: skip
-                    self.relay.from_client(jsonrpc.encode({"jsonrpc": "2.0", "id": message["id"], "error": error}))
+                    self._from_client(jsonrpc.encode({"jsonrpc": "2.0", "id": message["id"], "error": error}))
                     self._flush()
                 continue  # a notification during a call has no channel either
             try:
@@ -332,12 +352,12 @@ class HttpSession:
 class ServeApp:
     """The ASGI application."""
 
-    def __init__(self, settings: ServeSettings, make_mediator: MediatorFactory) -> None:
+    def __init__(self, settings: ServeSettings, make_session: SessionFactory) -> None:
         self.settings = settings
-        self.make_mediator = make_mediator
+        self.make_session = make_session
         self.sessions: dict[str, HttpSession] = {}
         self._buckets: dict[str, TokenBucket] = {}
-        self._sse_owners: dict[str, str] = {}  # legacy SSE session id -> the token id that opened it
+        self._sse_owners: dict[str, Principal] = {}  # legacy SSE session id -> who opened it
         self._tasks: set[asyncio.Task[None]] = set()
         hosts = list(settings.allowed_hosts) or [f"{settings.host}:{settings.port}", settings.host, f"localhost:{settings.port}",
                                                  "localhost", f"127.0.0.1:{settings.port}", "127.0.0.1"]  # fmt: skip
@@ -357,16 +377,16 @@ class ServeApp:
             await _plain(send, 404, f"not found: the MCP endpoint is {self.settings.path}")
             return
         headers = dict(scope.get("headers") or [])
-        principal = authenticate(self.settings, headers.get(b"authorization"))
-        if principal is None:
+        token_id = authenticate(self.settings, headers.get(b"authorization"))
+        if token_id is None:
             log.warning("unauthenticated request refused", client=str(scope.get("client")))
             await _plain(send, 401, "authentication required: send 'Authorization: Bearer <token>'", [(b"www-authenticate", b"Bearer")])
             return
         if self.settings.rate > 0:
-            bucket = self._buckets.setdefault(principal, TokenBucket(self.settings.rate, self.settings.burst))
+            bucket = self._buckets.setdefault(token_id, TokenBucket(self.settings.rate, self.settings.burst))
             wait = bucket.take(asyncio.get_running_loop().time())
             if wait > 0:
-                log.warning("rate limit exceeded; refused", principal=principal)
+                log.warning("rate limit exceeded; refused", principal=token_id)
                 retry = str(max(1, int(wait + 0.999))).encode()
                 await _plain(send, 429, f"too many requests for this token; retry after {retry.decode()} s", [(b"retry-after", retry)])
                 return
@@ -385,6 +405,7 @@ class ServeApp:
                 await _plain(send, 413, f"request body too large (limit {self.settings.max_body_bytes} bytes)")
                 return
             receive = _replay(body, receive)
+        principal = Principal(token_id, client_certificate(scope))
         if legacy:
             await self._legacy_sse(scope, receive, send, principal, path)
             return
@@ -404,7 +425,7 @@ class ServeApp:
             return
         await self._open(scope, receive, send, principal)
 
-    async def _open(self, scope: Scope, receive: Receive, send: Send, principal: str) -> None:
+    async def _open(self, scope: Scope, receive: Receive, send: Send, principal: Principal) -> None:
         if len(self.sessions) >= self.settings.max_sessions:
             await _plain(send, 503, "too many open sessions", [(b"retry-after", b"5")])
             return
@@ -418,8 +439,13 @@ class ServeApp:
         session_id = secrets.token_hex(16) if stateful else None
         transport = StreamableHTTPServerTransport(session_id, is_json_response_enabled=self.settings.json_responses,
                                                   security_settings=self.security)  # fmt: skip
-        mediator, flight_log = self.make_mediator(session_id or secrets.token_hex(16), principal)
-        session = HttpSession(self.settings, transport, mediator, flight_log, principal)
+        try:
+            parts = self.make_session(session_id or secrets.token_hex(16), principal, "streamable-http")
+        except GatewayError as error:
+            log.error("session not opened", error=error.message)
+            await _plain(send, 500, f"the session could not be set up: {error.message}")
+            return
+        session = HttpSession(self.settings, transport, parts, principal)
         task = asyncio.ensure_future(session.run())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -430,7 +456,7 @@ class ServeApp:
         if session_id is not None:
             self.sessions[session_id] = session
             task.add_done_callback(lambda _: self.sessions.pop(session_id, None))
-        log.info("session opened" if stateful else "one-shot request", session=session_id, principal=principal)
+        log.info("session opened" if stateful else "one-shot request", session=session_id, **principal.describe())
         try:
             await transport.handle_request(scope, _replay(body, receive), send)
         finally:
@@ -438,7 +464,7 @@ class ServeApp:
                 await transport.terminate()
                 await session.done.wait()
 
-    async def _legacy_sse(self, scope: Scope, receive: Receive, send: Send, principal: str, path: str) -> None:
+    async def _legacy_sse(self, scope: Scope, receive: Receive, send: Send, principal: Principal, path: str) -> None:
         """The 2024-11-05 HTTP+SSE transport: GET the SSE path opens a session (and its
         upstream) for as long as the stream lasts; its messages are POSTed to the endpoint the
         first event names, with the same token."""
@@ -470,13 +496,18 @@ class ServeApp:
             await send(event)
 
         name = secrets.token_hex(16)
-        mediator, flight_log = self.make_mediator(name, principal)
+        try:
+            parts = self.make_session(name, principal, "sse")
+        except GatewayError as error:
+            log.error("session not opened", error=error.message)
+            await _plain(send, 500, f"the session could not be set up: {error.message}")
+            return
 
         def connect() -> Any:
             return self._sse.connect_sse(scope, receive, send_and_learn)
 
-        session = HttpSession(self.settings, None, mediator, flight_log, principal, connect=connect, name=name)
-        log.info("legacy SSE session opened", session=name, principal=principal)
+        session = HttpSession(self.settings, None, parts, principal, connect=connect, name=name)
+        log.info("legacy SSE session opened", session=name, **principal.describe())
         try:
             await session.run()
         except ValueError:
@@ -539,19 +570,23 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
-async def serve(settings: ServeSettings, make_mediator: MediatorFactory) -> int:
+async def serve(settings: ServeSettings, make_session: SessionFactory) -> int:
     """Run the HTTP front until SIGINT/SIGTERM."""
     import uvicorn
 
     check_settings(settings)
-    app = ServeApp(settings, make_mediator)
+    app = ServeApp(settings, make_session)
     tls: dict[str, Any] = {}
     if settings.tls_cert is not None:
         import ssl
 
         tls = {"ssl_certfile": str(settings.tls_cert), "ssl_keyfile": str(settings.tls_key) if settings.tls_key else None}
         if settings.tls_client_ca is not None:
-            tls |= {"ssl_ca_certs": str(settings.tls_client_ca), "ssl_cert_reqs": ssl.CERT_REQUIRED}
+            from uvicorn.protocols.http.auto import AutoHTTPProtocol
+
+            # The verified client certificate goes into each request's scope: the flight log records who it was.
+            tls |= {"ssl_ca_certs": str(settings.tls_client_ca), "ssl_cert_reqs": ssl.CERT_REQUIRED,
+                    "http": with_client_certificate(AutoHTTPProtocol)}  # fmt: skip
     elif settings.tls_client_ca is not None:
         raise ConfigError("--tls-client-ca needs --tls-cert and --tls-key (mTLS runs over TLS)")
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning", lifespan="on",

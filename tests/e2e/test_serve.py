@@ -636,3 +636,45 @@ async def test_stopping_the_gateway_ends_open_sessions_and_their_upstream_proces
         assert len(pids) == 2 and all(process_alive(pid) for pid in pids)
     # airlock_serve sent SIGTERM, saw the gateway exit and checked no upstream outlived it
     assert not any(process_alive(pid) for pid in pids)
+
+
+async def test_serve_records_one_cassette_per_session_that_replays_with_its_decisions(tmp_path: Path) -> None:
+    cassettes, logs = tmp_path / "cassettes", tmp_path / "logs"
+    cassettes.mkdir()
+    logs.mkdir()
+    options = ("--record", str(cassettes), "--redact", "params.arguments.message", "--log", str(logs), "--ephemeral-key")
+    async with airlock_serve(tmp_path, *options) as served:
+        with anyio.fail_after(60):
+            for n in range(2):
+                async with served.http() as http, _mcp_client(served.url, http) as client:
+                    await _wait_for_tool(client, "echo")
+                    await client.call_tool("echo", {"message": f"recorded-secret-{n}-{served.token[:6]}"})
+                    await client.call_tool("get-sum", {"a": n, "b": 40})
+
+            def recorded() -> bool:  # each cassette is closed when its session ends, after the client's DELETE
+                return len(list(cassettes.iterdir())) == 2 and all(p.read_text().rstrip().endswith("}") for p in cassettes.iterdir())
+
+            await eventually(recorded, timeout=30)
+            await eventually(lambda: "session ended" in served.log() and served.log().count("session ended") >= 2, timeout=30)
+    files = sorted(cassettes.iterdir())
+    headers = [orjson.loads(path.read_text().splitlines()[0]) for path in files]
+    log_sessions = {orjson.loads(path.read_text().splitlines()[0])["session"] for path in logs.iterdir()}
+    assert {header["session"] for header in headers} == log_sessions  # a cassette and its flight log name the same session
+    assert {header["transport"] for header in headers} == {"streamable-http"}
+    for path in files:
+        text = path.read_text()
+        assert "recorded-secret" not in text and "<redacted:" in text and served.token not in text
+        replayed = [tmp_path / f"{path.stem}.{n}.jsonl" for n in range(2)]
+        for log in replayed:
+            done = await anyio.run_process([sys.executable, "-m", "gateway", "replay", str(path), "--policy", str(TRANSPARENT_POLICY),
+                                            "--log", str(log)], cwd=str(ROOT), check=False)  # fmt: skip
+            assert done.returncode == 0, done.stdout.decode() + done.stderr.decode()
+            assert b"echo" in done.stdout and b"get-sum" in done.stdout
+        assert replayed[0].read_bytes() == replayed[1].read_bytes()
+
+
+def test_serve_record_needs_an_existing_directory(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "gateway", "serve", "--insecure-no-auth", "--record", str(tmp_path / "nowhere"),
+                           "--", "true"], cwd=str(ROOT), capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert done.returncode == 2
+    assert "--record" in done.stderr and "one cassette per session" in done.stderr

@@ -4,6 +4,7 @@ by a throwaway CA; and the per-token rate limit answering 429 with Retry-After."
 from __future__ import annotations
 
 import datetime
+import hashlib
 import ipaddress
 import ssl
 import subprocess
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import anyio
 import httpx2
+import orjson
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -71,12 +73,13 @@ def pki(tmp_path: Path) -> dict[str, Path]:
     other = _ca(tmp_path / "other-ca.crt", "other-ca")
     server_cert, server_key = _leaf(ca, "server", tmp_path, server=True)
     client_cert, client_key = _leaf(ca, "client", tmp_path, server=False)
+    colleague_cert, colleague_key = _leaf(ca, "colleague", tmp_path, server=False)
     stranger_cert, stranger_key = _leaf(other, "stranger", tmp_path, server=False)
     tokens = tmp_path / "tokens"
     tokens.write_text(f"ci:{TOKEN}\nother:{TOKEN}-2\n")
     return {"ca": tmp_path / "ca.crt", "server_cert": server_cert, "server_key": server_key, "client_cert": client_cert,
-            "client_key": client_key, "stranger_cert": stranger_cert, "stranger_key": stranger_key, "tokens": tokens,
-            "dir": tmp_path}  # fmt: skip
+            "client_key": client_key, "colleague_cert": colleague_cert, "colleague_key": colleague_key,
+            "stranger_cert": stranger_cert, "stranger_key": stranger_key, "tokens": tokens, "dir": tmp_path}  # fmt: skip
 
 
 def _serve(pki: dict[str, Path], *options: str) -> tuple[subprocess.Popen[bytes], int]:
@@ -99,9 +102,9 @@ def https(pki: dict[str, Path]) -> Iterator[str]:
 
 @pytest.fixture
 def mtls(pki: dict[str, Path]) -> Iterator[str]:
-    process, port = _serve(
-        pki, "--tls-cert", str(pki["server_cert"]), "--tls-key", str(pki["server_key"]), "--tls-client-ca", str(pki["ca"])
-    )
+    (pki["dir"] / "logs").mkdir()
+    process, port = _serve(pki, "--tls-cert", str(pki["server_cert"]), "--tls-key", str(pki["server_key"]), "--tls-client-ca",
+                           str(pki["ca"]), "--log", str(pki["dir"] / "logs"), "--ephemeral-key")  # fmt: skip
     try:
         yield f"https://127.0.0.1:{port}/mcp"
     finally:
@@ -180,3 +183,38 @@ async def test_a_token_over_its_rate_gets_429_with_retry_after_and_another_token
     finally:
         process.terminate()
         process.wait(15)
+
+
+async def test_under_mtls_the_flight_log_names_the_client_certificate_that_opened_the_session(mtls: str, pki: dict[str, Path]) -> None:
+    with anyio.fail_after(60):
+        await eventually(lambda: _reachable(mtls, _context(pki, "client")))
+        assert await _echo(mtls, _context(pki, "client")) == "Echo: over tls"
+        await eventually(lambda: any((pki["dir"] / "logs").iterdir()))
+    certificate = x509.load_pem_x509_certificate(pki["client_cert"].read_bytes())
+    fingerprint = hashlib.sha256(certificate.public_bytes(serialization.Encoding.DER)).hexdigest()
+    geneses = [orjson.loads(path.read_bytes().splitlines()[0]) for path in (pki["dir"] / "logs").iterdir()]
+    assert geneses, "no flight log was written for the session"
+    for genesis in geneses:
+        assert genesis["data"]["principal"] == "ci"  # the token's id, never the token
+        assert genesis["data"]["client_certificate"] == {"subject": "CN=client", "sha256": fingerprint}
+        assert TOKEN not in orjson.dumps(genesis).decode()
+
+
+async def test_under_mtls_a_session_answers_only_the_certificate_that_opened_it(mtls: str, pki: dict[str, Path]) -> None:
+    headers = {"Authorization": f"Bearer {TOKEN}", "Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+    initialize = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+                  "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}}  # fmt: skip
+    ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
+    with anyio.fail_after(60):
+        await eventually(lambda: _reachable(mtls, _context(pki, "client")))
+        async with httpx2.AsyncClient(verify=_context(pki, "client"), headers=headers) as owner:
+            opened = await owner.post(mtls, json=initialize)
+            assert opened.status_code == 200
+            session = {"Mcp-Session-Id": opened.headers["mcp-session-id"], "Mcp-Protocol-Version": "2025-11-25"}
+            # Same token, another certificate from the same CA: the session is not theirs.
+            async with httpx2.AsyncClient(verify=_context(pki, "colleague"), headers=headers) as colleague:
+                refused = await colleague.post(mtls, json=ping, headers=session)
+            assert refused.status_code == 404
+            answered = await owner.post(mtls, json=ping, headers=session)
+            assert answered.status_code == 200
+            await owner.delete(mtls, headers=session)

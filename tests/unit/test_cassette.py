@@ -104,6 +104,33 @@ def test_tee_records_each_line_before_passing_it_on(tmp_path: Path) -> None:
     assert read_cassette(path).entries[0].direction == "g2c"
 
 
+def test_a_recording_that_cannot_be_written_stops_but_the_relay_goes_on(tmp_path: Path) -> None:
+    path = tmp_path / "c.jsonl"
+    passed: list[bytes] = []
+    writer = CassetteWriter(path)
+    sink = writer.tee("c2g", passed.append)
+    sink(b'{"jsonrpc":"2.0","id":1,"method":"ping"}')
+    os.close(writer._fd)  # type: ignore[arg-type]  # the disk goes away under the writer
+    writer._fd = os.open(os.devnull, os.O_RDONLY)  # every write now fails (EBADF)
+    sink(b'{"jsonrpc":"2.0","id":2,"method":"ping"}')
+    sink(b'{"jsonrpc":"2.0","id":3,"method":"ping"}')
+    assert len(passed) == 3  # nothing withheld from the session
+    assert writer.failed is not None and "cannot write the cassette" in writer.failed.message
+    writer.close()
+    assert [entry.message["id"] for entry in read_cassette(path).entries] == [1]  # whole lines only, ending early
+
+
+def test_an_http_session_cassette_names_its_session_and_transport(tmp_path: Path) -> None:
+    path = tmp_path / "c.jsonl"
+    with CassetteWriter(path, session="ab12", transport="streamable-http") as writer:
+        writer.write("c2g", b'{"jsonrpc":"2.0","id":1,"method":"ping"}')
+    header = read_cassette(path).header
+    assert (header.session, header.transport) == ("ab12", "streamable-http")
+    with CassetteWriter(tmp_path / "run.jsonl") as writer:  # `airlock run`: the keys are absent, not null
+        pass
+    assert b"session" not in (tmp_path / "run.jsonl").read_bytes()
+
+
 # -- redaction ----------------------------------------------------------------------------------
 
 
@@ -169,6 +196,7 @@ BAD_LINES = [
     ("header missing redact", [_line({k: v for k, v in HEADER.items() if k != "redact"})], 1),
     ("header unknown key", [_line({**HEADER, "extra": 1})], 1),
     ("header redact not strings", [_line({**HEADER, "redact": [1]})], 1),
+    ("header session not a string", [_line({**HEADER, "session": 7})], 1),
     ("entry not JSON", [_line(HEADER), _entry(1), b'{"seq": 2, "dir": "c2g", "msg": ', _entry(3)], 3),
     ("truncated tail", [_line(HEADER), _entry(1), _entry(2)[:-7]], 3),
     ("entry not an object", [_line(HEADER), _entry(1), b'"c2g"'], 3),
