@@ -138,6 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--sse-path", metavar="PATH", help="also serve the legacy HTTP+SSE transport here (e.g. /sse; messages: /messages/)")
     serve.add_argument("--json-responses", action="store_true",
                        help="answer POSTs with JSON, not SSE: faster, but no progress/sampling/logging during a call")  # fmt: skip
+    serve.add_argument("--resume-events", type=int, default=1024, metavar="N",
+                       help="SSE events kept per session for clients resuming with Last-Event-ID (0: off; default 1024)")  # fmt: skip
     _upstream_options(serve)
     serve.set_defaults(handler=cmd_serve)
 
@@ -421,11 +423,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not host or not port.isdigit():
         raise ConfigError(f"--listen {args.listen!r}: write HOST:PORT, e.g. 127.0.0.1:8080")
     serve_settings = ServeSettings(
-        upstream=settings.upstream, host=host.strip("[]"), port=int(port), path=args.path, tokens=_tokens(args),
+        upstream=settings.upstream, upstream_http=settings.upstream_http, host=host.strip("[]"), port=int(port), path=args.path,
+        tokens=_tokens(args),
         allow_unauthenticated=args.insecure_no_auth, allowed_hosts=tuple(args.allow_host), allowed_origins=tuple(args.allow_origin),
         max_body_bytes=args.max_body_bytes, max_message_bytes=settings.max_message_bytes, max_sessions=args.max_sessions,
         rate=args.rate, burst=args.burst, tls_cert=args.tls_cert, tls_key=args.tls_key, tls_client_ca=args.tls_client_ca,
-        json_responses=args.json_responses, sse_path=args.sse_path,
+        json_responses=args.json_responses, sse_path=args.sse_path, resume_events=args.resume_events,
     )  # fmt: skip
     check_settings(serve_settings)
     given: str | None = args.name or upstream_name

@@ -47,6 +47,8 @@ from gateway.framing import DEFAULT_MAX_MESSAGE_BYTES, LineFramer
 from gateway.mediation.interface import Mediator
 from gateway.relay import Relay
 from gateway.transports.child import ChildProcess, ChildSpec
+from gateway.transports.events import DEFAULT_MAX_EVENTS, SessionEvents
+from gateway.transports.http_upstream import HttpSpec, HttpUpstream
 from gateway.transports.peer import Principal, client_certificate, with_client_certificate
 from gateway.transports.pipes import LineWriter, QueueSink
 
@@ -72,6 +74,8 @@ class Token:
 @dataclass(frozen=True, slots=True)
 class ServeSettings:
     upstream: ChildSpec
+    #: A remote upstream (`--url`): each session opens its own connection to it instead of a child.
+    upstream_http: HttpSpec | None = None
     host: str = "127.0.0.1"
     port: int = 8080
     path: str = "/mcp"
@@ -93,6 +97,8 @@ class ServeSettings:
     #: Answer each POST with one JSON body instead of an SSE stream: about half the CPU per call,
     #: but messages sent during a call (progress, sampling, elicitation, logging) have no channel.
     json_responses: bool = False
+    #: SSE events kept per session for clients resuming with Last-Event-ID (0: no resumability).
+    resume_events: int = DEFAULT_MAX_EVENTS
 
 
 def load_tokens(path: Path) -> tuple[Token, ...]:
@@ -134,6 +140,8 @@ def check_settings(settings: ServeSettings) -> None:
             raise ConfigError("airlock serve needs bearer tokens (--token-file or AIRLOCK_TOKENS); on loopback only, "
                               "--insecure-no-auth turns authentication off")  # fmt: skip
         raise ConfigError(f"airlock serve on {settings.host} (beyond loopback) needs bearer tokens: pass --token-file")
+    if settings.resume_events < 0:
+        raise ConfigError(f"--resume-events {settings.resume_events}: give a count of events, or 0 to turn resumability off")
 
 
 def authenticate(settings: ServeSettings, header: bytes | None) -> str | None:
@@ -253,7 +261,7 @@ class HttpSession:
         self._from_client = tap("c2g", self.relay.from_client)
         self._from_upstream = tap("u2g", self.relay.from_upstream)
         self._router = _Router()
-        self._child: ChildProcess | None = None
+        self._child: ChildProcess | HttpUpstream | None = None
         if flight_log is not None:
             flight_log.defer_writes()
             self.relay.track_uncommitted()
@@ -280,7 +288,11 @@ class HttpSession:
             finally:
                 self._flush()
 
-        child = ChildProcess(self.settings.upstream, on_upstream_chunk)
+        child: ChildProcess | HttpUpstream
+        if self.settings.upstream_http is not None:
+            child = HttpUpstream(self.settings.upstream_http, on_upstream_chunk)
+        else:
+            child = ChildProcess(self.settings.upstream, on_upstream_chunk)
         self._child = child
         try:
             await child.start()
@@ -315,7 +327,7 @@ class HttpSession:
                 self.recorder.close()
             self.done.set()
 
-    async def _watch_child(self, child: ChildProcess, scope: anyio.CancelScope) -> None:
+    async def _watch_child(self, child: ChildProcess | HttpUpstream, scope: anyio.CancelScope) -> None:
         await child.exited.wait()
         await child.wait_output_done(1.0)
         self.relay.upstream_lost(f"the upstream server exited (status {child.returncode})")
@@ -437,8 +449,12 @@ class ServeApp:
             return
         stateful = type(message) is dict and message.get("method") == "initialize"
         session_id = secrets.token_hex(16) if stateful else None
+        # Resumability: a session's SSE events are kept (bounded) for a client that reconnects with
+        # Last-Event-ID. Not for one-shot requests, nor JSON responses (which have no event stream).
+        resumable = stateful and self.settings.resume_events > 0 and not self.settings.json_responses
+        events = SessionEvents(self.settings.resume_events) if resumable else None
         transport = StreamableHTTPServerTransport(session_id, is_json_response_enabled=self.settings.json_responses,
-                                                  security_settings=self.security)  # fmt: skip
+                                                  event_store=events, security_settings=self.security)  # fmt: skip
         try:
             parts = self.make_session(session_id or secrets.token_hex(16), principal, "streamable-http")
         except GatewayError as error:

@@ -141,22 +141,34 @@ async def run_directly(tmp_path: Path) -> dict[str, Outcome]:
         return await run_suite(url, tmp_path / "direct")
 
 
-async def run_through_airlock(tmp_path: Path) -> dict[str, Outcome]:
+async def run_through_airlock(tmp_path: Path, upstream: str = "stdio") -> dict[str, Outcome]:
+    """The suite against `airlock serve` wrapping the fixture: as a stdio child, or (`http`) as a
+    remote server it reaches over streamable HTTP (`--url`)."""
+    if upstream == "http":
+        fixture_port = free_port()
+        fixture_url = f"http://127.0.0.1:{fixture_port}/mcp"
+        fixture = [sys.executable, str(FIXTURE), "--http", str(fixture_port)]
+        async with http_server(fixture, fixture_url, tmp_path / "fixture-upstream.log"):
+            return await _suite_through_airlock(tmp_path, ["--url", fixture_url], "airlock-http")
+    return await _suite_through_airlock(tmp_path, ["--", sys.executable, str(FIXTURE)], "airlock")
+
+
+async def _suite_through_airlock(tmp_path: Path, upstream: list[str], name: str) -> dict[str, Outcome]:
     port = free_port()
     url = f"http://127.0.0.1:{port}/mcp"
     argv = [sys.executable, "-m", "gateway", "serve", "--listen", f"127.0.0.1:{port}", "--insecure-no-auth",
-            "--policy", str(TRANSPARENT_POLICY), "--", sys.executable, str(FIXTURE)]  # fmt: skip
-    log_path = tmp_path / "serve.log"
+            "--policy", str(TRANSPARENT_POLICY), *upstream]  # fmt: skip
+    log_path = tmp_path / f"serve-{name}.log"
     try:
         async with http_server(argv, url, log_path) as process:
-            outcomes = await run_suite(url, tmp_path / "airlock")
+            outcomes = await run_suite(url, tmp_path / name)
             process.terminate()
             with anyio.fail_after(30):
                 status = await process.wait()
         # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal it caught.
         assert status in (0, -signal.SIGTERM), log_path.read_text(errors="replace")
         pids = upstream_pids(log_path.read_text(errors="replace"))
-        assert pids, "airlock serve logged no upstream start"
+        assert pids or name != "airlock", "airlock serve logged no upstream start"
         await eventually(lambda: not any(process_alive(pid) for pid in pids))
     finally:
         for pid in upstream_pids(log_path.read_text(errors="replace")):  # only the upstreams this gateway started
@@ -177,14 +189,16 @@ async def test_the_fixture_server_passes_every_conformance_scenario_directly(tmp
     assert not failing, "\n".join(outcome.explain() for outcome in failing.values())
 
 
-async def test_every_scenario_that_passes_directly_passes_through_airlock_serve(tmp_path: Path) -> None:
+@pytest.mark.parametrize("upstream", ["stdio", "http"])
+async def test_every_scenario_that_passes_directly_passes_through_airlock_serve(tmp_path: Path, upstream: str) -> None:
     direct = await run_directly(tmp_path)
-    through_airlock = await run_through_airlock(tmp_path)
+    through_airlock = await run_through_airlock(tmp_path, upstream)
 
     baseline = _passing(direct)
     print(f"\nconformance scenarios passed directly ({len(baseline)}/{len(direct)}): {', '.join(baseline)}")
     passed = _passing(through_airlock)
-    print(f"conformance scenarios passed through airlock serve ({len(passed)}/{len(through_airlock)}): {', '.join(passed)}")
+    print(f"conformance scenarios passed through airlock serve, {upstream} upstream ({len(passed)}/{len(through_airlock)}): "
+          f"{', '.join(passed)}")  # fmt: skip
     assert baseline, "no scenario passed directly: the baseline is empty"
     lost = [name for name in baseline if not (name in through_airlock and through_airlock[name].passed)]
     report = "\n".join(through_airlock[name].explain() if name in through_airlock else f"{name}: not run" for name in lost)
