@@ -35,9 +35,11 @@ import orjson
 import structlog
 from mcp.server.sse import SseServerTransport
 from mcp.server.streamable_http import StreamableHTTPServerTransport
-from mcp.server.transport_security import TransportSecuritySettings
+from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
 from mcp.shared.message import ServerMessageMetadata, SessionMessage
 from mcp_types.jsonrpc import jsonrpc_message_adapter
+from mcp_types.version import SUPPORTED_PROTOCOL_VERSIONS
+from starlette.requests import Request
 
 from gateway import jsonrpc
 from gateway.cassette import CassetteWriter, Direction
@@ -46,6 +48,7 @@ from gateway.flightlog import FlightLog
 from gateway.framing import DEFAULT_MAX_MESSAGE_BYTES, LineFramer
 from gateway.mediation.interface import Mediator
 from gateway.relay import Relay
+from gateway.transports import direct
 from gateway.transports.child import ChildProcess, ChildSpec
 from gateway.transports.events import DEFAULT_MAX_EVENTS, SessionEvents
 from gateway.transports.http_upstream import HttpSpec, HttpUpstream
@@ -237,7 +240,8 @@ class HttpSession:
     """One MCP session: its transport, upstream child, relay and flight log."""
 
     def __init__(self, settings: ServeSettings, transport: StreamableHTTPServerTransport | None, parts: SessionParts,
-                 principal: Principal, *, connect: Callable[[], Any] | None = None, name: str | None = None) -> None:  # fmt: skip
+                 principal: Principal, *, connect: Callable[[], Any] | None = None, name: str | None = None,
+                 resumable: bool = False) -> None:  # fmt: skip
         """`transport`: a streamable-HTTP session; or `connect`: the streams of another transport
         (the legacy SSE one), whose session ends with the request that opened it."""
         self.settings = settings
@@ -261,10 +265,30 @@ class HttpSession:
         self._from_client = tap("c2g", self.relay.from_client)
         self._from_upstream = tap("u2g", self.relay.from_upstream)
         self._router = _Router()
+        self._direct: dict[Any, asyncio.Queue[direct.Delivery]] = {}  # request id -> its fast-path answer
+        self.resumable = resumable
         self._child: ChildProcess | HttpUpstream | None = None
         if flight_log is not None:
             flight_log.defer_writes()
             self.relay.track_uncommitted()
+
+    def is_open(self, request_id: Any) -> bool:
+        return request_id in self._router.open or request_id in self._direct
+
+    async def answer_directly(self, request_id: Any, message: dict[str, Any], body: bytes, receive: Receive, send: Send) -> None:
+        """Relay one client request and write its answer on this HTTP request (fast path)."""
+        queue: asyncio.Queue[direct.Delivery] = asyncio.Queue()
+        self._direct[request_id] = queue
+        try:
+            if self.done.is_set():
+                queue.put_nowait(None)
+            else:
+                self._router.client_request(message)
+                self._from_client(body if b"\n" not in body else jsonrpc.encode(message))
+                self._flush()
+            await direct.answer(queue, receive, send, (self.name or "").encode())
+        finally:
+            self._direct.pop(request_id, None)
 
     def _flush(self) -> None:
         if self.flight_log is not None:
@@ -318,6 +342,8 @@ class HttpSession:
         finally:
             self.ready.set()
             self._to_client_transport.close()
+            for queue in self._direct.values():
+                queue.put_nowait(None)
             status = await child.terminate(grace=0.5) if child.returncode is None else child.returncode
             log.info("session ended", session=self.name, **self.principal.describe(), upstream_status=status,
                      **self.relay.describe())  # fmt: skip
@@ -352,6 +378,12 @@ class HttpSession:
                     self._from_client(jsonrpc.encode({"jsonrpc": "2.0", "id": message["id"], "error": error}))
                     self._flush()
                 continue  # a notification during a call has no channel either
+            if self._direct:  # a fast-path request's response, or a message about it
+                key = message.get("id") if "method" not in message else related
+                waiting = self._direct.get(key) if type(key) in (int, str) else None
+                if waiting is not None:
+                    waiting.put_nowait((line, "method" not in message))
+                    continue
             try:
                 typed = jsonrpc_message_adapter.validate_python(message, by_name=False)
             except Exception as exc:  # the relay only sends valid JSON-RPC; never crash the session on it
@@ -375,6 +407,7 @@ class ServeApp:
                                                  "localhost", f"127.0.0.1:{settings.port}", "127.0.0.1"]  # fmt: skip
         origins = list(settings.allowed_origins) or [f"http://{h}" for h in hosts]
         self.security = TransportSecuritySettings(enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins)
+        self._guard = TransportSecurityMiddleware(self.security)
         self._sse = SseServerTransport(_SSE_MESSAGES, security_settings=self.security, max_request_body_size=settings.max_body_bytes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -416,7 +449,7 @@ class ServeApp:
             except _BodyTooLarge:
                 await _plain(send, 413, f"request body too large (limit {self.settings.max_body_bytes} bytes)")
                 return
-            receive = _replay(body, receive)
+            after_body, receive = receive, _replay(body, receive)
         principal = Principal(token_id, client_certificate(scope))
         if legacy:
             await self._legacy_sse(scope, receive, send, principal, path)
@@ -430,12 +463,33 @@ class ServeApp:
             if session.principal != principal or session.transport is None:
                 await _plain(send, 404, "session not found: it ended or never existed; start a new one with initialize")
                 return
+            version = headers.get(b"mcp-protocol-version")
+            if version is not None and version.decode("latin-1") not in SUPPORTED_PROTOCOL_VERSIONS:
+                await _plain(send, 400, f"unsupported Mcp-Protocol-Version {version.decode('latin-1')[:40]!r}: "
+                                        f"send one of {', '.join(SUPPORTED_PROTOCOL_VERSIONS)}")  # fmt: skip
+                return
+            if scope["method"] == "POST" and await self._answer_directly(session, scope, body, headers, after_body, send):
+                return
             await session.transport.handle_request(scope, receive, send)
             return
         if scope["method"] != "POST":
             await _plain(send, 400, "a request without Mcp-Session-Id must be a POST that starts a session (initialize)")
             return
         await self._open(scope, receive, send, principal)
+
+    async def _answer_directly(self, session: HttpSession, scope: Scope, body: bytes, headers: dict[bytes, bytes],
+                               receive: Receive, send: Send) -> bool:  # fmt: skip
+        """The fast path (see `gateway.transports.direct`); False: take the SDK path."""
+        picked = direct.candidate(body, headers, json_only=self.settings.json_responses, resumable=session.resumable,
+                                  open_ids=session.is_open)  # fmt: skip
+        if picked is None:
+            return False
+        refused = await self._guard.validate_request(Request(scope, receive), is_post=True)  # Host/Origin, as the SDK checks
+        if refused is not None:
+            await refused(scope, receive, send)
+            return True
+        await session.answer_directly(picked[0], picked[1], body, receive, send)
+        return True
 
     async def _open(self, scope: Scope, receive: Receive, send: Send, principal: Principal) -> None:
         if len(self.sessions) >= self.settings.max_sessions:
@@ -461,7 +515,7 @@ class ServeApp:
             log.error("session not opened", error=error.message)
             await _plain(send, 500, f"the session could not be set up: {error.message}")
             return
-        session = HttpSession(self.settings, transport, parts, principal)
+        session = HttpSession(self.settings, transport, parts, principal, resumable=resumable)
         task = asyncio.ensure_future(session.run())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -1,6 +1,7 @@
-"""`airlock serve` resumability: a client whose SSE stream breaks mid-call reconnects with
-`Last-Event-ID` and gets every event it missed, in order, then the rest of the call, through
-the gateway, from server-everything's long-running tool."""
+"""How `airlock serve` answers a request, through server-everything: resumability (a client
+whose SSE stream breaks mid-call reconnects with `Last-Event-ID` and gets every event it missed,
+in order, then the rest of the call), and the fast path (one JSON body when the response comes
+first, an SSE stream when messages about the call come before it)."""
 
 from __future__ import annotations
 
@@ -87,3 +88,49 @@ async def test_an_unknown_last_event_id_replays_nothing_and_the_session_goes_on(
             ping = await http.post(served.url, json={"jsonrpc": "2.0", "id": 3, "method": "ping"}, headers=headers)
             assert ping.status_code == 200 and '"result"' in ping.text
         assert "never issued" in served.log()
+
+
+# -- the fast path: JSON when the response comes first, SSE when messages come before it -------
+
+
+async def test_a_plain_call_is_answered_with_one_json_body(tmp_path: Path) -> None:
+    call = {"jsonrpc": "2.0", "id": 11, "method": "tools/call", "params": {"name": "echo", "arguments": {"message": "fast"}}}
+    async with airlock_serve(tmp_path) as served, served.http() as http:
+        with anyio.fail_after(60):
+            headers = await _session(http, served.url)
+            answered = await http.post(served.url, json=call, headers=headers)
+    assert answered.status_code == 200
+    assert answered.headers["content-type"] == "application/json"
+    assert answered.headers["mcp-session-id"] == headers["Mcp-Session-Id"]
+    reply = answered.json()
+    assert reply["id"] == 11 and reply["result"]["content"][0]["text"] == "Echo: fast"
+    assert "dev.mcp-airlock/labels" in reply["result"]["_meta"]  # mediated like any other answer
+
+
+async def test_a_call_with_progress_streams_its_messages_then_its_response(tmp_path: Path) -> None:
+    call = {"jsonrpc": "2.0", "id": 12, "method": "tools/call",
+            "params": {"name": "trigger-long-running-operation", "arguments": {"duration": 0.3, "steps": 3},
+                       "_meta": {"progressToken": "p"}}}  # fmt: skip
+    async with airlock_serve(tmp_path, "--resume-events", "0") as served, served.http() as http:  # no resumability: fast path
+        with anyio.fail_after(60):
+            headers = await _session(http, served.url)
+            async with http.stream("POST", served.url, json=call, headers=headers) as streamed:
+                assert streamed.headers["content-type"].startswith("text/event-stream")
+                seen = [data async for _, data in _events(streamed)]
+    assert [m.get("method") for m in seen[:-1]] == ["notifications/progress"] * 3
+    assert seen[-1]["id"] == 12 and "result" in seen[-1]
+
+
+async def test_a_denied_call_and_a_reused_request_id_get_their_answers(tmp_path: Path) -> None:
+    unknown = {"jsonrpc": "2.0", "id": 13, "method": "tools/call", "params": {"name": "no-such-tool", "arguments": {}}}
+    async with airlock_serve(tmp_path) as served, served.http() as http:
+        with anyio.fail_after(60):
+            headers = await _session(http, served.url)
+            refused = await http.post(served.url, json=unknown, headers=headers)
+            again = await http.post(served.url, json=unknown, headers=headers)  # the id is free again once answered
+            not_json = await http.post(served.url, content=b"{nope", headers={**headers, "Content-Type": "application/json"})
+            bad_version = await http.post(served.url, json=unknown, headers={**headers, "Mcp-Protocol-Version": "1999-01-01"})
+    for answer in (refused, again):
+        assert answer.status_code == 200 and answer.json()["id"] == 13 and "error" in answer.json()
+    assert not_json.status_code == 400  # the SDK path's parse error
+    assert bad_version.status_code == 400 and "unsupported Mcp-Protocol-Version" in bad_version.text
