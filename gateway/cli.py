@@ -34,7 +34,7 @@ from gateway.pins import Lock, ServerPins, compare
 from gateway.policy.engine import CompiledPolicy
 from gateway.policy.lint import lint
 from gateway.policy.model import PolicyError, PolicyFile, Rule, load_policy, policy_schema
-from gateway.probe import list_server
+from gateway.probe import list_remote_server, list_server
 from gateway.receipts import timestamp, utc_now
 from gateway.replay import add_replay_parser
 from gateway.rotation import make_manifest
@@ -63,6 +63,17 @@ def _env_pair(text: str) -> tuple[str, str]:
     return name, value
 
 
+def _remote_options(parser: argparse.ArgumentParser) -> None:
+    """The options naming a remote upstream (of `run`, `serve` and `pin`)."""
+    parser.add_argument("--url", help="a remote upstream MCP server (instead of '-- CMD')")
+    parser.add_argument("--transport", choices=["streamable-http", "sse"], default="streamable-http", help="transport of --url")
+    parser.add_argument("--header", action="append", default=[], type=_env_pair, metavar="NAME=VALUE", help="HTTP header for --url")
+    parser.add_argument("--header-env", action="append", default=[], type=_env_pair, metavar="NAME=VAR",
+                        help="HTTP header for --url whose value is in environment variable VAR (never logged)")  # fmt: skip
+    parser.add_argument("--bearer-env", metavar="VAR", help="send 'Authorization: Bearer $VAR' to --url (the token is never logged)")
+    parser.add_argument("--timeout", type=float, metavar="SECONDS", help="--url: how long a request may wait for an answer (default 30)")
+
+
 def _upstream_options(parser: argparse.ArgumentParser) -> None:
     """The options of `run` and `serve`: the upstream, the policy, logging and the flight log."""
     parser.add_argument("--config", type=Path, help="gateway config file (TOML)")
@@ -80,10 +91,7 @@ def _upstream_options(parser: argparse.ArgumentParser) -> None:
         help="pass this variable of the gateway's environment to the upstream",
     )
     parser.add_argument("--cwd", help="working directory of the upstream")
-    parser.add_argument("--url", help="a remote upstream MCP server (instead of '-- CMD')")
-    parser.add_argument("--transport", choices=["streamable-http", "sse"], default="streamable-http", help="transport of --url")
-    parser.add_argument("--header", action="append", default=[], type=_env_pair, metavar="NAME=VALUE", help="HTTP header for --url")
-    parser.add_argument("--bearer-env", metavar="VAR", help="send 'Authorization: Bearer $VAR' to --url (the token is never logged)")
+    _remote_options(parser)
     parser.add_argument("--max-message-bytes", type=int, help="largest message accepted in either direction")
     parser.add_argument("--max-in-flight", type=int, help="most requests open at once in each direction")
     parser.add_argument("--shutdown-grace", type=float, help="seconds the upstream gets to exit after its input closes")
@@ -182,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     pin.add_argument("--env", action="append", default=[], type=_env_pair, metavar="NAME=VALUE", help="set a variable for the upstream")
     pin.add_argument("--pass-env", action="append", default=[], metavar="NAME", help="pass this variable to the upstream")
     pin.add_argument("--cwd", help="working directory of the upstream")
+    _remote_options(pin)
     pin.add_argument("upstream_command", nargs=argparse.REMAINDER, metavar="-- CMD [ARG...]")
     pin.set_defaults(handler=cmd_pin)
 
@@ -216,36 +225,56 @@ def _upstream_spec(args: argparse.Namespace, config: GatewayConfig) -> tuple[Chi
         raise ConfigError("no upstream server given: use 'airlock run -- CMD [ARG...]' or name one in --config")
     if name is None:
         name = next(iter(config.upstreams))
+    if upstream.command is None:
+        raise ConfigError(f"[upstreams.{name}] is a remote server (url): this command needs a local one ('-- CMD' or a 'command')")
     env = {**upstream.env, **dict(args.env)}
     spec = ChildSpec((upstream.command, *upstream.args), child_environment([*upstream.pass_env, *args.pass_env], env),
                      args.cwd or upstream.cwd)  # fmt: skip
     return spec, name
 
 
-def _http_spec(args: argparse.Namespace) -> HttpSpec | None:
-    """A remote upstream (--url), with headers from --header and a bearer token from the
-    environment variable --bearer-env names (values never logged)."""
+def _http_spec(args: argparse.Namespace, config: GatewayConfig) -> tuple[HttpSpec, str | None] | None:
+    """A remote upstream: `--url`, or a config upstream with `url`; headers from the config and
+    --header, secret ones from the environment variables that `headers_env`/--header-env and
+    `bearer_env`/--bearer-env name (values never logged). None: the upstream is a command."""
+    name: str | None = None
+    configured = None
     if args.url is None:
-        return None
-    if args.upstream_command and [a for a in args.upstream_command if a != "--"]:
+        if args.upstream_command and [a for a in args.upstream_command if a != "--"]:
+            return None
+        configured = config.upstream(args.upstream) if config.upstreams else None
+        if configured is None or configured.url is None:
+            return None
+        name = args.upstream or next(iter(config.upstreams))
+    elif args.upstream_command and [a for a in args.upstream_command if a != "--"]:
         raise ConfigError("give either --url (a remote upstream) or '-- CMD' (a local one), not both")
-    if not args.url.startswith(("http://", "https://")):
-        raise ConfigError(f"--url {args.url!r}: give an http:// or https:// URL")
-    headers = dict(args.header)
-    if args.bearer_env:
-        token = os.environ.get(args.bearer_env)
-        if not token:
-            raise ConfigError(f"--bearer-env {args.bearer_env}: that environment variable is not set or empty")
-        headers["Authorization"] = f"Bearer {token}"
-    return HttpSpec(args.url, args.transport, headers)
+    url = args.url or (configured.url if configured is not None else None)
+    assert url is not None
+    where = "--url" if args.url else f"[upstreams.{name}] url"
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError(f"{where} {url!r}: give an http:// or https:// URL")
+    headers = {**(configured.headers if configured is not None else {}), **dict(args.header)}
+    from_env = {**(configured.headers_env if configured is not None else {}), **dict(args.header_env)}
+    bearer = args.bearer_env or (configured.bearer_env if configured is not None else None)
+    for header, variable in [*from_env.items(), *([("Authorization", bearer)] if bearer else [])]:
+        value = os.environ.get(variable)
+        if not value:
+            raise ConfigError(f"the {header} header comes from environment variable {variable}, which is not set or empty")
+        headers[header] = value if header != "Authorization" or variable != bearer else f"Bearer {value}"
+    transport = args.transport if args.url or configured is None else configured.transport
+    timeout = args.timeout if args.timeout is not None else (configured.timeout if configured is not None else 30.0)
+    if not 0 < timeout <= 3600:
+        raise ConfigError(f"--timeout {timeout}: give seconds between 0 and 3600")
+    return HttpSpec(url, transport, headers, timeout=timeout), name
 
 
 def _settings_from(args: argparse.Namespace) -> tuple[RunSettings, GatewayConfig, str | None]:
     config = load_config(args.config) if args.config else GatewayConfig()
     section = config.gateway
-    http = _http_spec(args)
-    if http is not None:
-        spec, name = ChildSpec((http.url,), {}, None), None
+    remote = _http_spec(args, config)
+    http = remote[0] if remote is not None else None
+    if remote is not None:
+        spec, name = ChildSpec((remote[0].url,), {}, None), remote[1]
     else:
         spec, name = _upstream_spec(args, config)
     settings = RunSettings(
@@ -471,20 +500,25 @@ def cmd_pin(args: argparse.Namespace) -> int:
     configure_logging("warning")
     config = load_config(args.config) if args.config else GatewayConfig()
     argv = [a for a in args.upstream_command if a != "--"] if args.upstream_command else []
-    if argv or args.upstream or len(config.upstreams) <= 1:
-        targets = [_upstream_spec(args, config)]
+
+    def target() -> tuple[ChildSpec | HttpSpec, str | None]:
+        remote = _http_spec(args, config)
+        return remote if remote is not None else _upstream_spec(args, config)
+
+    if argv or args.url or args.upstream or len(config.upstreams) <= 1:
+        targets = [target()]
     else:
         targets = []
         for name in sorted(config.upstreams):
             args.upstream = name
-            targets.append(_upstream_spec(args, config))
+            targets.append(target())
     old = Lock.load(args.lock) if args.lock.exists() else Lock()
     new = Lock.from_json(old.to_json(), str(args.lock))
     for spec, configured in targets:
-        listing = asyncio.run(list_server(spec))
+        listing = asyncio.run(list_remote_server(spec) if isinstance(spec, HttpSpec) else list_server(spec))
         given = args.name or configured or listing.server_name
         identity = server_identity(given) if given else None
-        identity = identity or server_identity(Path(spec.argv[0]).name)
+        identity = identity or server_identity(Path(spec.url if isinstance(spec, HttpSpec) else spec.argv[0]).name)
         pins = ServerPins()
         if listing.instructions is not None:
             pins.put("instructions", "instructions", listing.instructions)

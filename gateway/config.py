@@ -12,6 +12,11 @@ Example:
     pass_env = ["DEBUG"]          # copied from the gateway's environment when set
     env = { LOG_LEVEL = "warn" }  # set explicitly
 
+    [upstreams.remote]
+    url = "https://mcp.example.com/mcp"
+    bearer_env = "EXAMPLE_MCP_TOKEN"  # sends "Authorization: Bearer $EXAMPLE_MCP_TOKEN"
+    headers_env = { "X-Api-Key" = "EXAMPLE_API_KEY" }
+
     [flight_log]
     path = "/home/me/airlock-logs"   # a directory: one new log file per run
     key = "/home/me/.config/airlock/signing.key"
@@ -28,7 +33,7 @@ import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from gateway.errors import ConfigError
 from gateway.framing import DEFAULT_MAX_MESSAGE_BYTES
@@ -41,14 +46,37 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
-class UpstreamConfig(_Strict):
-    """One upstream MCP server, started as a child process speaking stdio."""
+HeaderName = Annotated[str, Field(pattern=r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")]
 
-    command: Annotated[str, Field(min_length=1)]
+
+class UpstreamConfig(_Strict):
+    """One upstream MCP server: a child process speaking stdio (`command`), or a remote server
+    (`url`, over streamable HTTP or legacy SSE). Secrets never go in this file: a header whose
+    value is secret names the environment variable holding it (`headers_env`, `bearer_env`)."""
+
+    command: Annotated[str, Field(min_length=1)] | None = None
     args: list[str] = []
     env: dict[EnvName, str] = {}
     pass_env: list[EnvName] = []
     cwd: str | None = None
+    url: Annotated[str, Field(pattern=r"^https?://")] | None = None
+    transport: Literal["streamable-http", "sse"] = "streamable-http"
+    headers: dict[HeaderName, str] = {}
+    headers_env: dict[HeaderName, EnvName] = {}
+    bearer_env: EnvName | None = None
+    timeout: Annotated[float, Field(gt=0, le=3600, allow_inf_nan=False)] = 30.0
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> UpstreamConfig:
+        if (self.command is None) == (self.url is None):
+            raise ValueError("give either 'command' (a local stdio server) or 'url' (a remote one), exactly one")
+        local = {"args": self.args, "env": self.env, "pass_env": self.pass_env, "cwd": self.cwd}
+        remote = {"headers": self.headers, "headers_env": self.headers_env, "bearer_env": self.bearer_env}
+        misplaced = [key for key, value in (local if self.url is not None else remote).items() if value]
+        if misplaced:
+            kind = "a remote (url)" if self.url is not None else "a local (command)"
+            raise ValueError(f"{', '.join(misplaced)} do(es) not apply to {kind} upstream")
+        return self
 
 
 class GatewaySection(_Strict):

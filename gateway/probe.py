@@ -9,13 +9,15 @@ import asyncio
 import contextlib
 import os
 import signal
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from gateway import jsonrpc
 from gateway.descriptors import LIST_METHODS
-from gateway.errors import UpstreamUnavailable
+from gateway.errors import UpstreamStartFailed, UpstreamUnavailable
 from gateway.transports.child import ChildSpec
+from gateway.transports.http_upstream import HttpSpec, HttpUpstream
 
 PROBE_PROTOCOL: Final = "2025-11-25"
 _CAPABILITY_OF: Final = {"tools": "tools", "prompts": "prompts", "resources": "resources", "resourceTemplates": "resources"}
@@ -30,12 +32,15 @@ class ServerListing:
 
 
 class _Conversation:
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
-        self._process = process
+    """One JSON-RPC conversation over lines: `read_line` gives the server's next line (b"" at
+    its end), `write_line` sends one."""
+
+    def __init__(self, read_line: Callable[[], Awaitable[bytes]], write_line: Callable[[bytes], Awaitable[None]]) -> None:
+        self._read_line = read_line
+        self._write_line = write_line
         self._next = 0
 
     async def request(self, method: str, params: dict[str, Any] | None = None) -> Any:
-        assert self._process.stdin is not None and self._process.stdout is not None
         self._next += 1
         request_id = f"airlock-pin-{self._next}"
         message: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
@@ -43,7 +48,7 @@ class _Conversation:
             message["params"] = params
         await self.send(message)
         while True:
-            line = await self._process.stdout.readline()
+            line = await self._read_line()
             if not line:
                 raise UpstreamUnavailable(f"the upstream closed its output while answering {method}")
             try:
@@ -63,9 +68,7 @@ class _Conversation:
             return reply.get("result")
 
     async def send(self, message: dict[str, Any]) -> None:
-        assert self._process.stdin is not None
-        self._process.stdin.write(jsonrpc.encode(message) + b"\n")
-        await self._process.stdin.drain()
+        await self._write_line(jsonrpc.encode(message) + b"\n")
 
 
 async def list_server(spec: ChildSpec, *, timeout: float = 60.0) -> ServerListing:
@@ -81,15 +84,66 @@ async def list_server(spec: ChildSpec, *, timeout: float = 60.0) -> ServerListin
         )  # fmt: skip
     except OSError as exc:
         raise UpstreamUnavailable(f"cannot start the upstream {spec.argv[0]!r}: {exc.strerror or exc}") from None
+    stdin, stdout = process.stdin, process.stdout
+    assert stdin is not None and stdout is not None
+
+    async def write_line(line: bytes) -> None:
+        stdin.write(line)
+        await stdin.drain()
+
     try:
         async with asyncio.timeout(timeout):
-            return await _converse(_Conversation(process))
+            return await _converse(_Conversation(stdout.readline, write_line))
     except TimeoutError:
         raise UpstreamUnavailable(f"the upstream did not answer within {timeout:.0f} s") from None
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         await process.wait()
+
+
+async def list_remote_server(spec: HttpSpec, *, timeout: float = 60.0) -> ServerListing:
+    """`list_server` for a remote server (streamable HTTP or SSE), over the gateway's own
+    upstream connection.
+
+    Raises:
+        UpstreamUnavailable: it could not be reached, did not answer in time, or failed.
+    """
+    lines: asyncio.Queue[bytes] = asyncio.Queue()
+
+    def on_output(data: bytes) -> None:
+        for line in data.split(b"\n"):
+            if line:
+                lines.put_nowait(line)
+
+    upstream = HttpUpstream(spec, on_output)
+    try:
+        await upstream.start()
+    except UpstreamStartFailed as error:
+        raise UpstreamUnavailable(error.message) from None
+
+    async def read_line() -> bytes:
+        getter = asyncio.ensure_future(lines.get())
+        ended = asyncio.ensure_future(upstream.exited.wait())
+        try:
+            await asyncio.wait({getter, ended}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ended.cancel()
+        if getter.done():
+            return getter.result()
+        getter.cancel()
+        return b""
+
+    async def write_line(line: bytes) -> None:
+        upstream.stdin.write(line)
+
+    try:
+        async with asyncio.timeout(timeout):
+            return await _converse(_Conversation(read_line, write_line))
+    except TimeoutError:
+        raise UpstreamUnavailable(f"the upstream at {spec.url} did not answer within {timeout:.0f} s") from None
+    finally:
+        await upstream.terminate(grace=0.5)
 
 
 async def _converse(talk: _Conversation) -> ServerListing:

@@ -94,3 +94,30 @@ def test_url_and_a_command_together_are_refused() -> None:
                           input=b"", capture_output=True, timeout=60, check=False)  # fmt: skip
     assert done.returncode == 2
     assert b"either --url" in done.stderr
+
+
+async def test_a_remote_upstream_named_in_the_config_is_relayed(remote_everything: str, tmp_path: Any) -> None:
+    config = tmp_path / "airlock.toml"
+    config.write_text(f'[upstreams.everything]\nurl = "{remote_everything}"\nbearer_env = "UPSTREAM_TOKEN"\ntimeout = 20\n')
+    params = StdioServerParameters(command=sys.executable, cwd=str(ROOT), env={**os.environ, "UPSTREAM_TOKEN": SECRET},
+                                   args=["-m", "gateway", "run", "--policy", str(TRANSPARENT_POLICY), "--config", str(config)])  # fmt: skip
+    with anyio.fail_after(60):
+        async with Client(params, mode="legacy") as client:
+            echoed = await client.call_tool("echo", {"message": "configured"})
+    assert echoed.content[0].text == "Echo: configured"  # type: ignore[union-attr]
+
+
+def test_a_remote_server_can_be_pinned_and_its_pins_compared(remote_everything: str, tmp_path: Any) -> None:
+    lock = tmp_path / "airlock.lock"
+
+    def pin(*extra: str) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run([sys.executable, "-m", "gateway", "pin", "--url", remote_everything, "--name", "everything", "--lock",
+                               str(lock), *extra], cwd=str(ROOT), capture_output=True, timeout=120, check=False)  # fmt: skip
+
+    written = pin()
+    assert written.returncode == 0, written.stderr
+    pinned = lock.read_text()
+    assert '"everything"' in pinned and "echo" in pinned
+    compared = pin("--diff")
+    assert compared.returncode == 0, compared.stderr  # the same server: no changes
+    assert b"no changes" in compared.stderr
