@@ -678,3 +678,40 @@ def test_serve_record_needs_an_existing_directory(tmp_path: Path) -> None:
                            "--", "true"], cwd=str(ROOT), capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
     assert done.returncode == 2
     assert "--record" in done.stderr and "one cassette per session" in done.stderr
+
+
+async def test_fifty_concurrent_clients_get_their_own_answers_on_both_answer_paths(tmp_path: Path) -> None:
+    # 50 clients at once, each its own session (and upstream process): plain calls (one JSON body
+    # each) and a call with progress (an SSE stream) interleaved. Bounded: 50 x 5 calls, 180 s.
+    answers: dict[tuple[int, int], str] = {}
+    progress: dict[int, int] = {}
+
+    async def client_run(s: int) -> None:
+        async with served.http() as http, _mcp_client(served.url, http) as client:
+            await _wait_for_tool(client, "trigger-long-running-operation")
+
+            async def call(c: int) -> None:
+                result = await client.call_tool("echo", {"message": f"client-{s}-call-{c}"})
+                answers[(s, c)] = _text(result)
+
+            async def with_progress() -> None:
+                steps: list[float] = []
+
+                async def on_progress(done: float, total: float | None, message: str | None) -> None:
+                    steps.append(done)
+
+                await client.call_tool("trigger-long-running-operation", {"duration": 0.2, "steps": 2}, progress_callback=on_progress)
+                progress[s] = len(steps)
+
+            async with anyio.create_task_group() as calls:
+                for c in range(4):
+                    calls.start_soon(call, c)
+                calls.start_soon(with_progress)
+
+    async with airlock_serve(tmp_path, "--max-sessions", "60") as served:
+        with anyio.fail_after(180):
+            async with anyio.create_task_group() as clients:
+                for s in range(50):
+                    clients.start_soon(client_run, s)
+    assert answers == {(s, c): f"Echo: client-{s}-call-{c}" for s in range(50) for c in range(4)}
+    assert progress == {s: 2 for s in range(50)}
