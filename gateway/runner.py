@@ -182,7 +182,7 @@ async def run_stdio(
 
 async def _upstream_died(child: ChildProcess | HttpUpstream, relay: Relay, to_client: LineWriter) -> int:
     await child.wait_output_done(1.0)
-    reason = f"the upstream server exited unexpectedly (status {child.returncode})"
+    reason = child.ended_because()
     answered = relay.upstream_lost(reason)
     to_client.flush()
     log.error(reason + "; check its output above", answered_with_error=len(answered), **relay.describe())

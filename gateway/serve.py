@@ -43,7 +43,7 @@ from starlette.requests import Request
 
 from gateway import jsonrpc
 from gateway.cassette import CassetteWriter, Direction
-from gateway.errors import ConfigError, EvidenceUnavailable, GatewayError
+from gateway.errors import UPSTREAM_UNAVAILABLE, ConfigError, EvidenceUnavailable, GatewayError, UpstreamStartFailed
 from gateway.flightlog import FlightLog
 from gateway.framing import DEFAULT_MAX_MESSAGE_BYTES, LineFramer
 from gateway.mediation.interface import Mediator
@@ -162,8 +162,9 @@ def authenticate(settings: ServeSettings, header: bytes | None) -> str | None:
     return found
 
 
-async def _plain(send: Send, status: int, message: str, headers: list[tuple[bytes, bytes]] | None = None) -> None:
-    body = orjson.dumps({"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": message}})
+async def _plain(send: Send, status: int, message: str, headers: list[tuple[bytes, bytes]] | None = None, *,
+                 code: int = -32600) -> None:  # fmt: skip
+    body = orjson.dumps({"jsonrpc": "2.0", "id": None, "error": {"code": code, "message": message}})
     fixed = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": [*fixed, *(headers or [])]})
     await send({"type": "http.response.body", "body": body})
@@ -253,6 +254,7 @@ class HttpSession:
         self.recorder = recorder = parts.recorder
         self.ready = asyncio.Event()
         self.done = asyncio.Event()
+        self.start_error: str | None = None  # why the upstream could not be started
         self._to_client_transport = QueueSink()
         self._to_client = LineWriter("client")
         self._to_client.attach(self._to_client_transport)
@@ -319,7 +321,12 @@ class HttpSession:
             child = ChildProcess(self.settings.upstream, on_upstream_chunk)
         self._child = child
         try:
-            await child.start()
+            try:
+                await child.start()
+            except UpstreamStartFailed as error:
+                self.start_error = error.message
+                log.error("session not opened: the upstream could not be started", session=self.name, error=error.message)
+                return
             self._to_upstream.attach(child.stdin)
             assert self._connect is not None
             async with self._connect() as (read_stream, write_stream):
@@ -356,7 +363,7 @@ class HttpSession:
     async def _watch_child(self, child: ChildProcess | HttpUpstream, scope: anyio.CancelScope) -> None:
         await child.exited.wait()
         await child.wait_output_done(1.0)
-        self.relay.upstream_lost(f"the upstream server exited (status {child.returncode})")
+        self.relay.upstream_lost(child.ended_because())
         self._flush()
         await asyncio.sleep(0.05)  # let the sender pass the errors on
         if self.transport is not None:
@@ -521,7 +528,8 @@ class ServeApp:
         task.add_done_callback(self._tasks.discard)
         await session.ready.wait()
         if session.done.is_set():
-            await _plain(send, 502, "the upstream server could not be started")
+            reason = session.start_error or "it ended at once"
+            await _plain(send, 502, f"the upstream server could not be started: {reason}", code=UPSTREAM_UNAVAILABLE)
             return
         if session_id is not None:
             self.sessions[session_id] = session

@@ -163,6 +163,10 @@ class ChildProcess:
         with contextlib.suppress(OSError):  # our own stderr is gone: nothing to do with the child's
             os.write(self._stderr_fd, data)
 
+    def ended_because(self) -> str:
+        """Why the upstream is gone, for the errors that answer its open requests."""
+        return f"the upstream server exited unexpectedly (status {self.returncode})"
+
     async def wait_output_done(self, timeout: float) -> None:
         """After the child exited: wait (bounded) until its stdout is read to the end, so no
         answer it wrote is lost. A grandchild that keeps the pipe open cannot hold us."""

@@ -38,6 +38,22 @@ class HttpSpec:
     connect_timeout: float = 10.0
 
 
+def describe_failure(exc: BaseException) -> str:
+    """What went wrong, naming the network errors inside the SDK's exception groups (a bare
+    group says only "unhandled errors in a TaskGroup")."""
+    leaves: list[BaseException] = []
+
+    def walk(error: BaseException) -> None:
+        if isinstance(error, BaseExceptionGroup):
+            for inner in error.exceptions:
+                walk(inner)
+        else:
+            leaves.append(error)
+
+    walk(exc)
+    return "; ".join(f"{type(e).__name__}: {str(e)[:200]}" for e in leaves[:3])
+
+
 class HttpUpstream:
     def __init__(self, spec: HttpSpec, on_output: Callable[[bytes], None]) -> None:
         self.spec = spec
@@ -101,7 +117,7 @@ class HttpUpstream:
         except asyncio.CancelledError:
             self.returncode = 0
         except Exception as exc:  # a network failure ends the upstream like a child's exit
-            self._error = f"{type(exc).__name__}: {str(exc)[:300]}"
+            self._error = describe_failure(exc)
             log.error("upstream connection failed", url=self.spec.url, error=self._error)
             self.returncode = 1
         finally:
@@ -121,6 +137,10 @@ class HttpUpstream:
 
     async def wait_output_done(self, timeout: float) -> None:
         return None
+
+    def ended_because(self) -> str:
+        """Why the upstream is gone, for the errors that answer its open requests."""
+        return f"the connection to the upstream at {self.spec.url} was lost: {self._error or 'it closed'}"
 
     async def terminate(self, grace: float = 1.0) -> int:
         """Send what is queued (for at most `grace` seconds), then close the connection (a
