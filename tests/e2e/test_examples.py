@@ -67,5 +67,6 @@ async def test_each_example_entry_serves_tools_when_launched_as_written(client: 
 
 def test_the_example_gateway_config_is_valid() -> None:
     config = load_config(EXAMPLES / "airlock.toml")
-    assert set(config.upstreams) == {"everything", "time"}
+    assert set(config.upstreams) == {"everything", "time", "remote"}
+    assert config.upstreams["remote"].url is not None and config.upstreams["remote"].command is None
     assert config.gateway.deny == ["get-env"]
