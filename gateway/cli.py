@@ -26,6 +26,8 @@ from gateway.descriptors import item_key
 from gateway.errors import EXIT_DIFFERENT, EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, ConfigError, GatewayError
 from gateway.flightlog import FSYNC_MODES, FlightLog, LogSettings
 from gateway.fork import add_fork_parser
+from gateway.hub import SEPARATOR
+from gateway.hub_shell import HubUpstream, run_hub_stdio
 from gateway.inspect import EntryFilter, read_entries, redact, redact_receipt, table_header, table_row
 from gateway.install import add_install_parser
 from gateway.logs import configure_logging
@@ -121,6 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="wrap a stdio MCP server: airlock run [options] -- CMD [ARG...]",
         description="Run CMD as the upstream MCP server and relay this process's stdio to it, mediated.",
     )
+    run.add_argument("--all", action="store_true",
+                     help="serve every [upstreams.NAME] of --config as one server (tools NAME__TOOL), with one label state")  # fmt: skip
     _upstream_options(run)
     run.set_defaults(handler=cmd_run)
 
@@ -389,7 +393,57 @@ def _gateway_setup(args: argparse.Namespace) -> tuple[RunSettings, GatewayConfig
     return settings, config, upstream_name, policy, lock_path, lock
 
 
+def _run_all(args: argparse.Namespace) -> int:
+    """`airlock run --all --config C`: every configured upstream behind one session (`hub`)."""
+    if args.config is None:
+        raise ConfigError("--all serves every [upstreams.NAME] of a config file: add --config FILE")
+    if args.url or [a for a in args.upstream_command if a != "--"] or args.upstream or args.name:
+        raise ConfigError("--all takes its upstreams from --config; drop --url, --upstream, --name and '-- CMD'")
+    if args.record is not None:
+        raise ConfigError("--record records one upstream's session; it cannot be combined with --all yet")
+    config = load_config(args.config)
+    if len(config.upstreams) < 1:
+        raise ConfigError(f"{args.config}: --all needs at least one [upstreams.NAME]")
+    configure_logging(args.log_level or config.gateway.log_level, args.log_format or config.gateway.log_format)
+    section = config.gateway
+    policy = load_run_policy(args.policy or (Path(section.policy).expanduser() if section.policy else None), [*section.deny, *args.deny])
+    lock_path = args.lock or (Path(section.lock).expanduser() if section.lock else None)
+    lock = Lock.load(lock_path) if lock_path is not None else None
+    on_new_pins = None
+    if lock is not None and lock_path is not None and policy.source.pins.unpinned == "trust-on-first-use":
+        lock_, path_ = lock, lock_path
+
+        def on_new_pins(identity: str, pins: ServerPins) -> None:
+            lock_.save(path_)
+            structlog.get_logger("airlock").warning("trust on first use: new descriptors pinned", server=identity, lock=str(path_))
+
+    flight_log = _open_flight_log(args, config, policy.hash, extra={"upstreams": sorted(config.upstreams)})
+    provenance = None  # one label state for the whole session, shared by every upstream's mediator
+    upstreams: list[HubUpstream] = []
+    for name in sorted(config.upstreams):
+        args.upstream = name
+        settings, _, _ = _settings_from(args)
+        identity = server_identity(name)
+        if SEPARATOR in identity:
+            raise ConfigError(f"[upstreams.{name}]: with --all, tools are named SERVER{SEPARATOR}TOOL: rename it without {SEPARATOR!r}")
+        mediator = PolicyMediator(policy, identity=identity, lock=lock, on_new_pins=on_new_pins, flight_log=flight_log,
+                                  store_raw=args.store_raw or config.flight_log.store_raw, provenance=provenance)  # fmt: skip
+        provenance = mediator.provenance
+        upstreams.append(HubUpstream(identity, settings, mediator))
+    try:
+        return asyncio.run(run_hub_stdio(upstreams, flight_log=flight_log, max_message_bytes=upstreams[0].settings.max_message_bytes))
+    except GatewayError as error:
+        if flight_log is not None:
+            flight_log.close(f"gateway stopped: {error.message}")
+        raise
+    finally:
+        if flight_log is not None:
+            flight_log.abandon()
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    if args.all:
+        return _run_all(args)
     settings, config, upstream_name, policy, lock_path, lock = _gateway_setup(args)
     on_new_pins = None
     if lock is not None and lock_path is not None and policy.source.pins.unpinned == "trust-on-first-use":
