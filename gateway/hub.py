@@ -316,7 +316,10 @@ class Hub:
         if kind in ("tools", "prompts") and type(item.get("name")) is str:
             return {**item, "name": f"{self.names[index]}{SEPARATOR}{item['name']}"}
         if kind == "resources" and type(item.get("uri")) is str:
-            self._uris.setdefault(item["uri"], index)
+            owner = self._uris.setdefault(item["uri"], index)
+            if owner != index:  # the first server (by name) keeps it: a later one cannot take its reads over
+                log.warning("two upstreams list the same resource; reads go to the first", uri=item["uri"][:200],
+                            server=self.names[owner], also=self.names[index])  # fmt: skip
         elif kind == "resourceTemplates" and type(item.get("uriTemplate")) is str:
             prefix = item["uriTemplate"].split("{", 1)[0]
             if prefix and (prefix, index) not in self._templates:
@@ -340,6 +343,8 @@ class Hub:
         index = self._uris.get(uri)
         if index is None:
             owners = {i for prefix, i in self._templates if uri.startswith(prefix)}
+            if not owners:  # not listed (a link in a result, say): fine if only one upstream has resources
+                owners = {i for i in self._live if "resources" in self._capabilities.get(i, {})}
             index = owners.pop() if len(owners) == 1 else None
         return index if index is not None and index in self._live else None
 

@@ -182,3 +182,18 @@ def test_server_names_must_be_distinct_and_not_contain_the_separator() -> None:
     for names in (["a", "a"], ["a__b"], [""]):
         with pytest.raises(ValueError):
             Hub(names, lambda line: None, [lambda line: None for _ in names])
+
+
+def test_an_unlisted_resource_goes_to_the_only_upstream_with_resources_and_is_refused_when_several_have_them() -> None:
+    wiring = Wiring("a", "b")
+    wiring.send(_request(1, "initialize", {}))
+    wiring.answer_last(0, {"capabilities": {"tools": {}}})
+    wiring.answer_last(1, {"capabilities": {"resources": {}}})
+    wiring.send(_request(2, "resources/read", {"uri": "mem://linked-from-a-result"}))
+    assert wiring.last(1)["method"] == "resources/read"
+    both = Wiring("a", "b")
+    both.send(_request(1, "initialize", {}))
+    both.answer_last(0, {"capabilities": {"resources": {}}})
+    both.answer_last(1, {"capabilities": {"resources": {}}})
+    both.send(_request(2, "resources/read", {"uri": "mem://linked-from-a-result"}))
+    assert both.client[-1]["error"]["code"] == INVALID_PARAMS
