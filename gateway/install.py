@@ -1,7 +1,7 @@
-"""`airlock install claude|vscode|cursor`: rewrite an MCP client's config so that every stdio
-server it starts runs through `airlock run`, and `--uninstall` to undo it.
+"""`airlock install claude|vscode|cursor`: rewrite an MCP client's config so that every server it
+uses, stdio or remote, runs through `airlock run`, and `--uninstall` to undo it.
 
-A wrapped entry is the original one with only `command` and `args` changed:
+A wrapped stdio entry is the original one with only `command` and `args` changed:
 
     {"command": AIRLOCK, "args": ["run", "--name", NAME, ["--policy", P], ["--pass-env", VAR]...,
                                   "--", ORIGINAL_COMMAND, *ORIGINAL_ARGS], ...every other key}
@@ -11,13 +11,34 @@ no backup. `--pass-env` names each variable of the entry's `env`: the client han
 gateway, and the gateway gives its upstream an explicit environment (DESIGN.md, "Upstream child
 processes"), so without it the server would lose its API keys.
 
+A remote entry (`url` or `serverUrl`, VS Code's `"type": "http"|"sse"`) becomes a command entry
+that runs the gateway's stdio front against the URL:
+
+    {["type": "stdio"], "command": AIRLOCK, "args": ["run", "--name", NAME, ["--policy", P], "--url", URL,
+     ["--transport", "sse"], ["--header-env", HEADER=AIRLOCK_HEADER_X]..., "--"], ["env": {..., AIRLOCK_HEADER_X: VALUE}]}
+
+`command` and `args` take the place of the URL key and `env` that of `headers`; `type` becomes
+"stdio" where the client types command entries (VS Code) and is dropped elsewhere. A header value
+may be a secret (Authorization), so it never goes on the command line, which any local user can
+read (`ps`): it moves into the entry's `env` under a generated name, and `--header-env` tells the
+gateway which header that variable fills. The transport is SSE when the entry's `type` says so,
+else streamable HTTP. The arguments and `env` hold everything needed to write the remote entry
+back; the spelling that they do not fix (`serverUrl` rather than `url`, `"type": "streamable-http"`
+rather than `"http"`) comes from the backup when it holds the same server. Remote entries that
+sign in with OAuth (`oauth`, Cursor's `auth`), WebSocket ones and ones without an http(s) URL are
+left alone and reported.
+
+On `--uninstall`, an entry that comes back as the backup has it is copied from the backup's text,
+comments and layout included.
+
 The first install that changes a file copies the file, byte for byte, to `<file>.airlock-backup`;
 nothing overwrites that copy. Files are replaced atomically (a temporary file in the same
-directory, then rename) with their mode kept. Only the changed values (`command`, `args`) are
-re-serialised: everything else in the file, comments included, is kept byte for byte.
+directory, then rename) with their mode kept. Only the changed values (`command`, `args`, or a
+whole remote entry) are re-serialised: everything else in the file, comments included, is kept
+byte for byte.
 
-The pure part (`strip_jsonc`, `wrap_servers`, `unwrap_servers`, `entry_edits`, `splice`) does no I/O; the shell
-below it finds, reads and writes files.
+The pure part (`strip_jsonc`, `wrap_servers`, `unwrap_servers`, `entry_edits`, `splice`) does no
+I/O; the shell below it finds, reads and writes files.
 """
 
 from __future__ import annotations
@@ -32,10 +53,11 @@ import re
 import stat
 import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 from gateway.errors import EXIT_OK, ConfigError
 from gateway.mediation.policy import server_identity
@@ -45,10 +67,21 @@ from gateway.transports.child import DEFAULT_ENV_ALLOWLIST
 CLIENTS: Final = ("claude", "vscode", "cursor")
 TITLES: Final = {"claude": "Claude Desktop", "vscode": "VS Code", "cursor": "Cursor"}
 BACKUP_SUFFIX: Final = ".airlock-backup"
-#: Entry shapes `airlock run` cannot wrap yet: HTTP and SSE upstreams.
-REMOTE_TYPES: Final = frozenset({"http", "sse", "streamable-http", "streamablehttp", "ws", "websocket"})
-#: The options `airlock install` writes between `run` and `--`; each takes one value.
-_INSTALL_OPTIONS: Final = ("--name", "--policy", "--pass-env")
+#: `type` values that mark an entry as a remote server (VS Code writes http and sse; other clients
+#: spell streamable HTTP their own way).
+REMOTE_TYPES: Final = frozenset({"http", "sse", "streamable-http", "streamablehttp", "streamable_http", "ws", "websocket"})
+_WEBSOCKET_TYPES: Final = frozenset({"ws", "websocket"})
+#: Where a remote entry keeps its URL: `url` (VS Code, Cursor), `serverUrl` (Windsurf's spelling).
+_URL_KEYS: Final = ("url", "serverUrl")
+#: Keys with which a client signs in to a remote server by OAuth (VS Code `oauth`, Cursor `auth`).
+_OAUTH_KEYS: Final = ("oauth", "auth")
+#: The prefix of the variables that carry a remote entry's header values into the gateway.
+HEADER_ENV_PREFIX: Final = "AIRLOCK_HEADER_"
+#: The options `airlock install` writes between `run` and `--` (and `--header`, which it reads
+#: back); each takes one value.
+_INSTALL_OPTIONS: Final = ("--name", "--policy", "--pass-env", "--url", "--transport", "--header-env", "--header")
+#: An HTTP field name (RFC 9110, section 5.1: a token).
+_HEADER_NAME: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _AIRLOCK_NAMES: Final = frozenset({"airlock", "airlock.exe"})
 _PYTHON: Final = re.compile(r"python(?:\d+(?:\.\d+)?)?(?:\.exe)?", re.IGNORECASE)
 
@@ -103,11 +136,14 @@ class Launcher:
 @dataclass(frozen=True, slots=True)
 class ConfigFile:
     """A client config file and where its servers live: a key path (`("mcp", "servers")` in VS
-    Code's settings.json), or None to decide from the content (VS Code with --config)."""
+    Code's settings.json), or None to decide from the content (VS Code with --config).
+    `command_type` is the `type` the client gives a command entry ("stdio" in VS Code); None when
+    it has none, so a remote entry's `type` is dropped when it becomes a command entry."""
 
     path: Path
     layout: tuple[str, ...] | None
     jsonc: bool
+    command_type: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +199,10 @@ def candidate_files(client: str, environ: Mapping[str, str], platform: str) -> l
     if client == "vscode":
         user = _app_config_dir(environ, platform) / "Code" / "User"
         # Newer VS Code keeps servers in mcp.json; older ones under "mcp" in settings.json.
-        return [ConfigFile(user / "mcp.json", ("servers",), True), ConfigFile(user / "settings.json", ("mcp", "servers"), True)]
+        return [
+            ConfigFile(user / "mcp.json", ("servers",), True, "stdio"),
+            ConfigFile(user / "settings.json", ("mcp", "servers"), True, "stdio"),
+        ]
     raise UnknownClient(f"unknown client {client!r}: choose one of {', '.join(CLIENTS)}")
 
 
@@ -180,7 +219,7 @@ def config_files(client: str, given: Path | None, environ: Mapping[str, str], pl
         if not path.is_file():
             raise ClientConfigMissing(f"--config {path}: no such file")
         layout = None if client == "vscode" else candidates[0].layout
-        return [ConfigFile(path, layout, candidates[0].jsonc)]
+        return [ConfigFile(path, layout, candidates[0].jsonc, candidates[0].command_type)]
     found = [c for c in candidates if c.path.is_file()]
     if not found:
         looked = " or ".join(str(c.path) for c in candidates)
@@ -363,6 +402,10 @@ class _Style:
     def of(cls, text: str) -> _Style:
         return cls(_indent_unit(text), "\r\n" if "\r\n" in text else "\n")
 
+    def newlines(self, text: str) -> str:
+        """`text` with the file's line breaks."""
+        return text.replace("\r\n", "\n").replace("\n", self.newline)
+
     def render(self, value: Any, multiline: bool, indent: str) -> str:
         """`value` as JSON: on one line, or over several indented from `indent` like the file."""
         if not multiline:
@@ -458,19 +501,18 @@ def _option_values(options: Sequence[str], flag: str) -> list[str]:
     return values + [o.split("=", 1)[1] for o in options if o.startswith(flag + "=")]
 
 
-def _not_stdio(entry: Any) -> str | None:
+def _is_remote(entry: Mapping[str, Any]) -> bool:
+    kind = entry.get("type")
+    return any(key in entry for key in _URL_KEYS) or (isinstance(kind, str) and kind.lower() in REMOTE_TYPES)
+
+
+def _not_wrappable(entry: Any) -> str | None:
     """Why an entry cannot be wrapped, or None."""
     if not isinstance(entry, dict):
         return f"the entry is {_json_type(entry)}, not an object"
-    kind = entry.get("type")
-    if "url" in entry or "serverUrl" in entry or (isinstance(kind, str) and kind.lower() in REMOTE_TYPES):
-        where = entry.get("url") or entry.get("serverUrl") or kind
-        return f"remote server ({where}): 'airlock run' wraps stdio servers only, for now"
-    if not isinstance(entry.get("command"), str) or not entry["command"]:
-        return "no 'command' string: not a stdio server"
-    args = entry.get("args", [])
-    if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
-        return "'args' is not a list of strings"
+    reason = _not_remote(entry) if _is_remote(entry) else _not_command(entry)
+    if reason is not None:
+        return reason
     env = entry.get("env", {})
     if not isinstance(env, dict):
         return "'env' is not an object"
@@ -478,6 +520,61 @@ def _not_stdio(entry: Any) -> str | None:
     if odd:
         return f"'env' has names that are not variable names: {', '.join(map(repr, odd))}"
     return None
+
+
+def _not_command(entry: Mapping[str, Any]) -> str | None:
+    if not isinstance(entry.get("command"), str) or not entry["command"]:
+        return "no 'command' string: not a stdio server"
+    args = entry.get("args", [])
+    if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
+        return "'args' is not a list of strings"
+    return None
+
+
+def _not_remote(entry: Mapping[str, Any]) -> str | None:
+    """Why a remote entry cannot become `airlock run --url`, or None."""
+    kind = entry.get("type")
+    urls = [key for key in _URL_KEYS if key in entry]
+    what = entry[urls[0]] if urls and isinstance(entry[urls[0]], str) and entry[urls[0]] else kind
+    if "type" in entry and not isinstance(kind, str):
+        return "'type' is not a string"
+    if kind is not None and kind.lower() in _WEBSOCKET_TYPES:
+        return f"WebSocket server ({what}): 'airlock run --url' speaks streamable HTTP and SSE only"
+    if kind is not None and kind.lower() not in REMOTE_TYPES:
+        return f"'type' is {kind!r} but the entry has a {urls[0]!r}: which one the client uses is unclear; fix the entry by hand"
+    if "command" in entry:
+        return f"remote server ({what}) that also has a 'command': which one the client uses is unclear; fix the entry by hand"
+    if len(urls) > 1:
+        return "both 'url' and 'serverUrl': which one the client uses is unclear; keep one"
+    url = entry[urls[0]] if urls else None
+    if not isinstance(url, str) or not url.strip():
+        return f"remote server{f' ({kind})' if kind else ''} with no 'url' string: nothing for 'airlock run --url' to reach"
+    # `${...}`: a variable the client resolves (VS Code `${input:..}`, Cursor `${env:..}`), in args too.
+    if not url.lower().startswith(("http://", "https://", "${")):
+        return f"remote server ({url}): 'airlock run --url' reaches http:// and https:// URLs only"
+    oauth = [key for key in _OAUTH_KEYS if key in entry]
+    if oauth:
+        return f"remote server ({url}) that signs in with OAuth ({oauth[0]!r}): the client does the sign-in, which 'airlock run' cannot"
+    headers = entry.get("headers", {})
+    if not isinstance(headers, dict):
+        return "'headers' is not an object"
+    for name, value in headers.items():
+        if not _HEADER_NAME.fullmatch(name):
+            return f"header name {name!r} is not an HTTP field name"
+        if name.startswith("-"):
+            return f"header name {name!r} starts with '-', which 'airlock run' would read as an option"
+        if not isinstance(value, str):
+            return f"header {name!r} is {_json_type(value)}, not a string"
+        if not value:
+            return f"header {name!r} is empty: 'airlock run' sends a header from a variable only when it has a value"
+        if any(c in value for c in "\r\n\0"):
+            return f"header {name!r} has a line break or NUL: not a valid HTTP field value"
+    return None
+
+
+def _transport(entry: Mapping[str, Any]) -> str:
+    kind = entry.get("type")
+    return "sse" if isinstance(kind, str) and kind.lower() == "sse" else "streamable-http"
 
 
 def _with_command(entry: Mapping[str, Any], command: str, args: list[str] | None) -> dict[str, Any]:
@@ -497,12 +594,77 @@ def _with_command(entry: Mapping[str, Any], command: str, args: list[str] | None
     return out
 
 
-def wrap_servers(servers: Mapping[str, Any], launcher: Launcher, policy: str | None) -> tuple[dict[str, Any], list[Outcome]]:
+def header_variables(headers: Sequence[str], env: Iterable[str]) -> list[str]:
+    """A new environment variable name for each header: `AIRLOCK_HEADER_` and the header's name
+    in upper case with `_` for anything else, then `_2`, `_3`... while the entry's `env` or an
+    earlier header has that name (compared without case, as Windows compares them)."""
+    taken = {name.upper() for name in env}
+    out: list[str] = []
+    for header in headers:
+        base = HEADER_ENV_PREFIX + (re.sub(r"[^A-Z0-9]+", "_", header.upper()).strip("_") or "HEADER")
+        name, suffix = base, 2
+        while name.upper() in taken:
+            name, suffix = f"{base}_{suffix}", suffix + 1
+        taken.add(name.upper())
+        out.append(name)
+    return out
+
+
+def _wrap_remote(entry: Mapping[str, Any], launcher: Launcher, options: list[str], command_type: str | None) -> tuple[dict[str, Any], str]:
+    """`entry`, a remote one that `_not_remote` accepts, as a command entry that runs
+    `airlock run OPTIONS --url ...`, and the outcome's detail after the server's name."""
+    url_key = next(key for key in _URL_KEYS if key in entry)
+    url, transport = entry[url_key], _transport(entry)
+    headers: dict[str, str] = entry.get("headers", {})
+    env: dict[str, str] | None = entry.get("env")
+    variables = header_variables(list(headers), env or {})
+    secrets = dict(zip(variables, headers.values(), strict=True))
+    remote = ["--url", url, *(["--transport", "sse"] if transport == "sse" else [])]
+    remote += [item for header, variable in zip(headers, variables, strict=True) for item in ("--header-env", f"{header}={variable}")]
+    args = [*launcher.prefix, "run", *options, *remote, "--"]
+    out: dict[str, Any] = {}
+    for key, value in entry.items():
+        if key == "type":
+            if command_type is not None:
+                out["type"] = command_type
+        elif key == url_key:
+            out["command"], out["args"] = launcher.command, args
+        elif key == "headers":
+            if env is None and secrets:
+                out["env"] = secrets
+        elif key == "env":
+            out["env"] = {**value, **secrets}
+        else:
+            out[key] = value
+    detail = f"{url} over {transport}"
+    if headers:
+        detail += f"; headers {', '.join(headers)} sent from env {', '.join(variables)}"
+    else:
+        detail += "; sends no headers (a server that needs the client's OAuth sign-in will refuse it)"
+    if _url_has_query_or_user(url):
+        detail += "; warning: the URL, query and user part included, is on airlock's command line, which 'ps' shows"
+    return out, detail
+
+
+def _url_has_query_or_user(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. an unclosed [ in the host: the gateway will say so when it starts
+        return False
+    return bool(parts.query or parts.username or parts.password)
+
+
+def wrap_servers(
+    servers: Mapping[str, Any], launcher: Launcher, policy: str | None, *, command_type: str | None = None
+) -> tuple[dict[str, Any], list[Outcome]]:
     """The changed entries (name to new entry) and one outcome per server, in order.
 
     Each stdio entry becomes `launcher run --name NAME [--policy P] [--pass-env VAR]... -- CMD
-    ARGS`. NAME is the entry's name as rules and pins spell it, made unique in the file; an entry
-    that already starts `airlock run` is left alone, so a second install changes nothing.
+    ARGS`, each remote one `launcher run --name NAME [--policy P] --url URL [--transport sse]
+    [--header-env HEADER=VAR]... --` with the header values in its `env` (`type` becomes
+    `command_type`, or goes when that is None). NAME is the entry's name as rules and pins spell
+    it, made unique in the file; an entry that already starts `airlock run` is left alone, so a
+    second install changes nothing.
     """
     taken: set[str] = set()
     for entry in servers.values():
@@ -513,7 +675,7 @@ def wrap_servers(servers: Mapping[str, Any], launcher: Launcher, policy: str | N
     changes: dict[str, Any] = {}
     outcomes: list[Outcome] = []
     for name, entry in servers.items():
-        reason = _not_stdio(entry)
+        reason = _not_wrappable(entry)
         if reason is not None:
             outcomes.append(Outcome(name, "skipped", reason))
             continue
@@ -526,8 +688,12 @@ def wrap_servers(servers: Mapping[str, Any], launcher: Launcher, policy: str | N
         while identity in taken:
             identity, suffix = f"{base}-{suffix}", suffix + 1
         taken.add(identity)
-        env = list(entry.get("env", {}))
         options = ["--name", identity, *(["--policy", policy] if policy else [])]
+        if _is_remote(entry):
+            changes[name], remote = _wrap_remote(entry, launcher, options, command_type)
+            outcomes.append(Outcome(name, "wrapped", f"as airlock server {identity!r}; remote {remote}"))
+            continue
+        env = list(entry.get("env", {}))
         options += [item for var in env for item in ("--pass-env", var)]
         args = [*launcher.prefix, "run", *options, "--", entry["command"], *entry.get("args", [])]
         changes[name] = _with_command(entry, launcher.command, args)
@@ -541,23 +707,94 @@ def wrap_servers(servers: Mapping[str, Any], launcher: Launcher, policy: str | N
 def _unpassed_env(entry: Mapping[str, Any], run: int) -> str:
     split = _options(entry["args"], run)
     env = entry.get("env")
-    if split is None or not isinstance(env, dict):
-        return ""
+    if split is None or not isinstance(env, dict) or _option_values(split[0], "--url"):
+        return ""  # a remote upstream is no child process: its entry's env is the gateway's
     passed = set(_option_values(split[0], "--pass-env")) | set(DEFAULT_ENV_ALLOWLIST)
     missing = [var for var in env if var not in passed]
     return f" (warning: env {', '.join(missing)} not passed to the server: add --pass-env NAME)" if missing else ""
 
 
 def _same_server(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Whether two entries start the same server the same way, spelling aside: an empty `args`
+    or none; `url` or `serverUrl`, and any remote `type` of the same transport."""
+    if _is_remote(a) and _is_remote(b):
+        return _remote_meaning(a) == _remote_meaning(b)
     return {"args": [], **a} == {"args": [], **b}
+
+
+def _remote_meaning(entry: Mapping[str, Any]) -> tuple[Any, ...]:
+    url = next((entry[key] for key in _URL_KEYS if key in entry), None)
+    rest = {key: value for key, value in entry.items() if key not in ("type", "headers", *_URL_KEYS)}
+    return url, _transport(entry), entry.get("headers", {}), rest
+
+
+def _option_pairs(options: Sequence[str]) -> list[tuple[str, str]]:
+    """(flag, value) of each option of `_INSTALL_OPTIONS`, `--flag VALUE` or `--flag=VALUE`, in order."""
+    pairs: list[tuple[str, str]] = []
+    index = 0
+    while index < len(options):
+        flag, equals, value = options[index].partition("=")
+        if equals and flag in _INSTALL_OPTIONS:
+            pairs.append((flag, value))
+        elif options[index] in _INSTALL_OPTIONS and index + 1 < len(options):
+            pairs.append((options[index], options[index + 1]))
+            index += 1
+        index += 1
+    return pairs
+
+
+def _unwrap_remote(entry: Mapping[str, Any], options: Sequence[str]) -> tuple[dict[str, Any], str] | str:
+    """The remote entry that `_wrap_remote` turned into `entry` (whose options between `run` and
+    `--` are `options`), with the outcome's detail; or why it cannot be written back.
+
+    `command` and `args` give way to `url`; each `--header-env` variable leaves `env` for
+    `headers`, which takes `env`'s place when nothing else was in it; `type` is "sse" or "http"
+    as `--transport` says, and an SSE entry without one gets `"type": "sse"` first, as it had."""
+    url, sse = "", False
+    headers: dict[str, str] = {}
+    used: set[str] = set()
+    env = entry.get("env", {})
+    for flag, value in _option_pairs(options):
+        if flag == "--url":
+            url = value
+        elif flag == "--transport":
+            sse = value == "sse"
+        elif flag in ("--header-env", "--header"):
+            header, _, text = value.partition("=")
+            if flag == "--header":
+                headers[header] = text
+            elif isinstance(env, dict) and isinstance(env.get(text), str):
+                headers[header] = env[text]
+                used.add(text)
+            else:
+                return f"its {header} header comes from variable {text!r}, which the entry's 'env' does not set; edit it by hand"
+    rest = {key: value for key, value in env.items() if key not in used} if isinstance(env, dict) else env
+    out: dict[str, Any] = {"type": "sse"} if sse and "type" not in entry else {}
+    for key, value in entry.items():
+        if key == "type":
+            out["type"] = "sse" if sse else "http"
+        elif key == "command":
+            out["url"] = url
+        elif key == "env":
+            if headers:
+                out["headers"] = headers
+            if rest or not used:
+                out["env"] = rest
+        elif key != "args":
+            out[key] = value
+    if headers and "headers" not in out:
+        out["headers"] = headers
+    detail = f"{url} over {'sse' if sse else 'streamable-http'}" + (f"; headers {', '.join(headers)}" if headers else "")
+    return out, detail
 
 
 def unwrap_servers(servers: Mapping[str, Any], backup: Mapping[str, Any] | None) -> tuple[dict[str, Any], list[Outcome]]:
     """The changed entries (name to original entry) and one outcome per wrapped server.
 
-    An entry `airlock install` could have written gets back the command line after `--`, with
-    every other key as it is now (later edits survive). When `backup` holds the same server it is
-    used verbatim (exact key order, an explicit empty args). Left alone: entries the backup shows
+    An entry `airlock install` could have written gets back the command line after `--`, or the
+    remote entry that `--url` and its `--header-env` variables describe, with every other key as
+    it is now (later edits survive). When `backup` holds the same server it is used verbatim
+    (exact key order and spelling, an explicit empty args). Left alone: entries the backup shows
     were wrapped before any install, and hand-made forms (e.g. through uvx) or ones without `--`.
     """
     changes: dict[str, Any] = {}
@@ -572,17 +809,25 @@ def unwrap_servers(servers: Mapping[str, Any], backup: Mapping[str, Any] | None)
         if isinstance(original, dict) and _run_index(original) is not None:
             outcomes.append(Outcome(name, "skipped", "already ran through airlock before 'airlock install' (see the backup); left as is"))
             continue
-        if not ours or split is None or not split[1]:
+        remote = ours and split is not None and not split[1] and bool(_option_values(split[0], "--url"))
+        if not ours or split is None or not (split[1] or remote):
             why = "no '--' followed by a command" if split is None or not split[1] else "started through another program"
             outcomes.append(Outcome(name, "skipped", f"runs airlock in a form 'airlock install' does not write ({why}); edit it by hand"))
             continue
         options, command = split
-        unwrapped = _with_command(entry, command[0], command[1:] or None)
+        if remote:
+            back = _unwrap_remote(entry, options)
+            if isinstance(back, str):
+                outcomes.append(Outcome(name, "skipped", back))
+                continue
+            unwrapped, detail = back
+        else:
+            unwrapped, detail = _with_command(entry, command[0], command[1:] or None), " ".join(command)
         if isinstance(original, dict) and _same_server(original, unwrapped):
             unwrapped = dict(original)
         changes[name] = unwrapped
         extra = _foreign_options(options)
-        outcomes.append(Outcome(name, "unwrapped", " ".join(command) + (f" (dropped airlock options: {' '.join(extra)})" if extra else "")))
+        outcomes.append(Outcome(name, "unwrapped", detail + (f" (dropped airlock options: {' '.join(extra)})" if extra else "")))
     return changes, outcomes
 
 
@@ -631,17 +876,40 @@ def read_backup(path: Path) -> bytes | None:
         return stream.read()
 
 
-def _backup_servers(file: ConfigFile, layout: tuple[str, ...]) -> dict[str, Any] | None:
+@dataclass(frozen=True, slots=True)
+class _Saved:
+    """A server entry as the backup has it: its value and its text, comments included."""
+
+    entry: Any
+    text: str
+
+    def restores(self, entry: Any, jsonc: bool) -> bool:
+        """Whether this text can stand for `entry` (same keys, order and values) in a JSON (or
+        JSONC) file."""
+        if json.dumps(self.entry) != json.dumps(entry):
+            return False
+        try:
+            return jsonc or json.loads(self.text) == entry
+        except json.JSONDecodeError:
+            return False
+
+
+def _backup_servers(file: ConfigFile, layout: tuple[str, ...]) -> dict[str, _Saved] | None:
     """The servers of the backup, or None when it is missing or unreadable (it is only a hint)."""
     raw = read_backup(file.path)
     if raw is None:
         return None
+    source = str(backup_path(file.path))
     try:
-        _, text = _decode(raw, str(file.path))
-        document, _, _ = parse_document(text, str(file.path), True)
-        return servers_of(document, layout, str(file.path))
+        _, text = _decode(raw, source)
+        document, cleaned, _ = parse_document(text, source, True)
+        servers = servers_of(document, layout, source)
+        if servers is None:
+            return None
+        spans = server_spans(cleaned, layout, source)
     except ConfigError:
         return None
+    return {name: _Saved(servers[name], text[start:end]) for name, (start, end) in spans.items()}
 
 
 def plan(file: ConfigFile, *, uninstall: bool, launcher: Launcher, policy: str | None) -> Edit:
@@ -659,19 +927,25 @@ def plan(file: ConfigFile, *, uninstall: bool, launcher: Launcher, policy: str |
     if not servers:
         note = Outcome("-", "unchanged", f"no MCP servers configured under {'.'.join(layout)!r}")
         return Edit(file, raw, None, (note,), ())
+    saved = (_backup_servers(file, layout) or {}) if uninstall else {}
     if uninstall:
-        changes, outcomes = unwrap_servers(servers, _backup_servers(file, layout))
+        changes, outcomes = unwrap_servers(servers, {name: kept.entry for name, kept in saved.items()})
         if not outcomes:
             outcomes = [Outcome("-", "unchanged", "no server runs through airlock")]
     else:
-        changes, outcomes = wrap_servers(servers, launcher, policy)
+        changes, outcomes = wrap_servers(servers, launcher, policy, command_type=file.command_type)
     if not changes:
         return Edit(file, raw, None, tuple(outcomes), ())
     spans = server_spans(cleaned, layout, source)
+    style = _Style.of(text)
     edits: list[TextEdit] = []
     warnings: list[str] = []
     for name, entry in changes.items():
-        these = entry_edits(text, cleaned, spans[name], servers[name], entry)
+        kept = saved.get(name)
+        if kept is not None and kept.restores(entry, file.jsonc):
+            these = [(*spans[name], style.newlines(kept.text))]
+        else:
+            these = entry_edits(text, cleaned, spans[name], servers[name], entry)
         if any(_has_comment(text[start:end]) for start, end, _ in these):
             warnings.append(f"comments inside server {name!r} are not preserved (the backup {backup_path(file.path)} keeps them)")
         edits += these
@@ -783,15 +1057,19 @@ def add_install_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentP
     install = subparsers.add_parser(
         "install",
         help="make a client (claude, vscode, cursor) run its MCP servers through airlock",
-        description="Rewrite the client's MCP config so each stdio server runs as 'airlock run -- CMD ARGS', keeping every "
-        "other key. The first change saves the original as FILE.airlock-backup (never overwritten). Running it again "
-        "changes nothing. Remote (HTTP/SSE) servers are left as they are.",
+        description="Rewrite the client's MCP config so each server runs through airlock, keeping every other key: a stdio "
+        "server as 'airlock run -- CMD ARGS', a remote (HTTP/SSE) one as 'airlock run --url URL --', its header values "
+        "moved into the entry's env and sent with --header-env (never on the command line). The first change saves the "
+        "original as FILE.airlock-backup (never overwritten). Running it again changes nothing. Remote servers that sign "
+        "in with OAuth are left as they are.",
     )
     install.add_argument("client", choices=CLIENTS, help="which client's config to rewrite")
     install.add_argument("--config", type=Path, help="the config file (default: the client's usual place)")
     install.add_argument("--policy", type=Path, help="policy file for the wrapped servers (default: airlock run's default)")
     install.add_argument("--dry-run", action="store_true", help="print a unified diff of the change and write nothing")
-    install.add_argument("--uninstall", action="store_true", help="unwrap the servers: back to the command lines after '--'")
+    install.add_argument(
+        "--uninstall", action="store_true", help="unwrap the servers: back to the command lines after '--', or to the URLs and headers"
+    )
     install.add_argument(
         "--restore-backup", action="store_true", help="with --uninstall: put back the whole file saved at the first install"
     )

@@ -1,5 +1,5 @@
 """gateway/install.py: `airlock install` rewrites Claude Desktop, Cursor and VS Code configs so
-each stdio server runs through `airlock run`, idempotently, with a backup, and undoes it."""
+each server, stdio or remote, runs through `airlock run`, idempotently, with a backup, and undoes it."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from gateway.install import (
     add_install_parser,
     backup_path,
     candidate_files,
+    header_variables,
     replace_atomically,
     run_install,
     strip_jsonc,
@@ -82,7 +83,8 @@ CLAUDE_INSTALLED = f"""\
       "env": {{"GITHUB_TOKEN": "ghp_example", "LOG_LEVEL": "warn"}},
       "disabled": false
     }},
-    "remote-notes": {{"url": "https://notes.example.com/mcp", "headers": {{"Authorization": "Bearer t0k"}}}},
+    "remote-notes": {{"command": "{AIRLOCK}", "args": ["run", "--name", "remote-notes", "--url", "https://notes.example.com/mcp", \
+"--header-env", "Authorization=AIRLOCK_HEADER_AUTHORIZATION", "--"], "env": {{"AIRLOCK_HEADER_AUTHORIZATION": "Bearer t0k"}}}},
     "time": {{"command": "{AIRLOCK}", "args": ["run", "--name", "time", "--", "mcp-server-time"]}}
   }},
   "globalShortcut": "Ctrl+Space"
@@ -123,8 +125,17 @@ CURSOR_INSTALLED = f"""\
       }}
     }},
     "linear": {{
-      "type": "sse",
-      "url": "https://mcp.linear.app/sse"
+      "command": "{AIRLOCK}",
+      "args": [
+        "run",
+        "--name",
+        "linear",
+        "--url",
+        "https://mcp.linear.app/sse",
+        "--transport",
+        "sse",
+        "--"
+      ]
     }},
     "browser": {{
       "command": "{AIRLOCK}",
@@ -170,7 +181,7 @@ VSCODE_MCP_INSTALLED = f"""\
 "ghcr.io/github/github-mcp-server"],
 \t\t\t"env": {{"GITHUB_PERSONAL_ACCESS_TOKEN": "${{input:gh-token}}"}},
 \t\t}},
-\t\t"docs": {{"type": "http", "url": "https://docs.example.com/mcp"}},
+\t\t"docs": {{"type": "stdio", "command": "{AIRLOCK}", "args": ["run", "--name", "docs", "--url", "https://docs.example.com/mcp", "--"]}},
 \t}},
 }}
 """
@@ -276,22 +287,24 @@ VSCODE_SETTINGS_PATH = ".config/Code/User/settings.json"
 # -- install -----------------------------------------------------------------------------------------
 
 
-def test_install_wraps_each_claude_stdio_server_and_keeps_everything_else_byte_for_byte(home: Home) -> None:
+def test_install_wraps_each_claude_server_and_keeps_everything_else_byte_for_byte(home: Home) -> None:
     config = home.write(CLAUDE_PATH, CLAUDE)
     out = home.install("claude")
     assert config.read_text() == CLAUDE_INSTALLED
     assert "wrapped    filesystem    as airlock server 'filesystem'" in out
     assert "wrapped    GitHub Tools  as airlock server 'github-tools'; passes env GITHUB_TOKEN, LOG_LEVEL" in out
-    assert "skipped    remote-notes  remote server (https://notes.example.com/mcp): 'airlock run' wraps stdio servers only" in out
+    assert ("wrapped    remote-notes  as airlock server 'remote-notes'; remote https://notes.example.com/mcp over streamable-http; "
+            "headers Authorization sent from env AIRLOCK_HEADER_AUTHORIZATION") in out  # fmt: skip
+    assert "Bearer t0k" not in out
     assert "wrapped    time          as airlock server 'time'" in out
     assert f"wrote {config}" in out
 
 
-def test_install_wraps_cursor_servers_and_skips_the_sse_one(home: Home) -> None:
+def test_install_wraps_cursor_servers_the_sse_one_included(home: Home) -> None:
     config = home.write(CURSOR_PATH, CURSOR)
     out = home.install("cursor")
     assert config.read_text() == CURSOR_INSTALLED
-    assert "skipped    linear    remote server (https://mcp.linear.app/sse)" in out
+    assert "wrapped    linear    as airlock server 'linear'; remote https://mcp.linear.app/sse over sse; sends no headers" in out
 
 
 def test_install_reads_jsonc_in_vscode_mcp_json_and_keeps_its_comments(home: Home) -> None:
@@ -299,7 +312,7 @@ def test_install_reads_jsonc_in_vscode_mcp_json_and_keeps_its_comments(home: Hom
     out = home.install("vscode")
     assert config.read_text() == VSCODE_MCP_INSTALLED
     assert "warning" not in out  # no comment sat inside a rewritten value
-    assert "skipped    docs    remote server (https://docs.example.com/mcp)" in out
+    assert "wrapped    docs    as airlock server 'docs'; remote https://docs.example.com/mcp over streamable-http" in out
 
 
 def test_install_rewrites_the_mcp_section_of_older_vscode_settings_and_says_which_comments_it_dropped(home: Home) -> None:
@@ -345,12 +358,7 @@ def test_uninstall_gives_back_the_original_entries(home: Home, client: str, rela
     home.install(client)
     out = home.install(client, "--uninstall")
     assert "unwrapped" in out
-    if client == "vscode" and relative == VSCODE_SETTINGS_PATH:
-        # The comment inside the rewritten args is gone; the entries are the original ones.
-        assert json.loads(strip_jsonc(config.read_text())[0]) == json.loads(strip_jsonc(original)[0])
-        assert "// Editor" in config.read_text()
-    else:
-        assert config.read_text() == original
+    assert config.read_text() == original  # comments inside an entry included: it comes from the backup's text
     assert backup_path(config).read_text() == original  # kept
 
 
@@ -526,9 +534,30 @@ def test_an_installed_entry_whose_env_gained_a_variable_is_flagged(home: Home) -
 @pytest.mark.parametrize(
     ("entry", "reason"),
     [
-        ({"type": "http", "url": "https://a.example/mcp"}, "remote server (https://a.example/mcp)"),
-        ({"serverUrl": "https://b.example/sse"}, "remote server (https://b.example/sse)"),
-        ({"type": "streamable-http"}, "remote server (streamable-http)"),
+        ({"type": "streamable-http"}, "remote server (streamable-http) with no 'url' string: nothing for 'airlock run --url' to reach"),
+        ({"url": 42}, "remote server with no 'url' string"),
+        ({"type": "http", "url": " "}, "remote server (http) with no 'url' string"),
+        ({"type": "ws", "url": "wss://a.example/mcp"}, "WebSocket server (wss://a.example/mcp): 'airlock run --url' speaks"),
+        ({"type": "http", "url": "unix:///tmp/mcp.sock"}, "remote server (unix:///tmp/mcp.sock): 'airlock run --url' reaches http:// and"),
+        (
+            {"type": "http", "url": "https://a.example/mcp", "oauth": {"clientId": "c-1"}},
+            "remote server (https://a.example/mcp) that signs in with OAuth ('oauth'): the client does the sign-in",
+        ),
+        (
+            {"url": "https://a.example/mcp", "auth": {"CLIENT_ID": "c-1", "scopes": ["mcp"]}},
+            "remote server (https://a.example/mcp) that signs in with OAuth ('auth')",
+        ),
+        ({"url": "https://a.example/mcp", "command": "npx"}, "remote server (https://a.example/mcp) that also has a 'command'"),
+        ({"type": "stdio", "url": "https://a.example/mcp"}, "'type' is 'stdio' but the entry has a 'url'"),
+        ({"type": 2, "url": "https://a.example/mcp"}, "'type' is not a string"),
+        ({"url": "https://a.example/mcp", "serverUrl": "https://b.example/mcp"}, "both 'url' and 'serverUrl'"),
+        ({"url": "https://a.example/mcp", "headers": ["Authorization: x"]}, "'headers' is not an object"),
+        ({"url": "https://a.example/mcp", "headers": {"X-Retries": 3}}, "header 'X-Retries' is a number, not a string"),
+        ({"url": "https://a.example/mcp", "headers": {"X-Empty": ""}}, "header 'X-Empty' is empty"),
+        ({"url": "https://a.example/mcp", "headers": {"Bad Name": "x"}}, "header name 'Bad Name' is not an HTTP field name"),
+        ({"url": "https://a.example/mcp", "headers": {"-X": "x"}}, "header name '-X' starts with '-'"),
+        ({"url": "https://a.example/mcp", "headers": {"X-A": "a\r\nX-B: b"}}, "header 'X-A' has a line break or NUL"),
+        ({"url": "https://a.example/mcp", "env": ["A=1"]}, "'env' is not an object"),
         ("npx server", "the entry is a string, not an object"),
         ({"args": ["x"]}, "no 'command' string: not a stdio server"),
         ({"command": "x", "args": "--flag"}, "'args' is not a list of strings"),
@@ -602,6 +631,281 @@ def test_a_file_changed_by_someone_else_meanwhile_is_not_overwritten(tmp_path: P
         replace_atomically(config, b"{}", b'{"original": true}')
     assert config.read_text() == '{"changed": true}'
     assert [p.name for p in tmp_path.iterdir()] == ["mcp.json"]  # no temporary file left
+
+
+# -- remote servers -------------------------------------------------------------------------------------
+
+URL = "https://mcp.example.com/mcp"
+SSE_URL = "https://mcp.example.com/sse"
+TOKEN = "Bearer s3cr3t-t0ken-value"
+
+
+def _run(*remote: str) -> list[str]:
+    return ["run", "--name", "remote", "--url", *remote, "--"]
+
+
+def _nest(layout: tuple[str, ...], servers: dict[str, Any]) -> dict[str, Any]:
+    document: dict[str, Any] = servers
+    for key in reversed(layout):
+        document = {key: document}
+    return document
+
+
+def _servers(config: Path, layout: tuple[str, ...]) -> dict[str, Any]:
+    node: Any = json.loads(strip_jsonc(config.read_text())[0])
+    for key in layout:
+        node = node[key]
+    assert isinstance(node, dict)
+    return node
+
+
+def _ordered(value: Any) -> str:
+    """JSON text that differs when keys are in another order (== on dicts does not see order)."""
+    return json.dumps(value)
+
+
+# Each client's remote spellings: the entry, what install makes of it, and what uninstall writes
+# back from the entry alone (no backup); None: the entry itself, byte for byte.
+REMOTE_SPELLINGS = [
+    pytest.param(
+        "vscode", VSCODE_MCP_PATH, ("servers",),
+        {"type": "http", "url": URL, "headers": {"Authorization": TOKEN}},
+        {"type": "stdio", "command": AIRLOCK, "args": _run(URL, "--header-env", "Authorization=AIRLOCK_HEADER_AUTHORIZATION"),
+         "env": {"AIRLOCK_HEADER_AUTHORIZATION": TOKEN}},
+        None, id="vscode-http-with-headers"),
+    pytest.param(
+        "vscode", VSCODE_MCP_PATH, ("servers",),
+        {"type": "sse", "url": SSE_URL},
+        {"type": "stdio", "command": AIRLOCK, "args": _run(SSE_URL, "--transport", "sse")},
+        None, id="vscode-sse"),
+    pytest.param(
+        "vscode", VSCODE_SETTINGS_PATH, ("mcp", "servers"),
+        {"type": "http", "url": URL, "headers": {"X-API-Key": "k-123", "X-Team": "core"}, "dev": {"watch": "src/**"}},
+        {"type": "stdio", "command": AIRLOCK,
+         "args": _run(URL, "--header-env", "X-API-Key=AIRLOCK_HEADER_X_API_KEY", "--header-env", "X-Team=AIRLOCK_HEADER_X_TEAM"),
+         "env": {"AIRLOCK_HEADER_X_API_KEY": "k-123", "AIRLOCK_HEADER_X_TEAM": "core"}, "dev": {"watch": "src/**"}},
+        None, id="vscode-settings-http-with-headers-and-other-keys"),
+    pytest.param(
+        "vscode", VSCODE_MCP_PATH, ("servers",),
+        {"url": URL},
+        {"command": AIRLOCK, "args": _run(URL)},
+        None, id="vscode-untyped-url"),
+    pytest.param(
+        "cursor", CURSOR_PATH, ("mcpServers",),
+        {"url": URL, "headers": {"Authorization": TOKEN}},
+        {"command": AIRLOCK, "args": _run(URL, "--header-env", "Authorization=AIRLOCK_HEADER_AUTHORIZATION"),
+         "env": {"AIRLOCK_HEADER_AUTHORIZATION": TOKEN}},
+        None, id="cursor-url-with-headers"),
+    pytest.param(
+        "cursor", CURSOR_PATH, ("mcpServers",),
+        {"type": "sse", "url": SSE_URL, "disabled": False},
+        {"command": AIRLOCK, "args": _run(SSE_URL, "--transport", "sse"), "disabled": False},
+        None, id="cursor-typed-sse"),
+    pytest.param(
+        "cursor", CURSOR_PATH, ("mcpServers",),
+        {"serverUrl": URL, "headers": {"Authorization": TOKEN}},
+        {"command": AIRLOCK, "args": _run(URL, "--header-env", "Authorization=AIRLOCK_HEADER_AUTHORIZATION"),
+         "env": {"AIRLOCK_HEADER_AUTHORIZATION": TOKEN}},
+        {"url": URL, "headers": {"Authorization": TOKEN}}, id="cursor-serverUrl"),
+    pytest.param(
+        "cursor", CURSOR_PATH, ("mcpServers",),
+        {"type": "http", "url": "${env:TEAM_MCP_URL}/mcp"},
+        {"command": AIRLOCK, "args": _run("${env:TEAM_MCP_URL}/mcp")},
+        {"url": "${env:TEAM_MCP_URL}/mcp"}, id="cursor-typed-http-with-a-variable-url"),
+    pytest.param(
+        "claude", CLAUDE_PATH, ("mcpServers",),
+        {"url": URL, "headers": {"Authorization": TOKEN}},
+        {"command": AIRLOCK, "args": _run(URL, "--header-env", "Authorization=AIRLOCK_HEADER_AUTHORIZATION"),
+         "env": {"AIRLOCK_HEADER_AUTHORIZATION": TOKEN}},
+        None, id="claude-url-with-headers"),
+    pytest.param(
+        "claude", CLAUDE_PATH, ("mcpServers",),
+        {"type": "streamable-http", "url": URL},
+        {"command": AIRLOCK, "args": _run(URL)},
+        {"url": URL}, id="claude-streamable-http"),
+    pytest.param(
+        "claude", CLAUDE_PATH, ("mcpServers",),
+        {"url": SSE_URL, "type": "SSE"},
+        {"command": AIRLOCK, "args": _run(SSE_URL, "--transport", "sse")},
+        {"type": "sse", "url": SSE_URL}, id="claude-SSE-after-the-url"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("client", "relative", "layout", "entry", "wrapped", "unbacked"), REMOTE_SPELLINGS)
+def test_remote_entries_become_airlock_run_url_entries_and_come_back_byte_for_byte(
+    home: Home, client: str, relative: str, layout: tuple[str, ...], entry: Any, wrapped: Any, unbacked: Any
+) -> None:
+    text = json.dumps(_nest(layout, {"remote": entry}), indent=2) + "\n"
+    config = home.write(relative, text)
+    out = home.install(client)
+    assert _ordered(_servers(config, layout)["remote"]) == _ordered(wrapped)
+    assert "wrapped    remote  as airlock server 'remote'; remote " in out
+    installed = config.read_bytes()
+    assert "nothing to change" in home.install(client)
+    assert config.read_bytes() == installed
+    assert "unwrapped  remote" in home.install(client, "--uninstall")
+    assert config.read_text() == text
+    assert backup_path(config).read_text() == text
+
+
+@pytest.mark.parametrize(("client", "relative", "layout", "entry", "wrapped", "unbacked"), REMOTE_SPELLINGS)
+def test_without_a_backup_a_remote_entry_is_written_back_from_its_arguments_and_env(
+    home: Home, client: str, relative: str, layout: tuple[str, ...], entry: Any, wrapped: Any, unbacked: Any
+) -> None:
+    text = json.dumps(_nest(layout, {"remote": entry}), indent=2) + "\n"
+    config = home.write(relative, text)
+    home.install(client)
+    backup_path(config).unlink()
+    home.install(client, "--uninstall")
+    if unbacked is None:
+        assert config.read_text() == text
+    else:  # the same server; only the backup knows the spelling
+        assert _ordered(_servers(config, layout)["remote"]) == _ordered(unbacked)
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["Bearer abc.def.ghi", "--policy=/tmp/allow-everything.toml", "a=b=c", "${input:api-token}", "clé secrète 秘密", "-- rm -rf /"],
+)
+def test_header_values_never_reach_the_command_line_or_the_summary(home: Home, value: str) -> None:
+    entry = {"type": "http", "url": URL, "headers": {"Authorization": value, "X-Other": value + "-2"}}
+    text = json.dumps({"servers": {"remote": entry}}, indent=2) + "\n"
+    config = home.write(VSCODE_MCP_PATH, text)
+    out = home.install("vscode")
+    installed = _servers(config, ("servers",))["remote"]
+    assert not any(value in arg for arg in installed["args"])
+    assert installed["env"] == {"AIRLOCK_HEADER_AUTHORIZATION": value, "AIRLOCK_HEADER_X_OTHER": value + "-2"}
+    assert value not in out
+    assert value not in home.install("vscode", "--uninstall")
+    assert config.read_text() == text
+
+
+@pytest.mark.parametrize(
+    ("headers", "env", "expected"),
+    [
+        (["Authorization"], [], ["AIRLOCK_HEADER_AUTHORIZATION"]),
+        (["X-API-Key", "x.custom~h", "_"], [], ["AIRLOCK_HEADER_X_API_KEY", "AIRLOCK_HEADER_X_CUSTOM_H", "AIRLOCK_HEADER_HEADER"]),
+        (["Authorization"], ["AIRLOCK_HEADER_AUTHORIZATION"], ["AIRLOCK_HEADER_AUTHORIZATION_2"]),
+        (["Authorization"], ["airlock_header_authorization", "AIRLOCK_HEADER_AUTHORIZATION_2"], ["AIRLOCK_HEADER_AUTHORIZATION_3"]),
+        (["X-Key", "X_Key", "x-key"], [], ["AIRLOCK_HEADER_X_KEY", "AIRLOCK_HEADER_X_KEY_2", "AIRLOCK_HEADER_X_KEY_3"]),
+    ],
+)
+def test_header_variables_are_named_after_the_header_and_never_collide(headers: list[str], env: list[str], expected: list[str]) -> None:
+    assert header_variables(headers, env) == expected
+
+
+def test_header_variables_keep_clear_of_the_entrys_env_which_comes_back_untouched(home: Home) -> None:
+    entry = {
+        "url": URL,
+        "headers": {"Authorization": TOKEN, "X-Key": "b", "X_Key": "c"},
+        "env": {"AIRLOCK_HEADER_AUTHORIZATION": "mine", "airlock_header_x_key_2": "mine too"},
+    }
+    text = json.dumps({"mcpServers": {"remote": entry}}, indent=2) + "\n"
+    config = home.write(CURSOR_PATH, text)
+    home.install("cursor")
+    installed = _servers(config, ("mcpServers",))["remote"]
+    pairs = ["Authorization=AIRLOCK_HEADER_AUTHORIZATION_2", "X-Key=AIRLOCK_HEADER_X_KEY", "X_Key=AIRLOCK_HEADER_X_KEY_3"]
+    assert installed["args"] == _run(URL, *(item for pair in pairs for item in ("--header-env", pair)))
+    assert installed["env"] == {
+        "AIRLOCK_HEADER_AUTHORIZATION": "mine",
+        "airlock_header_x_key_2": "mine too",
+        "AIRLOCK_HEADER_AUTHORIZATION_2": TOKEN,
+        "AIRLOCK_HEADER_X_KEY": "b",
+        "AIRLOCK_HEADER_X_KEY_3": "c",
+    }
+    backup_path(config).unlink()
+    home.install("cursor", "--uninstall")
+    assert config.read_text() == text
+
+
+def test_an_installed_remote_entry_is_left_alone_and_its_header_variables_are_not_flagged(home: Home) -> None:
+    config = home.write(CLAUDE_PATH, CLAUDE)
+    home.install("claude")
+    out = home.install("claude")
+    assert "unchanged  remote-notes  already runs through airlock\n" in out
+    assert "warning" not in out
+    assert config.read_text() == CLAUDE_INSTALLED
+
+
+def test_dry_run_shows_the_remote_entry_rewritten_and_writes_nothing(home: Home) -> None:
+    config = home.write(CLAUDE_PATH, CLAUDE)
+    out = home.install("claude", "--dry-run")
+    assert config.read_text() == CLAUDE
+    assert not backup_path(config).exists()
+    assert '-    "remote-notes": {"url": "https://notes.example.com/mcp", "headers": {"Authorization": "Bearer t0k"}},\n' in out
+    assert f'+    "remote-notes": {{"command": "{AIRLOCK}", "args": ["run", "--name", "remote-notes", "--url", ' in out
+    home.install("claude")
+    out = home.install("claude", "--uninstall", "--dry-run")
+    assert '+    "remote-notes": {"url": "https://notes.example.com/mcp", "headers": {"Authorization": "Bearer t0k"}},\n' in out
+    assert config.read_text() == CLAUDE_INSTALLED
+
+
+def test_the_policy_and_the_python_launcher_go_into_the_remote_command_line_too(home: Home) -> None:
+    launcher = Launcher("/opt/venv/bin/python3", ("-m", "gateway"))
+    config = home.write(CURSOR_PATH, json.dumps({"mcpServers": {"remote": {"url": URL}}}))
+    home.install("cursor", "--policy", str(POLICY), launcher=launcher)
+    assert _servers(config, ("mcpServers",))["remote"] == {
+        "command": "/opt/venv/bin/python3",
+        "args": ["-m", "gateway", "run", "--name", "remote", "--policy", str(POLICY), "--url", URL, "--"],
+    }
+    assert "nothing to change" in home.install("cursor", launcher=launcher)
+    home.install("cursor", "--uninstall")
+    assert config.read_text() == json.dumps({"mcpServers": {"remote": {"url": URL}}})
+
+
+def test_a_url_with_a_query_or_credentials_is_flagged_as_visible_on_the_command_line(home: Home) -> None:
+    servers = {"q": {"url": URL + "?api_key=k"}, "user": {"url": "https://me:pw@mcp.example.com/mcp"}, "plain": {"url": URL}}
+    home.write(CURSOR_PATH, json.dumps({"mcpServers": servers}))
+    out = home.install("cursor")
+    flagged = [line.split()[1] for line in out.splitlines() if "is on airlock's command line, which 'ps' shows" in line]
+    assert flagged == ["q", "user"]
+
+
+def test_a_remote_entry_added_after_the_first_install_is_written_back_without_the_backup(home: Home) -> None:
+    config = home.write(CURSOR_PATH, CURSOR)
+    home.install("cursor")
+    data = json.loads(config.read_text())
+    added = {"url": URL, "headers": {"Authorization": TOKEN, "X-Team": "core"}, "disabled": True}
+    data["mcpServers"]["added-later"] = added
+    config.write_text(json.dumps(data, indent=2))
+    assert "wrapped    added-later" in home.install("cursor")
+    home.install("cursor", "--uninstall")
+    servers = _servers(config, ("mcpServers",))
+    assert _ordered(servers["added-later"]) == _ordered(added)
+    assert _ordered(servers["linear"]) == _ordered(json.loads(CURSOR)["mcpServers"]["linear"])
+
+
+def test_uninstall_copies_a_commented_remote_entry_back_from_the_backup_byte_for_byte(home: Home) -> None:
+    original = VSCODE_MCP.replace(
+        '\t\t"docs": {"type": "http", "url": "https://docs.example.com/mcp"},\n',
+        '\t\t"docs": {\n\t\t\t"type": "http", // streamable, falls back to SSE\n\t\t\t"url": "https://docs.example.com/mcp",\n'
+        '\t\t\t"headers": {"Authorization": "Bearer ${input:docs-token}"},\n\t\t},\n',
+    )
+    config = home.write(VSCODE_MCP_PATH, original)
+    out = home.install("vscode")
+    assert "warning: comments inside server 'docs' are not preserved" in out
+    assert _servers(config, ("servers",))["docs"]["env"] == {"AIRLOCK_HEADER_AUTHORIZATION": "Bearer ${input:docs-token}"}
+    home.install("vscode", "--uninstall")
+    assert config.read_text() == original
+
+
+def test_a_wrapped_remote_entry_whose_header_variable_is_gone_is_left_with_the_reason(home: Home) -> None:
+    entry = {"command": AIRLOCK, "args": _run(URL, "--header-env", "Authorization=AIRLOCK_HEADER_AUTHORIZATION")}
+    text = json.dumps({"mcpServers": {"remote": entry}})
+    config = home.write(CURSOR_PATH, text)
+    out = home.install("cursor", "--uninstall")
+    assert ("skipped    remote  its Authorization header comes from variable 'AIRLOCK_HEADER_AUTHORIZATION', which the entry's "
+            "'env' does not set; edit it by hand") in out  # fmt: skip
+    assert config.read_text() == text
+
+
+def test_uninstall_of_a_remote_entry_drops_airlock_options_added_by_hand_and_says_so(home: Home) -> None:
+    args = ["run", "--name", "r", "--timeout", "10", "--url", URL, "--header", "X-Team=core", "--header-env=Authorization=TOKEN", "--"]
+    entry = {"command": AIRLOCK, "args": args, "env": {"TOKEN": TOKEN}}
+    config = home.write(CURSOR_PATH, json.dumps({"mcpServers": {"r": entry}}))
+    out = home.install("cursor", "--uninstall")
+    assert f"unwrapped  r  {URL} over streamable-http; headers X-Team, Authorization (dropped airlock options: --timeout 10)" in out
+    assert _ordered(_servers(config, ("mcpServers",))["r"]) == _ordered({"url": URL, "headers": {"X-Team": "core", "Authorization": TOKEN}})
 
 
 # -- where the configs are ------------------------------------------------------------------------------
