@@ -68,6 +68,7 @@ def _env_pair(text: str) -> tuple[str, str]:
 def _remote_options(parser: argparse.ArgumentParser) -> None:
     """The options naming a remote upstream (of `run`, `serve` and `pin`)."""
     parser.add_argument("--url", help="a remote upstream MCP server (instead of '-- CMD')")
+    parser.add_argument("--url-env", metavar="VAR", help="as --url, the URL read from environment variable VAR (a URL holding a token)")
     parser.add_argument("--transport", choices=["streamable-http", "sse"], default="streamable-http", help="transport of --url")
     parser.add_argument("--header", action="append", default=[], type=_env_pair, metavar="NAME=VALUE", help="HTTP header for --url")
     parser.add_argument("--header-env", action="append", default=[], type=_env_pair, metavar="NAME=VAR",
@@ -243,6 +244,13 @@ def _http_spec(args: argparse.Namespace, config: GatewayConfig) -> tuple[HttpSpe
     `bearer_env`/--bearer-env name (values never logged). None: the upstream is a command."""
     name: str | None = None
     configured = None
+    if args.url_env:
+        if args.url:
+            raise ConfigError("give --url or --url-env, not both")
+        args.url = os.environ.get(args.url_env)
+        if not args.url:
+            raise ConfigError(f"--url-env {args.url_env}: that environment variable is not set or empty")
+        args.url_env = None  # read once
     if args.url is None:
         if args.upstream_command and [a for a in args.upstream_command if a != "--"]:
             return None
@@ -256,7 +264,8 @@ def _http_spec(args: argparse.Namespace, config: GatewayConfig) -> tuple[HttpSpe
     assert url is not None
     where = "--url" if args.url else f"[upstreams.{name}] url"
     if not url.startswith(("http://", "https://")):
-        raise ConfigError(f"{where} {url!r}: give an http:// or https:// URL")
+        shown = url if "?" not in url and "@" not in url else url.split("//", 1)[0] + "//..."  # never echo a token
+        raise ConfigError(f"{where} {shown!r}: give an http:// or https:// URL")
     headers = {**(configured.headers if configured is not None else {}), **dict(args.header)}
     from_env = {**(configured.headers_env if configured is not None else {}), **dict(args.header_env)}
     bearer = args.bearer_env or (configured.bearer_env if configured is not None else None)
@@ -278,7 +287,7 @@ def _settings_from(args: argparse.Namespace) -> tuple[RunSettings, GatewayConfig
     remote = _http_spec(args, config)
     http = remote[0] if remote is not None else None
     if remote is not None:
-        spec, name = ChildSpec((remote[0].url,), {}, None), remote[1]
+        spec, name = ChildSpec((remote[0].display,), {}, None), remote[1]  # the display form: no query, no user part
     else:
         spec, name = _upstream_spec(args, config)
     settings = RunSettings(
@@ -572,7 +581,7 @@ def cmd_pin(args: argparse.Namespace) -> int:
         listing = asyncio.run(list_remote_server(spec) if isinstance(spec, HttpSpec) else list_server(spec))
         given = args.name or configured or listing.server_name
         identity = server_identity(given) if given else None
-        identity = identity or server_identity(Path(spec.url if isinstance(spec, HttpSpec) else spec.argv[0]).name)
+        identity = identity or server_identity(Path(spec.display if isinstance(spec, HttpSpec) else spec.argv[0]).name)
         pins = ServerPins()
         if listing.instructions is not None:
             pins.put("instructions", "instructions", listing.instructions)

@@ -63,6 +63,7 @@ from gateway.errors import EXIT_OK, ConfigError
 from gateway.mediation.policy import server_identity
 from gateway.policy.model import load_policy
 from gateway.transports.child import DEFAULT_ENV_ALLOWLIST
+from gateway.transports.http_upstream import HttpSpec
 
 CLIENTS: Final = ("claude", "vscode", "cursor")
 TITLES: Final = {"claude": "Claude Desktop", "vscode": "VS Code", "cursor": "Cursor"}
@@ -79,7 +80,7 @@ _OAUTH_KEYS: Final = ("oauth", "auth")
 HEADER_ENV_PREFIX: Final = "AIRLOCK_HEADER_"
 #: The options `airlock install` writes between `run` and `--` (and `--header`, which it reads
 #: back); each takes one value.
-_INSTALL_OPTIONS: Final = ("--name", "--policy", "--pass-env", "--url", "--transport", "--header-env", "--header")
+_INSTALL_OPTIONS: Final = ("--name", "--policy", "--pass-env", "--url", "--url-env", "--transport", "--header-env", "--header")
 #: An HTTP field name (RFC 9110, section 5.1: a token).
 _HEADER_NAME: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _AIRLOCK_NAMES: Final = frozenset({"airlock", "airlock.exe"})
@@ -617,9 +618,16 @@ def _wrap_remote(entry: Mapping[str, Any], launcher: Launcher, options: list[str
     url, transport = entry[url_key], _transport(entry)
     headers: dict[str, str] = entry.get("headers", {})
     env: dict[str, str] | None = entry.get("env")
+    hidden_url = _url_has_query_or_user(url)  # a token in the URL: it goes through env too, not on the command line
     variables = header_variables(list(headers), env or {})
-    secrets = dict(zip(variables, headers.values(), strict=True))
-    remote = ["--url", url, *(["--transport", "sse"] if transport == "sse" else [])]
+    url_variable = None
+    if hidden_url:
+        taken, url_variable, suffix = {n.upper() for n in [*(env or {}), *variables]}, "AIRLOCK_URL", 2
+        while url_variable in taken:
+            url_variable, suffix = f"AIRLOCK_URL_{suffix}", suffix + 1
+    secrets = dict(zip(variables, headers.values(), strict=True)) | ({url_variable: url} if url_variable else {})
+    remote = ["--url-env", url_variable] if url_variable else ["--url", url]
+    remote += ["--transport", "sse"] if transport == "sse" else []
     remote += [item for header, variable in zip(headers, variables, strict=True) for item in ("--header-env", f"{header}={variable}")]
     args = [*launcher.prefix, "run", *options, *remote, "--"]
     out: dict[str, Any] = {}
@@ -636,14 +644,21 @@ def _wrap_remote(entry: Mapping[str, Any], launcher: Launcher, options: list[str
             out["env"] = {**value, **secrets}
         else:
             out[key] = value
-    detail = f"{url} over {transport}"
+    if secrets and "env" not in out:  # no headers or env key to stand in for: after the command
+        out["env"] = secrets
+    detail = f"{_shown(url)} over {transport}"
     if headers:
         detail += f"; headers {', '.join(headers)} sent from env {', '.join(variables)}"
     else:
         detail += "; sends no headers (a server that needs the client's OAuth sign-in will refuse it)"
-    if _url_has_query_or_user(url):
-        detail += "; warning: the URL, query and user part included, is on airlock's command line, which 'ps' shows"
+    if url_variable:
+        detail += f"; the URL holds a query or user part, so it is read from env {url_variable}, not the command line"
     return out, detail
+
+
+def _shown(url: str) -> str:
+    """`url` without a query or user part (which may hold a token), for messages."""
+    return HttpSpec(url).display
 
 
 def _url_has_query_or_user(url: str) -> bool:
@@ -707,11 +722,16 @@ def wrap_servers(
 def _unpassed_env(entry: Mapping[str, Any], run: int) -> str:
     split = _options(entry["args"], run)
     env = entry.get("env")
-    if split is None or not isinstance(env, dict) or _option_values(split[0], "--url"):
+    if split is None or not isinstance(env, dict) or _names_remote(split[0]):
         return ""  # a remote upstream is no child process: its entry's env is the gateway's
     passed = set(_option_values(split[0], "--pass-env")) | set(DEFAULT_ENV_ALLOWLIST)
     missing = [var for var in env if var not in passed]
     return f" (warning: env {', '.join(missing)} not passed to the server: add --pass-env NAME)" if missing else ""
+
+
+def _names_remote(options: Sequence[str]) -> bool:
+    """Whether airlock's options name a remote upstream (`--url` or `--url-env`)."""
+    return bool(_option_values(options, "--url") or _option_values(options, "--url-env"))
 
 
 def _same_server(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
@@ -757,6 +777,11 @@ def _unwrap_remote(entry: Mapping[str, Any], options: Sequence[str]) -> tuple[di
     for flag, value in _option_pairs(options):
         if flag == "--url":
             url = value
+        elif flag == "--url-env":
+            if not (isinstance(env, dict) and isinstance(env.get(value), str)):
+                return f"its URL comes from variable {value!r}, which the entry's 'env' does not set; edit it by hand"
+            url = env[value]
+            used.add(value)
         elif flag == "--transport":
             sse = value == "sse"
         elif flag in ("--header-env", "--header"):
@@ -784,7 +809,7 @@ def _unwrap_remote(entry: Mapping[str, Any], options: Sequence[str]) -> tuple[di
             out[key] = value
     if headers and "headers" not in out:
         out["headers"] = headers
-    detail = f"{url} over {'sse' if sse else 'streamable-http'}" + (f"; headers {', '.join(headers)}" if headers else "")
+    detail = f"{_shown(url)} over {'sse' if sse else 'streamable-http'}" + (f"; headers {', '.join(headers)}" if headers else "")
     return out, detail
 
 
@@ -809,7 +834,7 @@ def unwrap_servers(servers: Mapping[str, Any], backup: Mapping[str, Any] | None)
         if isinstance(original, dict) and _run_index(original) is not None:
             outcomes.append(Outcome(name, "skipped", "already ran through airlock before 'airlock install' (see the backup); left as is"))
             continue
-        remote = ours and split is not None and not split[1] and bool(_option_values(split[0], "--url"))
+        remote = ours and split is not None and not split[1] and _names_remote(split[0])
         if not ours or split is None or not (split[1] or remote):
             why = "no '--' followed by a command" if split is None or not split[1] else "started through another program"
             outcomes.append(Outcome(name, "skipped", f"runs airlock in a form 'airlock install' does not write ({why}); edit it by hand"))

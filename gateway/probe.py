@@ -141,7 +141,7 @@ async def list_remote_server(spec: HttpSpec, *, timeout: float = 60.0) -> Server
         async with asyncio.timeout(timeout):
             return await _converse(_Conversation(read_line, write_line))
     except TimeoutError:
-        raise UpstreamUnavailable(f"the upstream at {spec.url} did not answer within {timeout:.0f} s") from None
+        raise UpstreamUnavailable(f"the upstream at {spec.display} did not answer within {timeout:.0f} s") from None
     finally:
         await upstream.terminate(grace=0.5)
 

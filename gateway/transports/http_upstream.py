@@ -15,6 +15,7 @@ import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import httpx2
 import orjson
@@ -36,6 +37,19 @@ class HttpSpec:
     headers: Mapping[str, str] = field(default_factory=dict)  # secrets: never logged
     timeout: float = 30.0
     connect_timeout: float = 10.0
+
+    @property
+    def display(self) -> str:
+        """The URL as logs and errors show it: a query or user part (which may hold a token) is
+        replaced by "..."."""
+        try:
+            parts = urlsplit(self.url)
+            host = parts.hostname or ""
+            port = f":{parts.port}" if parts.port else ""
+        except ValueError:
+            return self.url.split("?", 1)[0].split("@")[-1]
+        shown = f"{parts.scheme}://{'...@' if parts.username or parts.password else ''}{host}{port}{parts.path}"
+        return shown + ("?..." if parts.query else "")
 
 
 def describe_failure(exc: BaseException) -> str:
@@ -81,10 +95,10 @@ class HttpUpstream:
         waiter.cancel()
         if not self._connected.is_set():
             if self._task in done:
-                raise UpstreamStartFailed(f"cannot connect to the upstream at {self.spec.url}: {self._error or 'connection ended'}")
+                raise UpstreamStartFailed(f"cannot connect to the upstream at {self.spec.display}: {self._error or 'connection ended'}")
             self._task.cancel()
-            raise UpstreamStartFailed(f"the upstream at {self.spec.url} did not answer within {self.spec.connect_timeout} s")
-        log.info("upstream connected", url=self.spec.url, transport=self.spec.transport)
+            raise UpstreamStartFailed(f"the upstream at {self.spec.display} did not answer within {self.spec.connect_timeout} s")
+        log.info("upstream connected", url=self.spec.display, transport=self.spec.transport)
 
     async def _run(self) -> None:
         from mcp.client.sse import sse_client
@@ -107,7 +121,7 @@ class HttpUpstream:
                     try:
                         async for item in read_stream:
                             if isinstance(item, Exception):
-                                log.warning("upstream transport error", url=self.spec.url, error=str(item)[:300])
+                                log.warning("upstream transport error", url=self.spec.display, error=str(item)[:300])
                                 continue
                             message = item.message.model_dump(by_alias=True, mode="json", exclude_unset=True)
                             self._on_output(jsonrpc.encode(message) + b"\n")
@@ -118,7 +132,7 @@ class HttpUpstream:
             self.returncode = 0
         except Exception as exc:  # a network failure ends the upstream like a child's exit
             self._error = describe_failure(exc)
-            log.error("upstream connection failed", url=self.spec.url, error=self._error)
+            log.error("upstream connection failed", url=self.spec.display, error=self._error)
             self.returncode = 1
         finally:
             self.exited.set()
@@ -140,7 +154,7 @@ class HttpUpstream:
 
     def ended_because(self) -> str:
         """Why the upstream is gone, for the errors that answer its open requests."""
-        return f"the connection to the upstream at {self.spec.url} was lost: {self._error or 'it closed'}"
+        return f"the connection to the upstream at {self.spec.display} was lost: {self._error or 'it closed'}"
 
     async def terminate(self, grace: float = 1.0) -> int:
         """Send what is queued (for at most `grace` seconds), then close the connection (a

@@ -121,3 +121,20 @@ def test_a_remote_server_can_be_pinned_and_its_pins_compared(remote_everything: 
     compared = pin("--diff")
     assert compared.returncode == 0, compared.stderr  # the same server: no changes
     assert b"no changes" in compared.stderr
+
+
+@pytest.mark.parametrize("level", ["info", "debug"])
+async def test_a_url_from_the_environment_never_shows_its_query_token(remote_everything: str, tmp_path: Any, level: str) -> None:
+    stderr = tmp_path / "stderr.txt"
+    env = {**os.environ, "UPSTREAM_URL": f"{remote_everything}?token={SECRET}"}
+    params = StdioServerParameters(command=sys.executable, cwd=str(ROOT), env=env,
+                                   args=["-m", "gateway", "run", "--policy", str(TRANSPARENT_POLICY), "--url-env", "UPSTREAM_URL",
+                                         "--log-level", level])  # fmt: skip
+    with anyio.fail_after(60), stderr.open("w") as errlog:
+        async with stdio_client(params, errlog=errlog) as (read, write), ClientSession(read, write) as session:
+            await session.initialize()
+            echoed = await session.call_tool("echo", {"message": "via url-env"})
+    assert echoed.content[0].text == "Echo: via url-env"  # type: ignore[union-attr]
+    logged = stderr.read_text()
+    assert SECRET not in logged
+    assert "?..." in logged  # the URL is shown, without its query

@@ -853,12 +853,20 @@ def test_the_policy_and_the_python_launcher_go_into_the_remote_command_line_too(
     assert config.read_text() == json.dumps({"mcpServers": {"remote": {"url": URL}}})
 
 
-def test_a_url_with_a_query_or_credentials_is_flagged_as_visible_on_the_command_line(home: Home) -> None:
-    servers = {"q": {"url": URL + "?api_key=k"}, "user": {"url": "https://me:pw@mcp.example.com/mcp"}, "plain": {"url": URL}}
-    home.write(CURSOR_PATH, json.dumps({"mcpServers": servers}))
+def test_a_url_with_a_query_or_credentials_goes_through_env_not_the_command_line(home: Home) -> None:
+    servers = {"q": {"url": URL + "?api_key=k-secret"}, "user": {"url": "https://me:pw-secret@mcp.example.com/mcp"}, "plain": {"url": URL}}
+    config = home.write(CURSOR_PATH, json.dumps({"mcpServers": servers}))
     out = home.install("cursor")
-    flagged = [line.split()[1] for line in out.splitlines() if "is on airlock's command line, which 'ps' shows" in line]
+    flagged = [line.split()[1] for line in out.splitlines() if "it is read from env AIRLOCK_URL" in line]
     assert flagged == ["q", "user"]
+    assert "secret" not in out  # nor in the summary
+    wrapped = _servers(config, ("mcpServers",))
+    for name in ("q", "user"):
+        assert "--url-env" in wrapped[name]["args"] and "secret" not in " ".join(wrapped[name]["args"])
+        assert wrapped[name]["env"]["AIRLOCK_URL"] == servers[name]["url"]
+    assert "--url" in wrapped["plain"]["args"]
+    home.install("cursor", "--uninstall")
+    assert _servers(config, ("mcpServers",)) == servers
 
 
 def test_a_remote_entry_added_after_the_first_install_is_written_back_without_the_backup(home: Home) -> None:

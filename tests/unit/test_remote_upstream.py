@@ -10,6 +10,7 @@ import pytest
 from gateway.cli import _http_spec, build_parser
 from gateway.config import GatewayConfig, load_config
 from gateway.errors import ConfigError
+from gateway.transports.http_upstream import HttpSpec
 
 CONFIG = """
 [upstreams.remote]
@@ -74,3 +75,29 @@ def test_bad_remote_options_are_refused_with_what_to_change(argv: list[str], pro
 
 def test_a_command_line_upstream_is_not_remote() -> None:
     assert _spec(["--", "echo", "hi"]) is None
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://mcp.example.com/mcp", "https://mcp.example.com/mcp"),
+        ("https://mcp.example.com:8443/v1/mcp?token=s3cret", "https://mcp.example.com:8443/v1/mcp?..."),
+        ("https://user:pa55@mcp.example.com/mcp", "https://...@mcp.example.com/mcp"),
+        ("http://[::1]:9/mcp?k=v", "http://::1:9/mcp?..."),
+    ],
+)
+def test_the_display_form_of_a_url_hides_its_query_and_user_part(url: str, shown: str) -> None:
+    assert HttpSpec(url).display == shown
+
+
+def test_url_env_reads_the_url_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("THE_URL", "https://h.example/mcp?token=abc")
+    spec, _ = _spec(["--url-env", "THE_URL"])
+    assert spec.url == "https://h.example/mcp?token=abc"
+    with pytest.raises(ConfigError) as caught:
+        _spec(["--url-env", "UNSET_URL_VARIABLE"])
+    assert "UNSET_URL_VARIABLE" in caught.value.message
+    monkeypatch.setenv("BAD_URL", "ftp://h/mcp?token=abc")
+    with pytest.raises(ConfigError) as bad:
+        _spec(["--url-env", "BAD_URL"])
+    assert "abc" not in bad.value.message  # a refused URL is not echoed with its token
