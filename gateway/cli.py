@@ -11,7 +11,7 @@ import asyncio
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -394,12 +394,29 @@ def _open_flight_log(args: argparse.Namespace, config: GatewayConfig, policy_has
 def _gateway_setup(args: argparse.Namespace) -> tuple[RunSettings, GatewayConfig, str | None, CompiledPolicy, Path | None, Lock | None]:
     """What `run` and `serve` share: the upstream settings, logging, the policy and the lock."""
     settings, config, upstream_name = _settings_from(args)
+    return (settings, config, upstream_name, *_policy_and_lock(args, config))
+
+
+def _policy_and_lock(args: argparse.Namespace, config: GatewayConfig) -> tuple[CompiledPolicy, Path | None, Lock | None]:
+    """Logging configured; the policy, the lockfile's path and its pins (flags win over the config)."""
     configure_logging(args.log_level or config.gateway.log_level, args.log_format or config.gateway.log_format)
     section = config.gateway
     policy = load_run_policy(args.policy or (Path(section.policy).expanduser() if section.policy else None), [*section.deny, *args.deny])
     lock_path = args.lock or (Path(section.lock).expanduser() if section.lock else None)
     lock = Lock.load(lock_path) if lock_path is not None else None
-    return settings, config, upstream_name, policy, lock_path, lock
+    return policy, lock_path, lock
+
+
+def _tofu_saver(policy: CompiledPolicy, lock: Lock | None, lock_path: Path | None) -> Callable[[str, ServerPins], None] | None:
+    """Under trust-on-first-use with a lockfile: what saves it when a session pins something new."""
+    if lock is None or lock_path is None or policy.source.pins.unpinned != "trust-on-first-use":
+        return None
+
+    def on_new_pins(identity: str, pins: ServerPins) -> None:
+        lock.save(lock_path)
+        structlog.get_logger("airlock").warning("trust on first use: new descriptors pinned", server=identity, lock=str(lock_path))
+
+    return on_new_pins
 
 
 def _run_all(args: argparse.Namespace) -> int:
@@ -413,19 +430,8 @@ def _run_all(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     if len(config.upstreams) < 1:
         raise ConfigError(f"{args.config}: --all needs at least one [upstreams.NAME]")
-    configure_logging(args.log_level or config.gateway.log_level, args.log_format or config.gateway.log_format)
-    section = config.gateway
-    policy = load_run_policy(args.policy or (Path(section.policy).expanduser() if section.policy else None), [*section.deny, *args.deny])
-    lock_path = args.lock or (Path(section.lock).expanduser() if section.lock else None)
-    lock = Lock.load(lock_path) if lock_path is not None else None
-    on_new_pins = None
-    if lock is not None and lock_path is not None and policy.source.pins.unpinned == "trust-on-first-use":
-        lock_, path_ = lock, lock_path
-
-        def on_new_pins(identity: str, pins: ServerPins) -> None:
-            lock_.save(path_)
-            structlog.get_logger("airlock").warning("trust on first use: new descriptors pinned", server=identity, lock=str(path_))
-
+    policy, lock_path, lock = _policy_and_lock(args, config)
+    on_new_pins = _tofu_saver(policy, lock, lock_path)
     flight_log = _open_flight_log(args, config, policy.hash, extra={"upstreams": sorted(config.upstreams)})
     provenance = None  # one label state for the whole session, shared by every upstream's mediator
     upstreams: list[HubUpstream] = []
@@ -454,14 +460,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.all:
         return _run_all(args)
     settings, config, upstream_name, policy, lock_path, lock = _gateway_setup(args)
-    on_new_pins = None
-    if lock is not None and lock_path is not None and policy.source.pins.unpinned == "trust-on-first-use":
-        lock_, path_ = lock, lock_path
-
-        def on_new_pins(identity: str, pins: ServerPins) -> None:
-            lock_.save(path_)
-            structlog.get_logger("airlock").warning("trust on first use: new descriptors pinned", server=identity, lock=str(path_))
-
+    on_new_pins = _tofu_saver(policy, lock, lock_path)
     flight_log = _open_flight_log(args, config, policy.hash)
     given: str | None = args.name or upstream_name
     mediator = PolicyMediator(

@@ -7,9 +7,10 @@ import os
 import re
 import shutil
 import signal
+import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -176,3 +177,39 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+@contextmanager
+def listening(argv: list[str], url: str, *, env: dict[str, str] | None = None, cwd: str | None = None) -> Iterator[str]:
+    """Start a server process that listens on `url`, wait (bounded) until it accepts
+    connections, and stop it on exit; yields the URL."""
+    process = subprocess.Popen(argv, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        with anyio.from_thread.start_blocking_portal() as portal:
+            portal.call(wait_listening, url)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+async def wait_listening(url: str) -> None:
+    import httpx2
+
+    with anyio.fail_after(30):
+        while True:
+            try:
+                async with httpx2.AsyncClient() as http:
+                    await http.get(url)
+                return
+            except httpx2.TransportError:
+                await anyio.sleep(0.05)
+
+
+@pytest.fixture
+def remote_everything() -> Iterator[str]:
+    """server-everything over streamable HTTP on a free local port; its URL."""
+    everything_argv()  # fails with the install hint when it is missing
+    port = free_port()
+    with listening([str(EVERYTHING), "streamableHttp"], f"http://127.0.0.1:{port}/mcp", env={**os.environ, "PORT": str(port)}) as url:
+        yield url

@@ -6,49 +6,20 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 import anyio
-import httpx2
 import pytest
 from mcp import Client
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
 from gateway.labels import META_KEY
-from tests.e2e.conftest import EVERYTHING, ROOT, TRANSPARENT_POLICY, everything_argv, free_port
+from tests.e2e.conftest import ROOT, TRANSPARENT_POLICY, free_port
 
 pytestmark = pytest.mark.anyio
 
 SECRET = "s3cr3t-bearer-token-never-logged"
-
-
-@pytest.fixture
-def remote_everything() -> Iterator[str]:
-    everything_argv()  # fails with the install hint when it is missing
-    port = free_port()
-    process = subprocess.Popen([str(EVERYTHING), "streamableHttp"], env={**os.environ, "PORT": str(port)},
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    url = f"http://127.0.0.1:{port}/mcp"
-    try:
-        with anyio.from_thread.start_blocking_portal() as portal:
-            portal.call(_wait_listening, url)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(10)
-
-
-async def _wait_listening(url: str) -> None:
-    with anyio.fail_after(30):
-        while True:
-            try:
-                async with httpx2.AsyncClient() as http:
-                    await http.get(url)
-                return
-            except httpx2.TransportError:
-                await anyio.sleep(0.05)
 
 
 def _through(url: str, *options: str, env: dict[str, str] | None = None) -> StdioServerParameters:

@@ -6,21 +6,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
 import anyio
-import httpx2
 import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
 from gateway.install import run_install
-from tests.e2e.conftest import EVERYTHING, ROOT, TRANSPARENT_POLICY, everything_argv, free_port, time_server_argv
+from tests.e2e.conftest import ROOT, TRANSPARENT_POLICY, everything_argv, free_port, listening, time_server_argv
 
 pytestmark = pytest.mark.anyio
 
@@ -84,23 +81,6 @@ async def test_installed_claude_entries_run_the_servers_through_the_gateway_with
 
 
 @pytest.fixture
-def remote_everything() -> Iterator[str]:
-    """server-everything over streamable HTTP on a free local port; its URL."""
-    everything_argv()  # fails with the install hint when it is missing
-    port = free_port()
-    process = subprocess.Popen([str(EVERYTHING), "streamableHttp"], env={**os.environ, "PORT": str(port)},
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    url = f"http://127.0.0.1:{port}/mcp"
-    try:
-        with anyio.from_thread.start_blocking_portal() as portal:
-            portal.call(_wait_listening, url)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(10)
-
-
-@pytest.fixture
 def guarded_everything(tmp_path: Path) -> Iterator[str]:
     """server-everything behind `airlock serve`, which answers only requests that carry
     `Authorization: Bearer SECRET`: whoever reaches it sent that header. Its URL."""
@@ -109,26 +89,8 @@ def guarded_everything(tmp_path: Path) -> Iterator[str]:
     port = free_port()
     argv = [sys.executable, "-m", "gateway", "serve", "--listen", f"127.0.0.1:{port}", "--token-file", str(tokens),
             "--policy", str(TRANSPARENT_POLICY), "--", *everything_argv()]  # fmt: skip
-    process = subprocess.Popen(argv, cwd=str(ROOT), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}/mcp"
-    try:
-        with anyio.from_thread.start_blocking_portal() as portal:
-            portal.call(_wait_listening, url)
+    with listening(argv, f"http://127.0.0.1:{port}/mcp", cwd=str(ROOT)) as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(10)
-
-
-async def _wait_listening(url: str) -> None:
-    with anyio.fail_after(30):
-        while True:
-            try:
-                async with httpx2.AsyncClient() as http:
-                    await http.get(url)
-                return
-            except httpx2.TransportError:
-                await anyio.sleep(0.05)
 
 
 async def test_installed_remote_entries_reach_the_remote_servers_through_the_gateway_with_their_headers_from_env(
