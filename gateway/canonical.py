@@ -9,11 +9,17 @@ by UTF-16 code units, orjson by code points: they agree on ASCII), every number 
 within +/-(2**53 - 1), and there are no floats (JCS writes 1.0 as `1`, orjson as `1.0`).
 Anything else takes `rfc8785`, the reference implementation; `tests/unit/test_canonical.py`
 checks the equality property with `rfc8785` as the oracle.
+
+`EntryTemplate` is the flight log's hot path to `signing_bytes`: the same bytes for one log's
+`call`, `result` and `checkpoint` entries, assembled from canonical fragments instead of from an
+entry object (the members that never change within a log are serialised once). It takes what
+`signing_bytes(..., inspect=...)` takes and gives up (None) on anything else, for the caller to
+build the entry and take `signing_bytes`; the same test checks it against `rfc8785`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 import orjson
@@ -107,6 +113,78 @@ def canonical_json(value: Any) -> bytes:
         return rfc8785.dumps(value)
     except (rfc8785.CanonicalizationError, TypeError, ValueError, RecursionError) as exc:
         raise CanonicalizationError(f"value has no canonical JSON form: {exc}") from None
+
+
+class EntryTemplate:
+    """`signing_bytes` of the entries one flight log writes most (`record`, `checkpoint`),
+    without building the entry: every member of `gateway.receipts.MEMBERS`, `labels` empty,
+    `v`, `key_id`, `session` and `policy_hash` fixed here and serialised once.
+
+    `entry_signing_bytes` makes the same promise as `signing_bytes(entry, inspect=("request_id",
+    "data"))`, and asks the same of its caller: every member but `request_id` and `data` is a
+    string, None, a boolean or an integer within +/-(2**53 - 1) (orjson writes those as RFC 8785
+    does; a string with a lone surrogate makes orjson refuse). `request_id` and `data` are checked
+    as there. Members follow in RFC 8785 order, which for these ASCII names is byte order.
+    """
+
+    __slots__ = ("_kinds", "_session", "_tail")
+
+    def __init__(self, *, session: str, key_id: str, policy_hash: str | None, version: int, kinds: Iterable[str]) -> None:
+        """Raises:
+        CanonicalizationError: a fixed member has no canonical form.
+        """
+        before_kind = b',"key_id":' + canonical_json(key_id) + b',"kind":'
+        after_kind = b',"labels":[],"policy_hash":' + canonical_json(policy_hash) + b',"prev":'
+        self._kinds = {kind: before_kind + canonical_json(kind) + after_kind for kind in kinds}
+        self._session = b',"session":' + canonical_json(session) + b',"tool":'
+        self._tail = b',"v":' + canonical_json(version) + b"}"
+
+    def entry_signing_bytes(
+        self,
+        kind: str,
+        server: str | None,
+        tool: str | None,
+        request_id: Any,
+        descriptor_hash: str | None,
+        args_hash: str | None,
+        result_hash: str | None,
+        decision: str | None,
+        rule: str | None,
+        reason: str | None,
+        data: Any,
+        seq: int,
+        prev: str,
+        ts: str,
+    ) -> bytes | None:
+        """The signing bytes (entry domain) of the entry with these members and the template's,
+        or None when `kind` is not the template's or `request_id` or `data` (or a lone surrogate
+        anywhere) is outside the fast path: the caller then builds the entry for
+        `signing_bytes`, which gives the same bytes or says what has no canonical form."""
+        id_type = type(request_id)
+        if not (id_type is str or request_id is None or (id_type is int and -_SAFE_INT <= request_id <= _SAFE_INT)):
+            return None
+        if type(data) is not dict:
+            return None
+        prefix = self._kinds.get(kind)
+        if prefix is None:
+            return None
+        dumps = orjson.dumps
+        try:
+            if not data:
+                data_json = b"{}"
+            elif _fast_ok(data):
+                data_json = dumps(data, option=orjson.OPT_SORT_KEYS)
+            else:
+                return None
+            return b"".join((
+                ENTRY_DOMAIN, b'{"args_hash":', dumps(args_hash), b',"data":', data_json, b',"decision":', dumps(decision),
+                b',"descriptor_hash":', dumps(descriptor_hash), prefix, dumps(prev), b',"reason":', dumps(reason),
+                b',"request_id":', dumps(request_id), b',"result_hash":', dumps(result_hash), b',"rule":', dumps(rule),
+                b',"seq":', dumps(seq), b',"server":', dumps(server), self._session, dumps(tool), b',"ts":', dumps(ts),
+                self._tail,
+            ))  # fmt: skip
+        except orjson.JSONEncodeError:
+            return None  # a lone surrogate: `signing_bytes` says so
 
 
 def signing_bytes(entry: Mapping[str, Any], domain: bytes = ENTRY_DOMAIN, *, inspect: tuple[str, ...] | None = None) -> bytes:

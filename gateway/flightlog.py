@@ -4,24 +4,26 @@
 links can never fork however many calls are in flight. It writes the entry's line to the OS
 before returning, so a decision is in the log before the call it decides is forwarded (the
 entry survives a crash or `kill -9` of the gateway in every fsync mode). Signing is batched:
-a worker thread signs the Merkle root of the entries written since the last batch (Ed25519
-releases the GIL) and the loop thread then appends a `checkpoint` entry with that signature.
+after at most `group_entries` entries or `group_ms` milliseconds, the loop thread signs the
+Merkle root of the entries written since the last batch (one signature per batch) and appends
+a `checkpoint` entry with that signature.
 
 fsync modes:
 - `always`: fsync after every entry, before `append` returns (durable against power loss).
-- `group` (default): the worker fsyncs once per batch, after at most `group_entries` entries
-  or `group_ms` milliseconds.
+- `group` (default): a thread fsyncs once per batch, after the batch and its checkpoint are
+  written; the next batch waits for that fsync, and then for `group_ms` unless it is full.
 - `off`: never fsync (the OS writes back when it likes).
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import hashlib
 import os
+import queue
 import secrets
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -32,7 +34,7 @@ import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gateway import merkle, receipts
-from gateway.canonical import ENTRY_DOMAIN, signing_bytes
+from gateway.canonical import ENTRY_DOMAIN, EntryTemplate, signing_bytes
 from gateway.errors import EXIT_USAGE, EvidenceUnavailable, GatewayError
 from gateway.rotation import verify_manifest
 from gateway.signing import SignatureInvalid, key_id, public_raw, public_text, sign
@@ -47,6 +49,56 @@ FSYNC_MODES: Final = ("always", "group", "off")
 #: the request id as the client sent it (after `log_request_id`) and the data object.
 _HOT_INSPECT: Final = ("request_id", "data")
 _DOMAIN_LENGTH: Final = len(ENTRY_DOMAIN)
+_sha256: Final = hashlib.sha256
+#: Kinds written through `record`: no signature of their own, no labels.
+_CHAINED_KINDS: Final = ("call", "result", "checkpoint")
+#: The shortest wait before the batch timer looks again while the last batch's fsync runs.
+_SYNC_POLL_S: Final = 0.001
+
+
+class _Syncer:
+    """The fsync thread of a log in mode `group`: one fsync of the file per `request`, off the
+    event loop. It syncs through its own descriptor of the file, so closing the log's never
+    races with it. The loop learns that an fsync is done by looking (`busy`, `done_at`), not by
+    being woken: this thread runs no Python but the loop below, so it hardly ever takes the GIL
+    from the loop thread."""
+
+    def __init__(self, fd: int, path: Path) -> None:
+        self._fd = os.dup(fd)
+        self._path = path
+        self._requests: queue.SimpleQueue[bool] = queue.SimpleQueue()
+        self._requested = 0
+        self._done = 0
+        #: `time.monotonic()` when the last fsync returned.
+        self.done_at = 0.0
+        self._thread = threading.Thread(target=self._run, name="airlock-fsync", daemon=True)
+        self._thread.start()
+
+    @property
+    def busy(self) -> bool:
+        return self._done != self._requested
+
+    def request(self) -> None:
+        self._requested += 1
+        self._requests.put(True)
+
+    def stop(self) -> None:
+        """Let the running fsync finish (waiting for it), then end the thread."""
+        self._requests.put(False)
+        self._thread.join()
+
+    def _run(self) -> None:
+        try:
+            while self._requests.get():
+                try:
+                    os.fsync(self._fd)
+                except OSError as exc:
+                    with contextlib.suppress(Exception):  # nothing may end this thread: batches wait for it
+                        log.error("flight log fsync failed; the next batch tries again", path=str(self._path), error=str(exc))
+                self.done_at = time.monotonic()
+                self._done += 1
+        finally:
+            os.close(self._fd)
 
 
 class LogOpenFailed(GatewayError):
@@ -92,9 +144,10 @@ class FlightLog:
         self.path = path
         self._fd = fd
         self._key = key
-        self.key_id = key_id(key.public_key())
-        self.session = session
-        self.policy_hash = policy_hash
+        self._key_id: str = key_id(key.public_key())
+        self._session = session
+        self._policy_hash = policy_hash
+        self._template = self._make_template()
         self._fsync = fsync
         self._group_entries = max(1, group_entries)
         self._group_s = max(0.0, group_ms) / 1000
@@ -105,9 +158,8 @@ class FlightLog:
         self._pending: list[bytes] = []  # raw hashes written since the last signed batch
         self._pending_first = 0
         self._pending_real = 0  # of which not checkpoints
-        self._signing: concurrent.futures.Future[tuple[dict[str, Any], str]] | None = None
         self._timer: asyncio.TimerHandle | None = None
-        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._syncer: _Syncer | None = None  # mode `group`: the fsync thread, from the first batch
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         self._deferred = False  # see `defer_writes`
@@ -115,6 +167,25 @@ class FlightLog:
         self._failed: EvidenceUnavailable | None = None
         self._lost = False  # lines were lost since the last `flush` (which reports it)
         self.entries_written = 0
+
+    # The members every entry repeats: read-only, since `_template` holds them serialised.
+
+    @property
+    def key_id(self) -> str:
+        """The id of the key that signs from now on (it changes only by `rotate`)."""
+        return self._key_id
+
+    @property
+    def session(self) -> str:
+        return self._session
+
+    @property
+    def policy_hash(self) -> str | None:
+        return self._policy_hash
+
+    def _make_template(self) -> EntryTemplate:
+        return EntryTemplate(session=self.session, key_id=self.key_id, policy_hash=self.policy_hash,
+                             version=receipts.FORMAT_VERSION, kinds=_CHAINED_KINDS)  # fmt: skip
 
     @classmethod
     def open(cls, settings: LogSettings, key: Ed25519PrivateKey, *, policy_hash: str | None,
@@ -227,35 +298,44 @@ class FlightLog:
         reason: str | None,
         data: dict[str, Any],
     ) -> str:
-        """`append` for the hot path (one call per decision and per result): positional, and
-        the entry is built directly in canonical member order. In deferred mode the line is
-        written by the next `flush`."""
+        """`append` for the hot path (one call per decision and per result, and the log's own
+        checkpoints): positional, without labels, and the signing bytes come from the log's
+        `EntryTemplate` (or, for a member the template does not take, from the entry built in
+        canonical member order). In deferred mode the line is written by the next `flush` (a
+        checkpoint's at once, with the lines queued before it). The chain moves on only once
+        the line is queued or written, so a refused write leaves no gap."""
         if self._closed:
             raise GatewayError("the flight log is closed")
         if self._failed is not None:
             raise self._failed
-        entry = {
-            "args_hash": args_hash, "data": data, "decision": decision, "descriptor_hash": descriptor_hash,
-            "key_id": self.key_id, "kind": kind, "labels": [], "policy_hash": self.policy_hash, "prev": self._prev,
-            "reason": reason, "request_id": request_id, "result_hash": result_hash, "rule": rule, "seq": self._seq,
-            "server": server, "session": self.session, "tool": tool, "ts": self._clock(), "v": receipts.FORMAT_VERSION,
-        }  # fmt: skip
-        # `_commit`, inlined for the hot path (same steps, same bytes; no signature).
-        payload = signing_bytes(entry, inspect=_HOT_INSPECT)
-        raw_digest = hashlib.sha256(payload).digest()
+        seq, prev, ts = self._seq, self._prev, self._clock()
+        payload = self._template.entry_signing_bytes(
+            kind, server, tool, request_id, descriptor_hash, args_hash, result_hash, decision, rule, reason, data, seq, prev, ts
+        )
+        if payload is None:  # the same bytes, or the error, from the entry
+            entry = {
+                "args_hash": args_hash, "data": data, "decision": decision, "descriptor_hash": descriptor_hash,
+                "key_id": self.key_id, "kind": kind, "labels": [], "policy_hash": self.policy_hash, "prev": prev,
+                "reason": reason, "request_id": request_id, "result_hash": result_hash, "rule": rule, "seq": seq,
+                "server": server, "session": self.session, "tool": tool, "ts": ts, "v": receipts.FORMAT_VERSION,
+            }  # fmt: skip
+            payload = signing_bytes(entry, inspect=_HOT_INSPECT)
+        raw_digest = _sha256(payload).digest()
         digest = raw_digest.hex()
         self._out.append(b"".join((payload[_DOMAIN_LENGTH:-1], b',"hash":"', digest.encode(), b'"}\n')))
-        if not self._deferred:
+        checkpoint = kind == "checkpoint"
+        if checkpoint or not self._deferred:
             self._write_out()
         if not self._pending:
-            self._pending_first = self._seq
+            self._pending_first = seq
         self._pending.append(raw_digest)
-        self._seq += 1
+        self._seq = seq + 1
         self._prev = digest
         self.entries_written += 1
-        self._pending_real += 1
-        if self._signing is None and (self._timer is None or self._pending_real >= self._group_entries):
-            self._schedule_batch()
+        if not checkpoint:
+            self._pending_real += 1
+            if self._timer is None or self._pending_real >= self._group_entries:
+                self._schedule_batch()
         return digest
 
     def _write(self, kind: receipts.Kind, fields: Mapping[str, Any], *, self_signed: bool = False) -> str:
@@ -291,25 +371,48 @@ class FlightLog:
     # -- batch signing ---------------------------------------------------------------------
 
     def _schedule_batch(self) -> None:
+        """Sign the pending entries now if there are `group_entries` of them (and the last
+        batch's fsync is done), else make sure the batch timer runs."""
         if self._inline:
             if self._pending_real >= self._group_entries:
                 self._sign_now()
             return
-        if self._signing is not None:
-            return  # the running batch's completion starts the next one
-        if self._pending_real >= self._group_entries:
-            self._start_batch()
+        if self._pending_real >= self._group_entries and not self._syncing():
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            self._batch()
         elif self._timer is None:
             loop = self._loop or asyncio.get_running_loop()
             self._loop = loop
-            self._timer = loop.call_later(self._group_s, self._start_batch)
+            self._timer = loop.call_later(self._group_s, self._on_timer)
+
+    def _syncing(self) -> bool:
+        return self._syncer is not None and self._syncer.busy
+
+    def _on_timer(self) -> None:
+        """The batch timer. A batch waits for the last batch's fsync, and then (unless it is
+        full) for `group_ms` after it: batches and fsyncs come no more often than that."""
+        self._timer = None
+        if self._closed or self._pending_real == 0:
+            return
+        assert self._loop is not None
+        if self._syncer is not None:
+            if self._syncer.busy:
+                # The fsync returns later than now, so the batch may not start before `group_ms`
+                # from now: look again then (a full batch starts at the first `record` after it).
+                self._timer = self._loop.call_later(max(self._group_s, _SYNC_POLL_S), self._on_timer)
+                return
+            wait = self._syncer.done_at + self._group_s - time.monotonic()
+            if wait > 0 and self._pending_real < self._group_entries:
+                self._timer = self._loop.call_later(wait, self._on_timer)
+                return
+        self._batch()
 
     def _take_batch(self) -> tuple[dict[str, Any], list[bytes]]:
-        """The statement for everything pending. Its Merkle root is computed here, on the loop
-        thread, in one pass over the batch (cheaper per entry than an incremental tree, and the
-        signer thread then runs no Python that would hold the GIL). Queued lines are written
-        first: the batch's fsync must cover every entry it signs."""
-        self._write_out()
+        """The statement for everything pending, with the Merkle root of the batch (one pass
+        over it). The caller writes the batch's checkpoint, which writes any queued lines
+        before it, and only then syncs: the batch's fsync covers every entry it signs."""
         first, hashes = self._pending_first, self._pending
         statement = {
             "session": self.session,
@@ -323,76 +426,64 @@ class FlightLog:
         self._pending_real = 0
         return statement, hashes
 
-    def _sign_batch(self, statement: dict[str, Any]) -> tuple[dict[str, Any], str]:
-        signature = sign(self._key, receipts.batch_signing_bytes(statement))
-        if self._fsync == "group":
-            os.fsync(self._fd)
-        return statement, signature
+    def _sign_statement(self, statement: Mapping[str, Any]) -> str:
+        return sign(self._key, receipts.batch_signing_bytes(statement))
 
     def _write_checkpoint(self, statement: Mapping[str, Any], signature: str) -> None:
-        self._write("checkpoint", {"data": {**statement, "count": statement["last"] - statement["first"] + 1, "sig": signature}})
+        data = {**statement, "count": statement["last"] - statement["first"] + 1, "sig": signature}
+        # The log's own entry: not through a subclass's `record` (replay's taps the calls it decides).
+        FlightLog.record(self, "checkpoint", None, None, None, None, None, None, None, None, None, data)
 
     def _sign_now(self) -> None:
+        """Sign the pending entries, write the checkpoint and (mode `group`) fsync, all before
+        returning."""
         if self._pending_real:
             statement, _ = self._take_batch()
-            self._write_checkpoint(*self._sign_batch(statement))
+            self._write_checkpoint(statement, self._sign_statement(statement))
+            if self._fsync == "group":
+                os.fsync(self._fd)
 
-    def _start_batch(self) -> None:
-        self._timer = None
-        if self._signing is not None or self._pending_real == 0 or self._closed:
-            return
-        if self._executor is None:
-            self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="airlock-signer")
-        loop = self._loop or asyncio.get_running_loop()
-        self._loop = loop
+    def _batch(self) -> None:
+        """Sign the pending entries and write the checkpoint now, then (mode `group`) have the
+        fsync thread sync the file: the batch and its checkpoint. The loop thread makes the one
+        signature a batch takes (cheaper than handing it to a thread and back, on a machine
+        whose cores the client and the server use too); the fsync, which waits for the disk,
+        runs on the thread. Failures are logged: a lost line is reported by the next `flush`,
+        and a batch that could not be signed is covered by the next one."""
+        statement, hashes = self._take_batch()
         try:
-            statement, hashes = self._take_batch()
-        except EvidenceUnavailable as exc:
-            log.error("flight log write failed", error=exc.message)
-            return
-        future = self._executor.submit(self._sign_batch, statement)
-        self._signing = future
-        future.add_done_callback(lambda f: loop.call_soon_threadsafe(self._batch_done, f, statement["first"], hashes))
-
-    def _batch_done(self, future: concurrent.futures.Future[tuple[dict[str, Any], str]], first: int, hashes: list[bytes]) -> None:
-        self._signing = None
-        if self._closed:
-            return
-        try:
-            statement, signature = future.result()
-            self._write_checkpoint(statement, signature)
-        except EvidenceUnavailable as exc:
-            log.error("flight log write failed", error=exc.message)
-            return
+            signature = self._sign_statement(statement)
         except Exception:
             # Put the batch back in front, so that the next batch covers it: checkpoints must
             # cover every entry, in order.
             log.exception("signing a flight-log batch failed; the next batch will cover these entries")
+            self._pending_first = statement["first"]
             self._pending = hashes + self._pending
-            self._pending_first = first
             self._pending_real += len(hashes)
-        if self._pending_real:
-            self._schedule_batch()
+            return
+        try:
+            self._write_checkpoint(statement, signature)  # and the lines queued before it
+        except EvidenceUnavailable as exc:
+            log.error("flight log write failed", error=exc.message)
+            return
+        if self._fsync == "group":
+            if self._syncer is None:
+                self._syncer = _Syncer(self._fd, self.path)
+            self._syncer.request()
 
     # -- rotation --------------------------------------------------------------------------
 
     async def rotate(self, new_key: Ed25519PrivateKey, manifest: Mapping[str, Any]) -> None:
-        """Hand the log over to `new_key` once the running batch is signed (see `rotate_now`)."""
+        """Hand the log over to `new_key` (see `rotate_now`), the batch timer stopped first."""
         await self._settle_batches()
         self.rotate_now(new_key, manifest)
 
     async def _settle_batches(self) -> None:
-        """Stop the batch timer and wait until no batch is being signed (a finishing batch may
-        start the next one, hence the loop); the caller then signs the rest itself."""
+        """Stop the batch timer (batches are signed on the loop thread, so none is half done);
+        the caller then signs the rest itself."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        while self._signing is not None:
-            await asyncio.wrap_future(self._signing)
-            await asyncio.sleep(0)  # let _batch_done write its checkpoint
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
 
     def rotate_now(self, new_key: Ed25519PrivateKey, manifest: Mapping[str, Any]) -> None:
         """Sign what the old key owes, then write a `rotation` entry (manifest signed by both
@@ -407,7 +498,8 @@ class FlightLog:
             raise SignatureInvalid("the rotation manifest names another new key")
         self._sign_now()  # the old key vouches for every entry before the hand-over
         self._key = new_key
-        self.key_id = key_id(new_key.public_key())
+        self._key_id = key_id(new_key.public_key())
+        self._template = self._make_template()
         self._write("rotation", {"data": {"manifest": dict(manifest)}}, self_signed=True)
 
     # -- closing ---------------------------------------------------------------------------
@@ -425,13 +517,7 @@ class FlightLog:
             log.error("flight log left unsealed: it could not be written", path=str(self.path))
             self.abandon()
             return
-        if self._signing is not None:  # closed from outside the event loop with a batch running
-            try:
-                statement, signature = self._signing.result(timeout=30)
-                self._write_checkpoint(statement, signature)
-            except Exception:
-                log.exception("the last running flight-log batch failed; the seal still covers its entries")
-            self._signing = None
+        self._stop_syncer()
         self._sign_now()
         count = self._seq + 1
         self._write("seal", {"reason": reason, "data": {"count": count, "head": self._prev}}, self_signed=True)
@@ -439,14 +525,21 @@ class FlightLog:
         if self._fsync != "off":
             os.fsync(self._fd)
         os.close(self._fd)
-        if self._executor is not None:
-            self._executor.shutdown(wait=False)
 
     def abandon(self) -> None:
         """Close the file without a seal (the verifier will report the log as unsealed). Lines
         still queued are written first: they are evidence too."""
         if not self._closed:
             self._closed = True
+            self._stop_syncer()
             with contextlib.suppress(EvidenceUnavailable):
                 self.flush()
             os.close(self._fd)
+
+    def _stop_syncer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._syncer is not None:
+            self._syncer.stop()
+            self._syncer = None

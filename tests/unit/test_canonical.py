@@ -16,6 +16,7 @@ from gateway.canonical import (
     ENTRY_DOMAIN,
     ROTATION_DOMAIN,
     CanonicalizationError,
+    EntryTemplate,
     canonical_json,
     signing_bytes,
 )
@@ -500,3 +501,111 @@ def test_signing_bytes_inspecting_still_leave_out_hash_and_sig() -> None:
     entry = {**_hot_entry(), "hash": "aa" * 32, "sig": "c2ln"}
     unsigned = _hot_entry()
     assert signing_bytes(entry, inspect=_HOT_INSPECT) == signing_bytes(entry) == ENTRY_DOMAIN + _reference(unsigned)
+
+
+# -- EntryTemplate: the same bytes, assembled without the entry ------------------------------
+#
+# `FlightLog` takes a `call`, `result` or `checkpoint` entry's signing bytes from its template
+# and builds the entry for `signing_bytes` only when the template gives up (None). Whatever the
+# template returns must be RFC 8785 of the entry; when the entry has no canonical form it must
+# give up, so that `signing_bytes` raises.
+
+_TEMPLATE_KINDS = ("call", "result", "checkpoint")
+_TEMPLATE_ARGUMENTS = ("kind", "server", "tool", "request_id", "descriptor_hash", "args_hash", "result_hash", "decision",
+                       "rule", "reason", "data", "seq", "prev", "ts")  # fmt: skip
+
+
+def _template_for(entry: dict[str, Any]) -> EntryTemplate:
+    return EntryTemplate(session=entry["session"], key_id=entry["key_id"], policy_hash=entry["policy_hash"], version=entry["v"],
+                         kinds=_TEMPLATE_KINDS)  # fmt: skip
+
+
+def _assembled(entry: dict[str, Any]) -> bytes | None:
+    assert entry["labels"] == []
+    return _template_for(entry).entry_signing_bytes(*(entry[name] for name in _TEMPLATE_ARGUMENTS))
+
+
+@st.composite
+def _template_entries(draw: st.DrawFn, *, broken: bool) -> dict[str, Any]:
+    """`_hot_entries`, with any kind the template serves, any text where a timestamp goes, and
+    fixed members (session, key id, policy hash) that are text too."""
+    text = st.one_of(_text, _broken_text) if broken else _text
+    return {
+        **draw(_hot_entries(broken=broken)),
+        "kind": draw(st.sampled_from(_TEMPLATE_KINDS)),
+        "ts": draw(st.one_of(st.just("2026-01-02T03:04:05.678901Z"), text)),
+        "prev": draw(st.one_of(_hex_digests, _text)),
+        "session": draw(st.one_of(_hex_digests, _text)),
+        "key_id": draw(st.one_of(_hex_digests, _text)),
+        "policy_hash": draw(st.one_of(st.none(), _hex_digests, _text)),
+    }
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(_template_entries(broken=False), _template_entries(broken=True)))
+@example(_hot_entry(request_id=_SAFE_INT, data={"call": "ab" * 32, "is_error": False, "labels": ["untrusted"]}))
+@example(_hot_entry(kind="checkpoint", request_id=None, decision=None, rule=None, reason=None, server=None, tool=None,
+                    data={"session": "ef" * 16, "key_id": "cd" * 16, "first": 1, "last": 9, "root": "00" * 32,
+                          "head": "11" * 32, "count": 9, "sig": "c2ln"}))  # fmt: skip
+@example(_hot_entry(request_id={"big_int": str(2**64)}))
+@example(_hot_entry(request_id=True))
+@example(_hot_entry(request_id=1.0))
+@example(_hot_entry(data={"\U0001f600": 1, "\ue000": 2}))
+@example(_hot_entry(data={"a": 1.0}))
+@example(_hot_entry(data={"a": [2**53]}))
+@example(_hot_entry(server="\x00\x1f\x7f", tool="\U0010ffff", rule="\u2028\u2029", reason='"\\/\ue000'))
+@example(_hot_entry(server="a\ud800b"))
+@example(_hot_entry(ts="\udfff"))
+@example(_hot_entry(request_id="\udc00"))
+@example(_hot_entry(kind="descriptor"))
+def test_the_entry_template_gives_rfc8785_of_the_entry_or_gives_up(entry: dict[str, Any]) -> None:
+    expected = _reference_entry_bytes(entry)
+    assembled = _assembled(entry)
+    event("assembled" if assembled is not None else "gave up")
+    if expected is None:
+        assert assembled is None
+    elif assembled is not None:
+        assert assembled == expected
+        assert assembled == signing_bytes(entry)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    kind=st.sampled_from(_TEMPLATE_KINDS),
+    request_id=st.one_of(_safe_ints, _text, st.none()),
+    data=st.dictionaries(_ascii_text, _fast_values, max_size=5),
+    text=st.tuples(*[st.one_of(st.none(), _text)] * 5),
+    ts=_text,
+)
+def test_the_entry_template_assembles_every_entry_the_fast_path_takes_without_the_reference(
+    kind: str, request_id: Any, data: Any, text: tuple[str | None, ...], ts: str
+) -> None:
+    server, tool, decision, rule, reason = text
+    entry = _hot_entry(kind=kind, request_id=request_id, data=data, server=server, tool=tool, decision=decision, rule=rule,
+                       reason=reason, ts=ts)  # fmt: skip
+    expected = ENTRY_DOMAIN + _reference(entry)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(rfc8785, "dumps", _refuse_reference)
+        assert _assembled(entry) == expected
+
+
+@pytest.mark.parametrize(
+    "members",
+    [
+        pytest.param({"kind": "genesis"}, id="kind-not-the-templates"),
+        pytest.param({"request_id": {"big_int": str(2**64)}}, id="big-int-request-id"),
+        pytest.param({"request_id": 2**53}, id="request-id-beyond-2**53"),
+        pytest.param({"request_id": False}, id="boolean-request-id"),
+        pytest.param({"data": {"é": 1}}, id="non-ascii-key"),
+        pytest.param({"data": {"a": 0.5}}, id="float"),
+        pytest.param({"data": None}, id="data-not-an-object"),
+        pytest.param({"reason": "\ud800"}, id="lone-surrogate"),
+    ],
+)
+def test_the_entry_template_gives_up_on_members_outside_the_fast_path(members: dict[str, Any]) -> None:
+    assert _assembled(_hot_entry(**members)) is None
+
+
+def test_the_entry_template_serialises_its_fixed_members_once_and_refuses_one_without_canonical_form() -> None:
+    with pytest.raises(CanonicalizationError):
+        EntryTemplate(session="\ud800", key_id="cd" * 16, policy_hash=None, version=1, kinds=_TEMPLATE_KINDS)

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import itertools
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -249,6 +250,126 @@ def test_abandon_writes_the_queued_lines_and_leaves_the_log_unsealed(log_path: P
     log.abandon()  # twice: nothing more
     log.close()  # after abandon: nothing either
     assert len(_entries(log_path)) == 4
+
+
+# -- group commit: batches signed on the loop thread, fsynced on the fsync thread ------------
+
+FSYNC_THREAD = "airlock-fsync"
+
+
+class Fsyncs:
+    """Stands in for `os.fsync` (the flight log syncs through `os`): records, for every fsync,
+    whether it ran on the fsync thread and how long the file was then, tells the loop when one
+    has started, and holds the fsync thread in the first `held` fsyncs until `release`."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, loop: asyncio.AbstractEventLoop, *, held: int = 0) -> None:
+        self.seen: list[tuple[bool, int]] = []
+        self.started = asyncio.Queue[int]()
+        self._loop = loop
+        self._held = held
+        self._gate = threading.Event()
+        real = os.fsync
+
+        def fsync(fd: int) -> None:
+            on_thread = threading.current_thread().name == FSYNC_THREAD
+            self.seen.append((on_thread, os.fstat(fd).st_size))
+            loop.call_soon_threadsafe(self.started.put_nowait, len(self.seen))
+            if on_thread and len(self.seen) <= self._held:
+                self._gate.wait(10)
+            real(fd)
+
+        monkeypatch.setattr(os, "fsync", fsync)
+
+    def release(self) -> None:
+        self._gate.set()
+
+    async def next_start(self) -> int:
+        async with asyncio.timeout(10):
+            return await self.started.get()
+
+
+def _fsync_threads() -> list[threading.Thread]:
+    return [thread for thread in threading.enumerate() if thread.name == FSYNC_THREAD]
+
+
+def test_in_mode_group_a_batch_is_fsynced_on_the_fsync_thread_after_its_checkpoint_is_written(
+    log_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def scenario() -> None:
+        log, _ = _own_fd_log(log_path, group_entries=4, inline=False)
+        log.defer_writes()
+        fsyncs = Fsyncs(monkeypatch, asyncio.get_running_loop())
+        for request_id in range(4):
+            _record(log, request_id)  # the fourth fills the batch: signed and written now
+        assert [e["kind"] for e in _entries(log_path)] == ["genesis"] + ["call"] * 4 + ["checkpoint"]
+        assert await fsyncs.next_start() == 1
+        assert fsyncs.seen == [(True, log_path.stat().st_size)]  # the batch and its checkpoint
+        log.close()
+
+    asyncio.run(scenario())
+    assert _fsync_threads() == []
+    report = verify_file(log_path)
+    assert report.sealed
+    assert report.checkpoints == 1  # nothing was written after it but the seal
+
+
+def test_in_mode_group_the_next_batch_waits_for_the_last_batchs_fsync(log_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def scenario() -> None:
+        log, _ = _own_fd_log(log_path, group_entries=2, inline=False)
+        log.defer_writes()
+        fsyncs = Fsyncs(monkeypatch, asyncio.get_running_loop(), held=1)
+        _record(log, 1)
+        _record(log, 2)
+        assert await fsyncs.next_start() == 1  # and held there
+        first_batch = log_path.stat().st_size
+        for request_id in range(3, 7):
+            _record(log, request_id)  # full batches, but the last fsync has not returned
+        log.flush()
+        assert [e["kind"] for e in _entries(log_path)].count("checkpoint") == 1
+        fsyncs.release()
+        assert await fsyncs.next_start() == 2  # the waiting batch: signed, written, then synced
+        entries = _entries(log_path)
+        assert [e["kind"] for e in entries].count("checkpoint") == 2
+        assert entries[-1]["kind"] == "checkpoint"
+        assert entries[-1]["data"]["count"] == 5  # calls 3 to 6 and the first checkpoint
+        assert fsyncs.seen == [(True, first_batch), (True, log_path.stat().st_size)]
+        log.close()
+
+    asyncio.run(scenario())
+    assert _fsync_threads() == []
+    assert verify_file(log_path).sealed
+
+
+@pytest.mark.parametrize("fsync", ["group", "always", "off"])
+def test_closing_a_log_ends_its_fsync_thread_and_leaves_no_descriptor_open(log_path: Path, fsync: FsyncMode) -> None:
+    descriptors = set(os.listdir("/proc/self/fd"))
+
+    async def scenario() -> None:
+        log = FlightLog.open(LogSettings(path=log_path, fsync=fsync, group_entries=2), generate_key(), policy_hash=None)
+        log.start("test", ephemeral=True)
+        for request_id in range(5):
+            _record(log, request_id)
+        assert len(_fsync_threads()) == (1 if fsync == "group" else 0)
+        await log.aclose()
+
+    asyncio.run(scenario())
+    assert _fsync_threads() == []
+    assert set(os.listdir("/proc/self/fd")) == descriptors
+    assert verify_file(log_path).sealed
+
+
+def test_abandoning_a_group_log_ends_its_fsync_thread(log_path: Path) -> None:
+    async def scenario() -> None:
+        log, _ = _own_fd_log(log_path, group_entries=2, inline=False)
+        for request_id in range(3):
+            _record(log, request_id)
+        assert len(_fsync_threads()) == 1
+        log.abandon()
+
+    asyncio.run(scenario())
+    assert _fsync_threads() == []
+    with pytest.raises(LogUnsealed):
+        verify_file(log_path)
 
 
 # -- a log that cannot be written ----------------------------------------------------------
