@@ -97,8 +97,8 @@ class FlightLogSection(_Strict):
     path: str | None = None
     key: str | None = None
     fsync: Literal["always", "group", "off"] = "group"
-    group_entries: Annotated[int, Field(ge=1, le=100_000)] = 256
-    group_ms: Annotated[float, Field(ge=0, le=1000, allow_inf_nan=False)] = 5.0
+    group_entries: Annotated[int, Field(ge=1, le=100_000)] = 1024
+    group_ms: Annotated[float, Field(ge=0, le=1000, allow_inf_nan=False)] = 10.0
     store_raw: bool = False
 
 

@@ -109,8 +109,8 @@ class LogOpenFailed(GatewayError):
 class LogSettings:
     path: Path
     fsync: FsyncMode = "group"
-    group_entries: int = 256
-    group_ms: float = 5.0
+    group_entries: int = 1024
+    group_ms: float = 10.0
     #: Keep raw arguments and results in entries (for replay); off by default: hashes only.
     store_raw: bool = False
 
@@ -136,8 +136,8 @@ class FlightLog:
         session: str,
         policy_hash: str | None,
         fsync: FsyncMode = "group",
-        group_entries: int = 256,
-        group_ms: float = 5.0,
+        group_entries: int = 1024,
+        group_ms: float = 10.0,
         clock: receipts.TimestampSource = receipts.now_timestamp,
         inline_signing: bool = False,
     ) -> None:
