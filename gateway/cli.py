@@ -439,7 +439,7 @@ def _run_all(args: argparse.Namespace) -> int:
         args.upstream = name
         settings, _, _ = _settings_from(args)
         identity = server_identity(name)
-        if SEPARATOR in identity:
+        if SEPARATOR in identity or identity.endswith("_"):
             raise ConfigError(f"[upstreams.{name}]: with --all, tools are named SERVER{SEPARATOR}TOOL: rename it without {SEPARATOR!r}")
         mediator = PolicyMediator(policy, identity=identity, lock=lock, on_new_pins=on_new_pins, flight_log=flight_log,
                                   store_raw=args.store_raw or config.flight_log.store_raw, provenance=provenance)  # fmt: skip

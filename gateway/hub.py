@@ -32,7 +32,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-import orjson
 import structlog
 
 from gateway import __version__, jsonrpc
@@ -48,6 +47,7 @@ _CAPABILITY: Final = {"tools": "tools", "prompts": "prompts", "resources": "reso
 _BY_NAME: Final = frozenset({"tools/call", "prompts/get"})
 _BY_URI: Final = frozenset({"resources/read", "resources/subscribe", "resources/unsubscribe"})
 _BROADCAST: Final = frozenset({"logging/setLevel"})
+_ROUTED_CAPABILITIES: Final = frozenset({"tools", "prompts", "resources", "logging", "completions"})
 _MAX_PAGES: Final = 1000
 
 log = structlog.get_logger("airlock.hub")
@@ -84,8 +84,8 @@ class Hub:
         """`names[i]`: upstream i's server name (its prefix); `to_upstreams[i]`: feeds a line to
         upstream i's relay as if the client sent it."""
         for name in names:
-            if not name or SEPARATOR in name:
-                raise ValueError(f"server name {name!r}: must be non-empty and must not contain {SEPARATOR!r}")
+            if not name or SEPARATOR in name or name.endswith("_"):
+                raise ValueError(f"server name {name!r}: must be non-empty, without {SEPARATOR!r} and not end in '_'")
         if len(set(names)) != len(names):
             raise ValueError("server names must be distinct")
         self.names = list(names)
@@ -95,10 +95,14 @@ class Hub:
         self._ids = itertools.count(1)
         self._routes: dict[str, _Route] = {}  # hub request id -> where its answer goes
         self._client_calls: dict[Any, tuple[int, str]] = {}  # client id -> (upstream, hub id): for cancellation
-        self._server_requests: dict[str, tuple[int, Any]] = {}  # hub id -> (upstream, its own id)
+        self._server_requests: dict[str, tuple[int, Any, Any]] = {}  # hub id -> (upstream, its own id, its progress token)
+        self._server_progress: dict[Any, int] = {}  # progress token of an upstream's request -> that upstream
+        #: Forwarded requests answered since the last `commit`: a relay that withdraws an answer (its
+        #: flight-log entry could not be written) answers again, with an error, under the same id.
+        self._answered: dict[str, Any] = {}
         self._live: set[int] = set(range(len(names)))  # upstreams initialised (or not yet tried)
         self._capabilities: dict[int, dict[str, Any]] = {}
-        self._uris: dict[str, int] = {}
+        self._uris: dict[str, int | None] = {}  # None: listed by several upstreams (ambiguous)
         self._templates: list[tuple[str, int]] = []  # (fixed prefix of a URI template, upstream)
 
     # -- client -> upstreams ------------------------------------------------------------------
@@ -128,6 +132,9 @@ class Hub:
     def _client_request(self, method: str, message: dict[str, Any]) -> None:
         client_id = message["id"]
         params = _object(message.get("params"))
+        if client_id in self._client_calls or any(r.gather is not None and r.gather.client_id == client_id for r in self._routes.values()):
+            self._error(client_id, INVALID_REQUEST, f"request id {str(client_id)[:40]!r} is already in use by an open request")
+            return
         if method == "ping":
             self._send({"jsonrpc": "2.0", "id": client_id, "result": {}})
         elif method == "initialize":
@@ -174,52 +181,73 @@ class Hub:
         if method == "notifications/cancelled":
             params = _object(message.get("params"))
             request_id = params.get("requestId")
-            found = self._client_calls.get(request_id) if jsonrpc.is_valid_id(request_id) else None
+            found = self._client_calls.pop(request_id, None) if type(request_id) in (int, str) else None
             if found is not None:
                 index, hub_id = found
+                self._routes.pop(hub_id, None)  # no answer is expected any more (and the relay drops a late one)
                 self._to_upstreams[index](jsonrpc.encode({**message, "params": {**params, "requestId": hub_id}}))
             return
-        for index in sorted(self._live):  # initialized, roots/list_changed, progress of a client-side request...
+        if method == "notifications/progress":  # about an upstream's request (sampling, elicitation): to that upstream only
+            token = _object(message.get("params")).get("progressToken")
+            owner = self._server_progress.get(token) if type(token) in (int, str) else None
+            if owner is not None and owner in self._live:
+                self._to_upstreams[owner](jsonrpc.encode(message))
+            return
+        for index in sorted(self._live):  # initialized, roots/list_changed...
             self._to_upstreams[index](jsonrpc.encode(message))
 
     def _client_response(self, message: dict[str, Any]) -> None:
         key = message["id"]
         found = self._server_requests.pop(key, None) if type(key) is str else None
+        if found is not None and found[2] is not None:
+            self._server_progress.pop(found[2], None)
         if found is None:
             log.warning("a response from the client to no request of an upstream; dropped", id=str(key)[:40])
             return
-        index, upstream_id = found
+        index, upstream_id, _ = found
         self._to_upstreams[index](jsonrpc.encode({**message, "id": upstream_id}))
 
     # -- upstreams -> client ------------------------------------------------------------------
 
     def from_upstream(self, index: int, line: bytes) -> None:
         """A line upstream `index`'s relay sends towards the client."""
-        message = orjson.loads(line)
+        message = jsonrpc.decode(line)  # as the relay wrote it (lone surrogates, big integers included)
         if type(message) is not dict:
             return
         if "method" not in message:
             self._upstream_response(index, message)
         elif "id" in message:  # a server-to-client request: a hub id towards the client
             hub_id = self._new_id()
-            self._server_requests[hub_id] = (index, message["id"])
+            token = _object(_object(message.get("params")).get("_meta")).get("progressToken")
+            token = token if type(token) in (int, str) else None
+            self._server_requests[hub_id] = (index, message["id"], token)
+            if token is not None:
+                self._server_progress[token] = index
             self._send({**message, "id": hub_id})
         else:
             if message["method"] == "notifications/cancelled":  # the upstream gives up on its own request
                 params = _object(message.get("params"))
-                mine = [h for h, (i, own) in self._server_requests.items() if i == index and own == params.get("requestId")]
+                mine = [h for h, (i, own, _) in self._server_requests.items() if i == index and own == params.get("requestId")]
                 if not mine:
                     return
+                token = self._server_requests.pop(mine[0])[2]
+                if token is not None:
+                    self._server_progress.pop(token, None)
                 message = {**message, "params": {**params, "requestId": mine[0]}}
             self._send(message)
 
     def _upstream_response(self, index: int, message: dict[str, Any]) -> None:
         key = message.get("id")
-        route = self._routes.pop(key, None) if type(key) is str else None
+        if type(key) is not str:
+            return
+        route = self._routes.pop(key, None)
         if route is None:
+            if key in self._answered and "error" in message:  # the relay withdrew its answer
+                self._send({**message, "id": self._answered.pop(key)})
             return  # the relay answers only what it was sent: nothing else can arrive here
         if route.gather is None:
             self._client_calls.pop(route.client_id, None)
+            self._answered[key] = route.client_id
             self._send({**message, "id": route.client_id})
             return
         gather = route.gather
@@ -255,8 +283,10 @@ class Hub:
                 route.gather.waiting.discard(index)
                 if not route.gather.waiting:
                     self._answer(route.gather)
-        for hub_id in [h for h, (i, _) in self._server_requests.items() if i == index]:
+        for hub_id in [h for h, (i, _, _) in self._server_requests.items() if i == index]:
             del self._server_requests[hub_id]
+        for token in [t for t, i in self._server_progress.items() if i == index]:
+            del self._server_progress[token]
 
     # -- answers ------------------------------------------------------------------------------
 
@@ -295,6 +325,8 @@ class Hub:
             offered = _object(result.get("capabilities"))
             self._capabilities[index] = offered
             for key, value in offered.items():
+                if key not in _ROUTED_CAPABILITIES:
+                    continue  # e.g. tasks: the hub cannot route them, so it does not offer them
                 if type(value) is dict and type(capabilities.get(key)) is dict:
                     capabilities[key] = {**capabilities[key], **{k: v for k, v in value.items() if v or k not in capabilities[key]}}
                 else:
@@ -317,8 +349,9 @@ class Hub:
             return {**item, "name": f"{self.names[index]}{SEPARATOR}{item['name']}"}
         if kind == "resources" and type(item.get("uri")) is str:
             owner = self._uris.setdefault(item["uri"], index)
-            if owner != index:  # the first server (by name) keeps it: a later one cannot take its reads over
-                log.warning("two upstreams list the same resource; reads go to the first", uri=item["uri"][:200],
+            if owner is not None and owner != index:  # two servers claim it: which one answers is not for them to decide
+                self._uris[item["uri"]] = None
+                log.warning("two upstreams list the same resource; reads of it are refused", uri=item["uri"][:200],
                             server=self.names[owner], also=self.names[index])  # fmt: skip
         elif kind == "resourceTemplates" and type(item.get("uriTemplate")) is str:
             prefix = item["uriTemplate"].split("{", 1)[0]
@@ -340,13 +373,20 @@ class Hub:
     def _uri_owner(self, uri: object) -> int | None:
         if type(uri) is not str:
             return None
-        index = self._uris.get(uri)
-        if index is None:
-            owners = {i for prefix, i in self._templates if uri.startswith(prefix)}
-            if not owners:  # not listed (a link in a result, say): fine if only one upstream has resources
-                owners = {i for i in self._live if "resources" in self._capabilities.get(i, {})}
-            index = owners.pop() if len(owners) == 1 else None
+        if uri in self._uris:
+            index = self._uris[uri]
+            return index if index is not None and index in self._live else None
+        matches = [(len(prefix), i) for prefix, i in self._templates if uri.startswith(prefix)]
+        longest = max((n for n, _ in matches), default=0)
+        owners = {i for n, i in matches if n == longest}  # the most specific template; two owners: ambiguous
+        if not owners:  # not listed (a link in a result, say): fine if only one upstream has resources
+            owners = {i for i in self._live if "resources" in self._capabilities.get(i, {})}
+        index = owners.pop() if len(owners) == 1 else None
         return index if index is not None and index in self._live else None
+
+    def commit(self) -> None:
+        """What was sent to the client so far is final (its flight-log entries are written)."""
+        self._answered.clear()
 
     def _new_id(self) -> str:
         return f"airlock-hub-{next(self._ids)}"

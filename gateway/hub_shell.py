@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 import structlog
 
-from gateway.errors import EXIT_OK, EXIT_UPSTREAM, EvidenceUnavailable
+from gateway import jsonrpc
+from gateway.errors import EXIT_OK, EXIT_UPSTREAM, EvidenceUnavailable, MessageTooLarge
 from gateway.flightlog import FlightLog
 from gateway.framing import LineFramer
 from gateway.hub import Hub
@@ -63,14 +64,32 @@ async def run_hub_stdio(upstreams: Sequence[HubUpstream], *, flight_log: FlightL
     relays: list[Relay] = []
     hub_lines: list[Callable[[bytes], None]] = []
 
+    # Fail closed across the hub: the hub re-encodes what a relay sends, so the lines a relay
+    # withdraws (their flight-log entries could not be written) are found in the client's buffer
+    # through `produced`: relay line id -> the ids of the client lines made from it, per flush.
+    producing: list[int] = []
+    produced: dict[int, list[int]] = {}
+
+    def hub_to_client(line: bytes) -> None:
+        to_client.add(line)
+        if producing:
+            produced.setdefault(producing[-1], []).append(id(line))
+
     def upstream_output(index: int) -> Callable[[bytes], None]:
-        return lambda line: hub.from_upstream(index, line)
+        def deliver(line: bytes) -> None:
+            producing.append(id(line))
+            try:
+                hub.from_upstream(index, line)
+            finally:
+                producing.pop()
+
+        return deliver
 
     for index, upstream in enumerate(upstreams):
         relay = Relay(upstream.mediator, upstream_output(index), writers[index].add, max_in_flight=upstream.settings.max_in_flight)
         relays.append(relay)
         hub_lines.append(relay.from_client)
-    hub = Hub([u.name for u in upstreams], to_client.add, hub_lines)
+    hub = Hub([u.name for u in upstreams], hub_to_client, hub_lines)
     if flight_log is not None:
         flight_log.defer_writes()
         for relay in relays:
@@ -85,10 +104,12 @@ async def run_hub_stdio(upstreams: Sequence[HubUpstream], *, flight_log: FlightL
                     withdrawn = relay.withdraw(error)  # fail closed: nothing undocumented leaves
                     if withdrawn:
                         writer.discard(withdrawn)
-                        to_client.discard(withdrawn)
+                        to_client.discard({client for line in withdrawn for client in produced.get(line, ())})
                 log.error("flight log write failed; what it would record was withheld", error=error.message)
             for relay in relays:
                 relay.commit()
+            hub.commit()
+        produced.clear()
         for writer in writers:
             writer.flush()
         to_client.flush()
@@ -130,8 +151,12 @@ async def run_hub_stdio(upstreams: Sequence[HubUpstream], *, flight_log: FlightL
     client_flow.reader = _AllChildren(children)
     stdout = await open_write_fd(stdout_fd, WriterProtocol(client_flow, lambda exc: stop_because("client closed its output")))
     to_client.attach(stdout)
-    client_framer = LineFramer(hub.from_client, lambda prefix, size: log.error("client line too large; dropped", bytes=size),
-                               max_message_bytes)  # fmt: skip
+    def client_line_too_large(prefix: bytes, size: int) -> None:
+        error = MessageTooLarge(f"message of {size} bytes exceeds the limit of {max_message_bytes} bytes")
+        to_client.add(jsonrpc.error_response(jsonrpc.probe_id(prefix), error))
+        log.error("client message too large; refused", bytes=size)
+
+    client_framer = LineFramer(hub.from_client, client_line_too_large, max_message_bytes)
     reader = FramedReader(client_framer, flush, lambda: stop_because("client closed its input"))
     client_reader = await open_read_fd(stdin_fd, reader)
     for child in children:

@@ -191,6 +191,10 @@ class TokenBucket:
         return (1.0 - self.tokens) / self.rate
 
 
+def _object(value: Any) -> dict[str, Any]:
+    return value if type(value) is dict else {}
+
+
 @dataclass(slots=True)
 class _Router:
     """Which client request a server-to-client message belongs to."""
@@ -200,24 +204,32 @@ class _Router:
 
     def client_request(self, message: dict[str, Any]) -> None:
         request_id = message.get("id")
-        if request_id is None or "method" not in message:
+        params = message.get("params")
+        if message.get("method") == "notifications/cancelled" and type(params) is dict:
+            self.closed(params.get("requestId"))  # no response will come: messages must not be routed to it
+            return
+        if type(request_id) not in (int, str) or "method" not in message:
             return
         self.open[request_id] = None
-        params = message.get("params")
         meta = params.get("_meta") if type(params) is dict else None
-        if type(meta) is dict and "progressToken" in meta:
-            self.progress[meta["progressToken"]] = request_id
+        token = meta.get("progressToken") if type(meta) is dict else None
+        if type(token) in (int, str):  # anything else cannot be a key (and is no valid token)
+            self.progress[token] = request_id
 
-    def related(self, message: dict[str, Any]) -> Any:
-        if "method" not in message:  # a response: routed by its own id
-            request_id = message.get("id")
+    def closed(self, request_id: Any) -> None:
+        if type(request_id) in (int, str):
             self.open.pop(request_id, None)
             for token in [t for t, r in self.progress.items() if r == request_id]:
                 del self.progress[token]
+
+    def related(self, message: dict[str, Any]) -> Any:
+        if "method" not in message:  # a response: routed by its own id
+            self.closed(message.get("id"))
             return None
         params = message.get("params")
-        if message.get("method") == "notifications/progress" and type(params) is dict:
-            owner = self.progress.get(params.get("progressToken"))
+        token = params.get("progressToken") if type(params) is dict else None
+        if message.get("method") == "notifications/progress" and type(token) in (int, str):
+            owner = self.progress.get(token)
             if owner is not None:
                 return owner
         return next(reversed(self.open), None)
@@ -255,6 +267,7 @@ class HttpSession:
         self.ready = asyncio.Event()
         self.done = asyncio.Event()
         self.start_error: str | None = None  # why the upstream could not be started
+        self.closing = False  # the session is ending: the fast path takes no new request
         self._to_client_transport = QueueSink()
         self._to_client = LineWriter("client")
         self._to_client.attach(self._to_client_transport)
@@ -282,7 +295,7 @@ class HttpSession:
         queue: asyncio.Queue[direct.Delivery] = asyncio.Queue()
         self._direct[request_id] = queue
         try:
-            if self.done.is_set():
+            if self.closing:
                 queue.put_nowait(None)
             else:
                 self._router.client_request(message)
@@ -343,10 +356,16 @@ class HttpSession:
                             self._router.client_request(message)
                             self._from_client(jsonrpc.encode(message))
                             self._flush()
+                            if message.get("method") == "notifications/cancelled":  # a cancelled fast-path call is answered no more
+                                cancelled = _object(message.get("params")).get("requestId")
+                                waiting = self._direct.get(cancelled) if type(cancelled) in (int, str) else None
+                                if waiting is not None:
+                                    waiting.put_nowait(None)
                     except (anyio.ClosedResourceError, anyio.EndOfStream):
                         pass  # the session was terminated (DELETE, or the upstream ended)
                     tasks.cancel_scope.cancel()
         finally:
+            self.closing = True
             self.ready.set()
             self._to_client_transport.close()
             for queue in self._direct.values():
@@ -376,7 +395,9 @@ class HttpSession:
             line = await queue.get()
             if line is None:
                 return
-            message = orjson.loads(line)
+            message = jsonrpc.decode(line)  # as the relay wrote it (lone surrogates, big integers included)
+            if type(message) is not dict:
+                continue
             related = self._router.related(message)
             if self.settings.json_responses and related is not None and "method" in message:
                 if "id" in message:  # a request during a call has no channel back: the upstream gets an error, not silence
@@ -487,6 +508,8 @@ class ServeApp:
     async def _answer_directly(self, session: HttpSession, scope: Scope, body: bytes, headers: dict[bytes, bytes],
                                receive: Receive, send: Send) -> bool:  # fmt: skip
         """The fast path (see `gateway.transports.direct`); False: take the SDK path."""
+        if session.closing or session.transport is None or session.transport.is_terminated:
+            return False  # the SDK path answers 404
         picked = direct.candidate(body, headers, json_only=self.settings.json_responses, resumable=session.resumable,
                                   open_ids=session.is_open)  # fmt: skip
         if picked is None:

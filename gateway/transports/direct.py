@@ -89,7 +89,7 @@ async def answer(queue: asyncio.Queue[Delivery], receive: Receive, send: Send, s
             delivery = await queue.get()
             if delivery is None:
                 if not streaming:
-                    body = b'{"jsonrpc":"2.0","id":null,"error":{"code":-32603,"message":"the session ended before the answer"}}'
+                    body = b'{"jsonrpc":"2.0","id":null,"error":{"code":-32603,"message":"no answer: cancelled, or the session ended"}}'
                     await send({"type": "http.response.start", "status": 500,
                                 "headers": [(b"content-type", b"application/json"), (b"mcp-session-id", session_id)]})  # fmt: skip
                     await send({"type": "http.response.body", "body": body})

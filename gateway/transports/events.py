@@ -41,16 +41,16 @@ class SessionEvents(EventStore):
         self._next += 1
         text = message.model_dump_json(by_alias=True, exclude_unset=True) if message is not None else None
         self._events.append((number, stream_id, text))
-        self._bytes += len(text) if text is not None else 0
+        self._bytes += len(text.encode()) if text is not None else 0
         while len(self._events) > self.max_events or self._bytes > self.max_bytes:
             _, _, dropped = self._events.popleft()
-            self._bytes -= len(dropped) if dropped is not None else 0
+            self._bytes -= len(dropped.encode()) if dropped is not None else 0
         return str(number)
 
     async def replay_events_after(self, last_event_id: EventId, send_callback: EventCallback) -> StreamId | None:
         """Send the events of `last_event_id`'s stream that came after it, in order; the stream's
         id, or None when `last_event_id` is not one this session still holds."""
-        if not last_event_id.isdigit() or not self._events:
+        if not (last_event_id.isascii() and last_event_id.isdigit()) or not self._events:
             log.warning("Last-Event-ID not issued by this session: nothing replayed", last_event_id=last_event_id[:40])
             return None
         after = int(last_event_id)

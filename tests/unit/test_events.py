@@ -74,3 +74,16 @@ async def test_a_replayed_message_is_the_message_stored() -> None:
     assert sent[0].message.model_dump_json(by_alias=True, exclude_unset=True) == message.model_dump_json(  # type: ignore[attr-defined]
         by_alias=True, exclude_unset=True
     )
+
+
+async def test_a_non_ascii_digit_is_not_an_event_id() -> None:
+    store = SessionEvents()
+    await store.store_event("a", _note(1))  # type: ignore[arg-type]
+    assert await _replay(store, "\u00b2") == (None, [])  # "²".isdigit() is true, int() of it is not
+
+
+async def test_the_byte_bound_counts_bytes_not_characters() -> None:
+    store = SessionEvents(max_bytes=3000)
+    for n in range(4):
+        await store.store_event("a", _note(n, "\u00e9" * 600))  # type: ignore[arg-type]  # 1200 bytes of UTF-8 each
+    assert store.oldest is not None and store.oldest >= 3

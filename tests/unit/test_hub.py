@@ -197,3 +197,72 @@ def test_an_unlisted_resource_goes_to_the_only_upstream_with_resources_and_is_re
     both.answer_last(1, {"capabilities": {"resources": {}}})
     both.send(_request(2, "resources/read", {"uri": "mem://linked-from-a-result"}))
     assert both.client[-1]["error"]["code"] == INVALID_PARAMS
+
+
+def test_a_client_id_still_open_is_refused_not_forwarded_twice() -> None:
+    wiring = _initialised("a", "b")
+    wiring.send(_request(7, "tools/call", {"name": "a__x"}))
+    wiring.send(_request(7, "tools/call", {"name": "b__y"}))
+    assert wiring.client[-1]["error"]["code"] == -32600 and len(wiring.upstreams[1]) == 1
+    wiring.answer_last(0, {"content": []})
+    wiring.send(_request(7, "tools/call", {"name": "b__y"}))  # answered: the id is free again
+    assert wiring.last(1)["params"]["name"] == "y"
+
+
+def test_a_cancelled_call_leaves_no_route_behind() -> None:
+    wiring = _initialised("a", "b")
+    wiring.send(_request(9, "tools/call", {"name": "a__slow"}))
+    wiring.send({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 9}})
+    assert wiring.hub._routes == {} and wiring.hub._client_calls == {}
+    wiring.send(_request(9, "tools/call", {"name": "a__slow"}))  # the id may be reused
+    assert wiring.last(0)["method"] == "tools/call"
+
+
+def test_an_answer_the_relay_withdraws_is_replaced_by_its_error_under_the_clients_id() -> None:
+    wiring = _initialised("a", "b")
+    wiring.send(_request("c", "tools/call", {"name": "a__x"}))
+    hub_id = wiring.last(0)["id"]
+    wiring.answer_last(0, {"content": [{"type": "text", "text": "SECRET"}]})
+    wiring.reply(0, {"jsonrpc": "2.0", "id": hub_id, "error": {"code": -32035, "message": "flight log full"}})
+    assert wiring.client[-1] == {"jsonrpc": "2.0", "id": "c", "error": {"code": -32035, "message": "flight log full"}}
+    wiring.hub.commit()
+    wiring.reply(0, {"jsonrpc": "2.0", "id": hub_id, "error": {"code": -32035, "message": "again"}})
+    assert wiring.client[-1]["error"]["message"] == "flight log full"  # after a commit, nothing more for that id
+
+
+def test_client_progress_about_an_upstreams_request_goes_to_that_upstream_only() -> None:
+    wiring = _initialised("a", "b")
+    wiring.reply(1, _request(1, "sampling/createMessage", {"messages": [], "_meta": {"progressToken": "tok"}}))
+    progress = {"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progressToken": "tok", "progress": 1}}
+    wiring.send(progress)
+    wiring.send({**progress, "params": {"progressToken": "unknown", "progress": 1}})
+    assert wiring.last(1) == progress and len(wiring.upstreams[0]) == 1
+
+
+def test_a_resource_two_upstreams_list_is_refused_and_the_most_specific_template_wins() -> None:
+    wiring = Wiring("a", "b")
+    wiring.send(_request(1, "initialize", {}))
+    wiring.answer_last(0, {"capabilities": {"resources": {}}})
+    wiring.answer_last(1, {"capabilities": {"resources": {}}})
+    wiring.send(_request(2, "resources/list"))
+    wiring.answer_last(0, {"resources": [{"uri": "file:///shared", "name": "s"}]})
+    wiring.answer_last(1, {"resources": [{"uri": "file:///shared", "name": "s"}]})
+    wiring.send(_request(3, "resources/read", {"uri": "file:///shared"}))
+    assert wiring.client[-1]["error"]["code"] == INVALID_PARAMS
+    wiring.send(_request(4, "resources/templates/list"))
+    wiring.answer_last(0, {"resourceTemplates": [{"uriTemplate": "file:///{path}", "name": "any"}]})
+    wiring.answer_last(1, {"resourceTemplates": [{"uriTemplate": "file:///home/u/{path}", "name": "home"}]})
+    wiring.send(_request(5, "resources/read", {"uri": "file:///home/u/.env"}))
+    assert wiring.last(1)["params"]["uri"] == "file:///home/u/.env"
+
+
+def test_capabilities_the_hub_cannot_route_are_not_offered() -> None:
+    wiring = Wiring("a")
+    wiring.send(_request(1, "initialize", {}))
+    wiring.answer_last(0, {"capabilities": {"tools": {}, "tasks": {"list": {}}, "experimental": {"x": {}}}})
+    assert wiring.client[-1]["result"]["capabilities"] == {"tools": {}}
+
+
+def test_a_server_name_ending_in_an_underscore_is_refused() -> None:
+    with pytest.raises(ValueError):
+        Hub(["fs_"], lambda line: None, [lambda line: None])

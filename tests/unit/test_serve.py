@@ -103,3 +103,17 @@ def test_server_messages_follow_the_request_they_belong_to() -> None:
     assert router.related({"jsonrpc": "2.0", "method": "notifications/message", "params": {}}) == 1  # ...and closes its request
     router.related({"jsonrpc": "2.0", "id": 1, "result": {}})
     assert router.related(progress) is None  # nothing open: the standalone stream
+
+
+def test_the_router_ignores_tokens_and_ids_that_cannot_be_keys_and_forgets_cancelled_requests() -> None:
+    router = _Router()
+    router.client_request({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"_meta": {"progressToken": [1]}}})
+    router.client_request({"jsonrpc": "2.0", "id": [2], "method": "tools/call"})
+    router.client_request({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"_meta": {"progressToken": "p"}}})
+    assert list(router.open) == [1, 3] and router.progress == {"p": 3}
+    # an upstream's progress with a token that cannot be a key is routed like any notification, not a crash
+    assert router.related({"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progressToken": {}}}) == 3
+    router.client_request({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 3}})
+    assert list(router.open) == [1] and router.progress == {}
+    # after the cancel, server-to-client messages no longer go to the cancelled request
+    assert router.related({"jsonrpc": "2.0", "id": 9, "method": "sampling/createMessage"}) == 1
