@@ -28,6 +28,7 @@ The hub speaks MCP to the client as one server, and to each relay as its client:
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -68,6 +69,7 @@ class _Gather:
     results: dict[int, Any] = field(default_factory=dict)
     errors: dict[int, Any] = field(default_factory=dict)
     pages: dict[int, int] = field(default_factory=dict)
+    started: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +82,8 @@ class _Route:
 
 
 class Hub:
-    def __init__(self, names: Sequence[str], to_client: LineSink, to_upstreams: Sequence[LineSink]) -> None:
+    def __init__(self, names: Sequence[str], to_client: LineSink, to_upstreams: Sequence[LineSink], *,
+                 clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
         """`names[i]`: upstream i's server name (its prefix); `to_upstreams[i]`: feeds a line to
         upstream i's relay as if the client sent it."""
         for name in names:
@@ -89,6 +92,7 @@ class Hub:
         if len(set(names)) != len(names):
             raise ValueError("server names must be distinct")
         self.names = list(names)
+        self._clock = clock
         self._index = {name: i for i, name in enumerate(names)}
         self._to_client = to_client
         self._to_upstreams = list(to_upstreams)
@@ -384,6 +388,19 @@ class Hub:
         index = owners.pop() if len(owners) == 1 else None
         return index if index is not None and index in self._live else None
 
+    def expire(self, timeout: float) -> None:
+        """Answer every gathered request (initialize, a list) that has waited more than `timeout`
+        seconds without the upstreams still silent: one hung upstream must not hold the session.
+        An upstream that does not answer `initialize` in time is left out of the session."""
+        now = self._clock()
+        late = {id(r.gather): r.gather for r in self._routes.values() if r.gather is not None and now - r.gather.started > timeout}
+        for gather in late.values():
+            for hub_id in [h for h, r in self._routes.items() if r.gather is gather]:
+                index = self._routes.pop(hub_id).index
+                gather.errors[index] = {"code": UPSTREAM_UNAVAILABLE, "message": f"{self.names[index]}: no answer within {timeout:g} s"}
+                gather.waiting.discard(index)
+            self._answer(gather)
+
     def commit(self) -> None:
         """What was sent to the client so far is final (its flight-log entries are written)."""
         self._answered.clear()
@@ -392,7 +409,7 @@ class Hub:
         return f"airlock-hub-{next(self._ids)}"
 
     def _gather(self, method: str, client_id: Any, params: dict[str, Any], targets: set[int]) -> None:
-        gather = _Gather(method, client_id, params, set(targets))
+        gather = _Gather(method, client_id, params, set(targets), started=self._clock())
         if not targets:
             self._answer(gather)
             return

@@ -14,6 +14,7 @@ import asyncio
 import signal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Final
 
 import structlog
 
@@ -30,6 +31,9 @@ from gateway.transports.http_upstream import HttpUpstream
 from gateway.transports.pipes import FlowLink, FramedReader, LineWriter, WriterProtocol, open_read_fd, open_write_fd
 
 log = structlog.get_logger("airlock.hub")
+
+#: How long `initialize` and lists wait for every upstream before answering without the silent ones.
+GATHER_TIMEOUT: Final = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +185,14 @@ async def run_hub_stdio(upstreams: Sequence[HubUpstream], *, flight_log: FlightL
             stop_because("every upstream is gone")
 
     watchers = [asyncio.ensure_future(watch(i, child)) for i, child in enumerate(children)]
+
+    async def expire_gathers() -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            hub.expire(GATHER_TIMEOUT)
+            flush()
+
+    watchers.append(asyncio.ensure_future(expire_gathers()))
     try:
         await stop.wait()
         log.info("shutting down", reason=reason[0] if reason else "stopped")

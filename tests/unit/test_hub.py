@@ -266,3 +266,22 @@ def test_capabilities_the_hub_cannot_route_are_not_offered() -> None:
 def test_a_server_name_ending_in_an_underscore_is_refused() -> None:
     with pytest.raises(ValueError):
         Hub(["fs_"], lambda line: None, [lambda line: None])
+
+
+def test_a_silent_upstream_is_left_out_after_the_gather_timeout() -> None:
+    now = [0.0]
+    client: list[dict[str, Any]] = []
+    sent: list[list[dict[str, Any]]] = [[], []]
+    hub = Hub(["a", "b"], lambda line: client.append(orjson.loads(line)),
+              [lambda line, i=i: sent[i].append(orjson.loads(line)) for i in range(2)], clock=lambda: now[0])  # fmt: skip
+    hub.from_client(orjson.dumps(_request(1, "initialize", {})))
+    hub.from_upstream(0, orjson.dumps({"jsonrpc": "2.0", "id": sent[0][-1]["id"], "result": {"capabilities": {"tools": {}}}}))
+    hub.expire(30)
+    assert client == []  # not late yet
+    now[0] = 31
+    hub.expire(30)
+    assert client[-1]["id"] == 1 and client[-1]["result"]["capabilities"] == {"tools": {}}
+    hub.from_upstream(1, orjson.dumps({"jsonrpc": "2.0", "id": sent[1][-1]["id"], "result": {}}))  # too late: ignored
+    assert len(client) == 1
+    hub.from_client(orjson.dumps(_request(2, "tools/call", {"name": "b__x"})))
+    assert client[-1]["error"]["code"] == INVALID_PARAMS  # b was left out
