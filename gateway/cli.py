@@ -445,15 +445,24 @@ def _run_all(args: argparse.Namespace) -> int:
                                   store_raw=args.store_raw or config.flight_log.store_raw, provenance=provenance)  # fmt: skip
         provenance = mediator.provenance
         upstreams.append(HubUpstream(identity, settings, mediator))
+    limit = upstreams[0].settings.max_message_bytes
+    return _logged_run(flight_log, lambda: asyncio.run(run_hub_stdio(upstreams, flight_log=flight_log, max_message_bytes=limit)))
+
+
+def _logged_run(flight_log: FlightLog | None, body: Callable[[], int], cleanup: Callable[[], None] | None = None) -> int:
+    """Run the gateway: a gateway error seals the log with its message; any other end leaves an
+    unsealed log unsealed (verify says so)."""
     try:
-        return asyncio.run(run_hub_stdio(upstreams, flight_log=flight_log, max_message_bytes=upstreams[0].settings.max_message_bytes))
+        return body()
     except GatewayError as error:
         if flight_log is not None:
             flight_log.close(f"gateway stopped: {error.message}")
         raise
     finally:
+        if cleanup is not None:
+            cleanup()
         if flight_log is not None:
-            flight_log.abandon()
+            flight_log.abandon()  # no-op after a seal
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -477,18 +486,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         fallback = server_identity(Path(settings.upstream.argv[0]).name)
         recorder = CassetteWriter(args.record, redact=args.redact, server=server_identity(given) if given else None,
                                   fallback_server=fallback, policy_hash=policy.hash)  # fmt: skip
-    try:
+    def relay() -> int:
         key_path = None if args.ephemeral_key else _key_path(args, config.flight_log)
         return asyncio.run(run_stdio(settings, mediator, flight_log=flight_log, key_path=key_path, recorder=recorder))
-    except GatewayError as error:
-        if flight_log is not None:
-            flight_log.close(f"gateway stopped: {error.message}")
-        raise
-    finally:
-        if recorder is not None:
-            recorder.close()
-        if flight_log is not None:
-            flight_log.abandon()  # no-op after a seal; an unsealed log stays unsealed
+
+    return _logged_run(flight_log, relay, recorder.close if recorder is not None else None)
 
 
 def _tokens(args: argparse.Namespace) -> tuple[Token, ...]:
