@@ -89,3 +89,49 @@ async def test_a_full_log_refuses_later_calls_and_loses_no_acknowledged_one(tmp_
     logged_results = {e["request_id"] for e in entries if e["kind"] == "result"}
     assert set(acknowledged) <= logged_calls
     assert set(acknowledged) <= logged_results
+
+
+async def test_through_the_hub_a_full_log_refuses_later_calls_and_withholds_unlogged_answers(tmp_path: Path) -> None:
+    # `airlock run --all`: answers pass through the hub, which re-encodes them; a relay that
+    # withdraws an answer (its entry could not be written) must still keep it from the client.
+    key = tmp_path / "signing.key"
+    subprocess.run([sys.executable, "-m", "gateway", "keygen", "--out", str(key)], check=True, capture_output=True)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    config = tmp_path / "airlock.toml"
+    config.write_text(f"[upstreams.everything]\ncommand = {orjson.dumps(everything_argv()[0]).decode()}\n")
+    gateway = [sys.executable, "-m", "gateway", "run", "--all", "--config", str(config), "--log", str(logs), "--key", str(key),
+               "--log-level", "warning"]  # fmt: skip
+    process = await anyio.open_process(_with_file_size_limit(gateway, LOG_LIMIT), cwd=str(ROOT), start_new_session=True)
+    client = GatewayProcess(process)
+    acknowledged, refused = 0, 0
+    async with anyio.create_task_group() as group:
+        group.start_soon(_drain, process.stderr)
+        try:
+            await client.call(0, "initialize", INIT)
+            await client.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+            await client.call(1, "tools/list", {})
+            for request_id in range(2, 122):
+                reply = await client.call(request_id, "tools/call", {"name": "everything__echo", "arguments": {"message": "m"}})
+                if "result" in reply:
+                    assert not refused, "a call succeeded after the log had failed"
+                    acknowledged += 1
+                else:
+                    assert reply["error"]["code"] == EVIDENCE_UNAVAILABLE, reply
+                    refused += 1
+            await client.close_input()
+            await client.wait()
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+            await process.aclose()
+    assert acknowledged and refused, (acknowledged, refused)
+    path = next(logs.glob("*.jsonl"))
+    entries = [orjson.loads(line) for line in path.read_bytes().splitlines() if line.endswith(b"}")]
+    assert acknowledged <= sum(1 for e in entries if e["kind"] == "result" and e.get("tool") == "echo")
+
+
+async def _drain(stream: Any) -> None:
+    async for _ in stream:
+        pass
