@@ -405,8 +405,11 @@ class Hub:
         """What was sent to the client so far is final (its flight-log entries are written)."""
         self._answered.clear()
 
-    def _new_id(self) -> str:
-        return f"airlock-hub-{next(self._ids)}"
+    def _new_id(self, client_id: Any = None) -> str:
+        """A hub id, unique in the session. A request made for a client request starts with the
+        client's id (`7~hub-12`), so the flight log, which sees the hub's ids, names the client's."""
+        number = next(self._ids)
+        return f"{str(client_id)[:64]}~hub-{number}" if client_id is not None else f"airlock-hub-{number}"
 
     def _gather(self, method: str, client_id: Any, params: dict[str, Any], targets: set[int]) -> None:
         gather = _Gather(method, client_id, params, set(targets), started=self._clock())
@@ -417,7 +420,7 @@ class Hub:
             self._ask(index, gather, params)
 
     def _ask(self, index: int, gather: _Gather, params: dict[str, Any]) -> None:
-        hub_id = self._new_id()
+        hub_id = self._new_id(gather.client_id)
         self._routes[hub_id] = _Route(index, gather=gather)
         request: dict[str, Any] = {"jsonrpc": "2.0", "id": hub_id, "method": gather.method}
         if params:
@@ -425,7 +428,7 @@ class Hub:
         self._to_upstreams[index](jsonrpc.encode(request))
 
     def _forward(self, index: int, client_id: Any, message: dict[str, Any]) -> None:
-        hub_id = self._new_id()
+        hub_id = self._new_id(client_id)
         self._routes[hub_id] = _Route(index, client_id=client_id)
         self._client_calls[client_id] = (index, hub_id)
         self._to_upstreams[index](jsonrpc.encode({**message, "id": hub_id}))

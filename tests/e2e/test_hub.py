@@ -113,7 +113,9 @@ async def test_a_secret_read_from_one_server_cannot_leave_through_another_server
     # One flight log for the session, with both servers' entries, that verifies.
     [log_file] = list(logs.iterdir())
     entries = [orjson.loads(line) for line in log_file.read_bytes().splitlines()]
-    assert {entry.get("server") for entry in entries if entry.get("kind") == "call"} >= {"files", "web"}
+    calls = [entry for entry in entries if entry.get("kind") == "call"]
+    assert {entry.get("server") for entry in calls} >= {"files", "web"}
+    assert all(str(entry["request_id"]).split("~hub-")[0].isdigit() for entry in calls)  # the client's own id, first
     verified = subprocess.run([sys.executable, "-m", "gateway", "verify", str(log_file)], cwd=str(ROOT), capture_output=True,
                               timeout=60, check=False)  # fmt: skip
     assert verified.returncode == 0, verified.stdout + verified.stderr
