@@ -19,13 +19,13 @@ from typing import Final
 import structlog
 
 from gateway import jsonrpc
-from gateway.errors import EXIT_OK, EXIT_UPSTREAM, EvidenceUnavailable, MessageTooLarge
+from gateway.errors import EXIT_OK, EXIT_UPSTREAM, MessageTooLarge
 from gateway.flightlog import FlightLog
 from gateway.framing import LineFramer
 from gateway.hub import Hub
 from gateway.mediation.interface import Mediator
 from gateway.relay import Relay
-from gateway.runner import DRAIN_TIMEOUT, RunSettings
+from gateway.runner import DRAIN_TIMEOUT, RunSettings, commit_evidence
 from gateway.transports.child import ChildProcess
 from gateway.transports.http_upstream import HttpUpstream
 from gateway.transports.pipes import FlowLink, FramedReader, LineWriter, WriterProtocol, open_read_fd, open_write_fd
@@ -76,7 +76,7 @@ async def run_hub_stdio(upstreams: Sequence[HubUpstream], *, flight_log: FlightL
 
     def hub_to_client(line: bytes) -> None:
         to_client.add(line)
-        if producing:
+        if producing and flight_log is not None:  # only a flight log can make a relay withdraw
             produced.setdefault(producing[-1], []).append(id(line))
 
     def upstream_output(index: int) -> Callable[[bytes], None]:
@@ -99,24 +99,15 @@ async def run_hub_stdio(upstreams: Sequence[HubUpstream], *, flight_log: FlightL
         for relay in relays:
             relay.track_uncommitted()
 
+    sides = list(zip(relays, writers, strict=True))
+
+    def client_lines(withdrawn: set[int]) -> set[int]:
+        return {client for line in withdrawn for client in produced.get(line, ())}
+
     def flush() -> None:
-        if flight_log is not None:
-            try:
-                flight_log.flush()
-            except EvidenceUnavailable as error:
-                for relay, writer in zip(relays, writers, strict=True):
-                    withdrawn = relay.withdraw(error)  # fail closed: nothing undocumented leaves
-                    if withdrawn:
-                        writer.discard(withdrawn)
-                        to_client.discard({client for line in withdrawn for client in produced.get(line, ())})
-                log.error("flight log write failed; what it would record was withheld", error=error.message)
-            for relay in relays:
-                relay.commit()
-            hub.commit()
+        commit_evidence(flight_log, sides, to_client, client_lines)
+        hub.commit()
         produced.clear()
-        for writer in writers:
-            writer.flush()
-        to_client.flush()
 
     children: list[ChildProcess | HttpUpstream] = []
     for index, upstream in enumerate(upstreams):

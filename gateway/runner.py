@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -91,19 +91,10 @@ async def run_stdio(
         flight_log.defer_writes()
         relay.track_uncommitted()
 
+    sides = [(relay, to_upstream)]
+
     def flush() -> None:
-        if flight_log is not None:
-            try:
-                flight_log.flush()
-            except EvidenceUnavailable as error:
-                withdrawn = relay.withdraw(error)  # fail closed: nothing undocumented leaves
-                if withdrawn:
-                    to_upstream.discard(withdrawn)
-                    to_client.discard(withdrawn)
-                    log.error("flight log write failed; what it would record was withheld", messages=len(withdrawn), error=error.message)
-            relay.commit()
-        to_upstream.flush()
-        to_client.flush()
+        commit_evidence(flight_log, sides, to_client)
         if draining and relay.pending_client_requests == 0:
             drained.set()
 
@@ -189,6 +180,33 @@ async def _upstream_died(child: ChildProcess | HttpUpstream, relay: Relay, to_cl
     await child.terminate(grace=0.0)  # the rest of its process group
     await to_client.drain(2.0)
     return EXIT_UPSTREAM
+
+
+def commit_evidence(flight_log: FlightLog | None, sides: Sequence[tuple[Relay, LineWriter]], to_client: LineWriter,
+                    client_lines: Callable[[set[int]], set[int]] = lambda ids: ids) -> None:  # fmt: skip
+    """Write-ahead, once per chunk of input: write the flight-log entries decided since the last
+    call, then let out what they decide (each relay's upstream writer, then the client's). If the
+    entries cannot be written, every relay withdraws what it passed on since (fail closed):
+    requests are refused, responses replaced by the error, and the withdrawn lines are dropped
+    from the writers before they flush. `client_lines` maps a relay's withdrawn line ids to the
+    ids in `to_client` (the hub re-encodes what relays send)."""
+    if flight_log is not None:
+        try:
+            flight_log.flush()
+        except EvidenceUnavailable as error:
+            withheld = 0
+            for relay, to_upstream in sides:
+                withdrawn = relay.withdraw(error)
+                if withdrawn:
+                    withheld += len(withdrawn)
+                    to_upstream.discard(withdrawn)
+                    to_client.discard(client_lines(withdrawn))
+            log.error("flight log write failed; what it would record was withheld", messages=withheld, error=error.message)
+        for relay, _ in sides:
+            relay.commit()
+    for _, to_upstream in sides:
+        to_upstream.flush()
+    to_client.flush()
 
 
 def rotation_manifest_path(key_path: Path) -> Path:

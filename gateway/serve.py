@@ -43,11 +43,12 @@ from starlette.requests import Request
 
 from gateway import jsonrpc
 from gateway.cassette import CassetteWriter, Direction
-from gateway.errors import UPSTREAM_UNAVAILABLE, ConfigError, EvidenceUnavailable, GatewayError, UpstreamStartFailed
+from gateway.errors import UPSTREAM_UNAVAILABLE, ConfigError, GatewayError, UpstreamStartFailed
 from gateway.flightlog import FlightLog
 from gateway.framing import DEFAULT_MAX_MESSAGE_BYTES, LineFramer
 from gateway.mediation.interface import Mediator
 from gateway.relay import Relay
+from gateway.runner import commit_evidence
 from gateway.transports import direct
 from gateway.transports.child import ChildProcess, ChildSpec
 from gateway.transports.events import DEFAULT_MAX_EVENTS, SessionEvents
@@ -277,6 +278,7 @@ class HttpSession:
             return recorder.tee(direction, sink) if recorder is not None else sink
 
         self.relay = Relay(parts.mediator, tap("g2c", self._to_client.add), tap("g2u", self._to_upstream.add))
+        self._sides = [(self.relay, self._to_upstream)]
         self._from_client = tap("c2g", self.relay.from_client)
         self._from_upstream = tap("u2g", self.relay.from_upstream)
         self._router = _Router()
@@ -306,17 +308,7 @@ class HttpSession:
             self._direct.pop(request_id, None)
 
     def _flush(self) -> None:
-        if self.flight_log is not None:
-            try:
-                self.flight_log.flush()
-            except EvidenceUnavailable as error:
-                withdrawn = self.relay.withdraw(error)
-                if withdrawn:
-                    self._to_upstream.discard(withdrawn)
-                    self._to_client.discard(withdrawn)
-            self.relay.commit()
-        self._to_upstream.flush()
-        self._to_client.flush()
+        commit_evidence(self.flight_log, self._sides, self._to_client)
 
     async def run(self) -> None:
         framer = LineFramer(self._from_upstream, self.relay.upstream_line_too_large, self.settings.max_message_bytes)
