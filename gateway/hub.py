@@ -99,6 +99,7 @@ class Hub:
         self._ids = itertools.count(1)
         self._routes: dict[str, _Route] = {}  # hub request id -> where its answer goes
         self._client_calls: dict[Any, tuple[int, str]] = {}  # client id -> (upstream, hub id): for cancellation
+        self._gathering: set[Any] = set()  # client ids of gathered requests not answered yet
         self._server_requests: dict[str, tuple[int, Any, Any]] = {}  # hub id -> (upstream, its own id, its progress token)
         self._server_progress: dict[Any, int] = {}  # progress token of an upstream's request -> that upstream
         #: Forwarded requests answered since the last `commit`: a relay that withdraws an answer (its
@@ -136,7 +137,7 @@ class Hub:
     def _client_request(self, method: str, message: dict[str, Any]) -> None:
         client_id = message["id"]
         params = _object(message.get("params"))
-        if client_id in self._client_calls or any(r.gather is not None and r.gather.client_id == client_id for r in self._routes.values()):
+        if client_id in self._client_calls or client_id in self._gathering:
             self._error(client_id, INVALID_REQUEST, f"request id {str(client_id)[:40]!r} is already in use by an open request")
             return
         if method == "ping":
@@ -295,6 +296,7 @@ class Hub:
     # -- answers ------------------------------------------------------------------------------
 
     def _answer(self, gather: _Gather) -> None:
+        self._gathering.discard(gather.client_id)
         if gather.method == "initialize":
             self._answer_initialize(gather)
         elif gather.method in _LISTS:
@@ -413,6 +415,7 @@ class Hub:
 
     def _gather(self, method: str, client_id: Any, params: dict[str, Any], targets: set[int]) -> None:
         gather = _Gather(method, client_id, params, set(targets), started=self._clock())
+        self._gathering.add(client_id)
         if not targets:
             self._answer(gather)
             return

@@ -285,3 +285,14 @@ def test_a_silent_upstream_is_left_out_after_the_gather_timeout() -> None:
     assert len(client) == 1
     hub.from_client(orjson.dumps(_request(2, "tools/call", {"name": "b__x"})))
     assert client[-1]["error"]["code"] == INVALID_PARAMS  # b was left out
+
+
+def test_a_client_id_still_gathering_is_refused_and_free_again_once_answered() -> None:
+    wiring = _initialised("a", "b")
+    wiring.send(_request(4, "tools/list"))
+    wiring.send(_request(4, "tools/call", {"name": "a__x"}))
+    assert wiring.client[-1]["error"]["code"] == -32600 and wiring.last(0)["method"] == "tools/list"
+    wiring.answer_last(0, {"tools": []})
+    wiring.answer_last(1, {"tools": []})
+    wiring.send(_request(4, "tools/call", {"name": "a__x"}))
+    assert wiring.last(0)["method"] == "tools/call"
