@@ -238,20 +238,26 @@ def _upstream_spec(args: argparse.Namespace, config: GatewayConfig) -> tuple[Chi
     return spec, name
 
 
+def _given_url(args: argparse.Namespace) -> str | None:
+    """The remote URL the command line names: `--url`, or the value of `--url-env`'s variable."""
+    if not args.url_env:
+        return args.url  # type: ignore[no-any-return]
+    if args.url:
+        raise ConfigError("give --url or --url-env, not both")
+    url = os.environ.get(args.url_env)
+    if not url:
+        raise ConfigError(f"--url-env {args.url_env}: that environment variable is not set or empty")
+    return url
+
+
 def _http_spec(args: argparse.Namespace, config: GatewayConfig) -> tuple[HttpSpec, str | None] | None:
     """A remote upstream: `--url`, or a config upstream with `url`; headers from the config and
     --header, secret ones from the environment variables that `headers_env`/--header-env and
     `bearer_env`/--bearer-env name (values never logged). None: the upstream is a command."""
     name: str | None = None
     configured = None
-    if args.url_env:
-        if args.url:
-            raise ConfigError("give --url or --url-env, not both")
-        args.url = os.environ.get(args.url_env)
-        if not args.url:
-            raise ConfigError(f"--url-env {args.url_env}: that environment variable is not set or empty")
-        args.url_env = None  # read once
-    if args.url is None:
+    given = _given_url(args)
+    if given is None:
         if args.upstream_command and [a for a in args.upstream_command if a != "--"]:
             return None
         configured = config.upstream(args.upstream) if config.upstreams else None
@@ -260,9 +266,9 @@ def _http_spec(args: argparse.Namespace, config: GatewayConfig) -> tuple[HttpSpe
         name = args.upstream or next(iter(config.upstreams))
     elif args.upstream_command and [a for a in args.upstream_command if a != "--"]:
         raise ConfigError("give either --url (a remote upstream) or '-- CMD' (a local one), not both")
-    url = args.url or (configured.url if configured is not None else None)
+    url = given or (configured.url if configured is not None else None)
     assert url is not None
-    where = "--url" if args.url else f"[upstreams.{name}] url"
+    where = ("--url-env " + args.url_env if args.url_env else "--url") if given else f"[upstreams.{name}] url"
     if not url.startswith(("http://", "https://")):
         shown = url if "?" not in url and "@" not in url else url.split("//", 1)[0] + "//..."  # never echo a token
         raise ConfigError(f"{where} {shown!r}: give an http:// or https:// URL")
@@ -274,7 +280,7 @@ def _http_spec(args: argparse.Namespace, config: GatewayConfig) -> tuple[HttpSpe
         if not value:
             raise ConfigError(f"the {header} header comes from environment variable {variable}, which is not set or empty")
         headers[header] = value if header != "Authorization" or variable != bearer else f"Bearer {value}"
-    transport = args.transport if args.url or configured is None else configured.transport
+    transport = args.transport if given or configured is None else configured.transport
     timeout = args.timeout if args.timeout is not None else (configured.timeout if configured is not None else 30.0)
     if not 0 < timeout <= 3600:
         raise ConfigError(f"--timeout {timeout}: give seconds between 0 and 3600")
@@ -423,8 +429,8 @@ def _run_all(args: argparse.Namespace) -> int:
     """`airlock run --all --config C`: every configured upstream behind one session (`hub`)."""
     if args.config is None:
         raise ConfigError("--all serves every [upstreams.NAME] of a config file: add --config FILE")
-    if args.url or [a for a in args.upstream_command if a != "--"] or args.upstream or args.name:
-        raise ConfigError("--all takes its upstreams from --config; drop --url, --upstream, --name and '-- CMD'")
+    if args.url or args.url_env or [a for a in args.upstream_command if a != "--"] or args.upstream or args.name:
+        raise ConfigError("--all takes its upstreams from --config; drop --url, --url-env, --upstream, --name and '-- CMD'")
     if args.record is not None:
         raise ConfigError("--record records one upstream's session; it cannot be combined with --all yet")
     config = load_config(args.config)
@@ -569,7 +575,7 @@ def cmd_pin(args: argparse.Namespace) -> int:
         remote = _http_spec(args, config)
         return remote if remote is not None else _upstream_spec(args, config)
 
-    if argv or args.url or args.upstream or len(config.upstreams) <= 1:
+    if argv or args.url or args.url_env or args.upstream or len(config.upstreams) <= 1:
         targets = [target()]
     else:
         targets = []

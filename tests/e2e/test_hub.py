@@ -130,6 +130,8 @@ def test_all_needs_a_config_and_refuses_a_command_line_upstream(tmp_path: Path) 
     config = _config(tmp_path, {"files": _scenario("files")})
     refused = run("--config", str(config), "--", "echo")
     assert refused.returncode == 2 and "--all takes its upstreams from --config" in refused.stderr
+    from_env = run("--config", str(config), "--url-env", "HOME")
+    assert from_env.returncode == 2 and "--all takes its upstreams from --config" in from_env.stderr
     bad = tmp_path / "bad.toml"
     bad.write_text('[upstreams.a__b]\ncommand = "x"\n')
     named = run("--config", str(bad))
