@@ -194,16 +194,18 @@ def listening(argv: list[str], url: str, *, env: dict[str, str] | None = None, c
 
 
 async def wait_listening(url: str) -> None:
+    """Until a server process accepts connections on `url` (bounded: 30 s)."""
     import httpx2
 
-    with anyio.fail_after(30):
-        while True:
-            try:
-                async with httpx2.AsyncClient() as http:
-                    await http.get(url)
-                return
-            except httpx2.TransportError:
-                await anyio.sleep(0.05)
+    async def accepts() -> bool:
+        try:
+            async with httpx2.AsyncClient() as http:
+                await http.get(url)
+        except httpx2.TransportError:
+            return False
+        return True
+
+    await eventually(accepts, timeout=30)
 
 
 @pytest.fixture
