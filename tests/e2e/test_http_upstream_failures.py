@@ -138,16 +138,21 @@ async def airlock_run(url: str, stderr: IO[bytes]) -> AsyncIterator[tuple[Proces
             yield process, (from_gateway, to_gateway)
             tasks.cancel_scope.cancel()
     finally:
-        with anyio.CancelScope(shield=True):
-            if process.returncode is None:
-                os.killpg(process.pid, signal.SIGKILL)
-                await process.wait()
-        await process.aclose()
+        await _kill_group(process)
 
 
 @asynccontextmanager
 async def _given(streams: TransportStreams) -> AsyncIterator[TransportStreams]:
     yield streams
+
+
+async def _kill_group(process: Process) -> None:
+    """End a gateway started in its own session, children included, whatever cancelled us."""
+    with anyio.CancelScope(shield=True):
+        if process.returncode is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            await process.wait()
+    await process.aclose()
 
 
 @asynccontextmanager
@@ -171,11 +176,7 @@ async def airlock_serve(tmp_path: Path, url: str) -> AsyncIterator[tuple[str, Pr
         # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal it caught.
         assert status in (0, -signal.SIGTERM), log_path.read_text(errors="replace")
     finally:
-        with anyio.CancelScope(shield=True):
-            if process.returncode is None:
-                os.killpg(process.pid, signal.SIGKILL)
-                await process.wait()
-        await process.aclose()
+        await _kill_group(process)
 
 
 @asynccontextmanager
