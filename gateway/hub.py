@@ -54,10 +54,6 @@ _MAX_PAGES: Final = 1000
 log = structlog.get_logger("airlock.hub")
 
 
-def _object(value: Any) -> dict[str, Any]:
-    return value if type(value) is dict else {}
-
-
 @dataclass(slots=True)
 class _Gather:
     """A client request answered from several upstreams (initialize, a list, setLevel)."""
@@ -136,7 +132,7 @@ class Hub:
 
     def _client_request(self, method: str, message: dict[str, Any]) -> None:
         client_id = message["id"]
-        params = _object(message.get("params"))
+        params = jsonrpc.members(message.get("params"))
         if client_id in self._client_calls or client_id in self._gathering:
             self._error(client_id, INVALID_REQUEST, f"request id {str(client_id)[:40]!r} is already in use by an open request")
             return
@@ -169,7 +165,7 @@ class Hub:
             self._error(client_id, METHOD_NOT_FOUND, f"{method!r} cannot be routed to one of several upstream servers")
 
     def _complete(self, client_id: Any, message: dict[str, Any], params: dict[str, Any]) -> None:
-        ref = _object(params.get("ref"))
+        ref = jsonrpc.members(params.get("ref"))
         if ref.get("type") == "ref/prompt":
             target = self._split(ref.get("name"))
             if target is not None:
@@ -184,7 +180,7 @@ class Hub:
 
     def _client_notification(self, method: str, message: dict[str, Any]) -> None:
         if method == "notifications/cancelled":
-            params = _object(message.get("params"))
+            params = jsonrpc.members(message.get("params"))
             request_id = params.get("requestId")
             found = self._client_calls.pop(request_id, None) if type(request_id) in (int, str) else None
             if found is not None:
@@ -193,7 +189,7 @@ class Hub:
                 self._to_upstreams[index](jsonrpc.encode({**message, "params": {**params, "requestId": hub_id}}))
             return
         if method == "notifications/progress":  # about an upstream's request (sampling, elicitation): to that upstream only
-            token = _object(message.get("params")).get("progressToken")
+            token = jsonrpc.members(message.get("params")).get("progressToken")
             owner = self._server_progress.get(token) if type(token) in (int, str) else None
             if owner is not None and owner in self._live:
                 self._to_upstreams[owner](jsonrpc.encode(message))
@@ -223,7 +219,7 @@ class Hub:
             self._upstream_response(index, message)
         elif "id" in message:  # a server-to-client request: a hub id towards the client
             hub_id = self._new_id()
-            token = _object(_object(message.get("params")).get("_meta")).get("progressToken")
+            token = jsonrpc.members(jsonrpc.members(message.get("params")).get("_meta")).get("progressToken")
             token = token if type(token) in (int, str) else None
             self._server_requests[hub_id] = (index, message["id"], token)
             if token is not None:
@@ -231,7 +227,7 @@ class Hub:
             self._send({**message, "id": hub_id})
         else:
             if message["method"] == "notifications/cancelled":  # the upstream gives up on its own request
-                params = _object(message.get("params"))
+                params = jsonrpc.members(message.get("params"))
                 mine = [h for h, (i, own, _) in self._server_requests.items() if i == index and own == params.get("requestId")]
                 if not mine:
                     return
@@ -259,7 +255,7 @@ class Hub:
         if "error" in message:
             gather.errors[index] = message["error"]
         elif gather.method in _LISTS:
-            result = _object(message.get("result"))
+            result = jsonrpc.members(message.get("result"))
             kind = _LISTS[gather.method]
             items = result.get(kind) if type(result.get(kind)) is list else []
             gather.results.setdefault(index, []).extend(items)
@@ -328,7 +324,7 @@ class Hub:
         versions: set[str] = set()
         for index in sorted(results):
             result = results[index]
-            offered = _object(result.get("capabilities"))
+            offered = jsonrpc.members(result.get("capabilities"))
             self._capabilities[index] = offered
             for key, value in offered.items():
                 if key not in _ROUTED_CAPABILITIES:

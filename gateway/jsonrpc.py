@@ -91,6 +91,12 @@ def encode_pretty(value: Any) -> bytes:
         return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False).encode("utf-8", "surrogatepass") + b"\n"
 
 
+def members(value: Any) -> JsonObject:
+    """`value` if it is a JSON object, else an empty one (for reading optional members such as
+    `params` or `_meta` without a type check at every step)."""
+    return value if type(value) is dict else {}
+
+
 def is_valid_id(value: object) -> bool:
     """MCP request ids are strings or integers; never null, booleans or fractions."""
     return (type(value) is int) or (type(value) is str)

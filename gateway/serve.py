@@ -192,10 +192,6 @@ class TokenBucket:
         return (1.0 - self.tokens) / self.rate
 
 
-def _object(value: Any) -> dict[str, Any]:
-    return value if type(value) is dict else {}
-
-
 @dataclass(slots=True)
 class _Router:
     """Which client request a server-to-client message belongs to."""
@@ -349,7 +345,7 @@ class HttpSession:
                             self._from_client(jsonrpc.encode(message))
                             self._flush()
                             if message.get("method") == "notifications/cancelled":  # a cancelled fast-path call is answered no more
-                                cancelled = _object(message.get("params")).get("requestId")
+                                cancelled = jsonrpc.members(message.get("params")).get("requestId")
                                 waiting = self._direct.get(cancelled) if type(cancelled) in (int, str) else None
                                 if waiting is not None:
                                     waiting.put_nowait(None)
