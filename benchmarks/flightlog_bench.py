@@ -23,9 +23,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from gateway.flightlog import FlightLog, FsyncMode, LogSettings
-from gateway.signing import generate_key
-from gateway.verify import verify_file
+from gateway.evidence.flightlog import FlightLog, FsyncMode, LogSettings
+from gateway.evidence.signing import generate_key
+from gateway.evidence.verify import verify_file
 
 CHUNK_CALLS = 16
 RUNS = 7

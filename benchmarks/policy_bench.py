@@ -35,10 +35,10 @@ from typing import Any
 import orjson
 
 from gateway.mediation.interface import Forward
-from gateway.mediation.policy import PolicyMediator, reset_memos
-from gateway.pins import Lock
+from gateway.mediation.mediator import PolicyMediator, reset_memos
 from gateway.policy.engine import CallRequest, CompiledPolicy, Decision, SessionState, ToolView, decide
 from gateway.policy.model import parse_policy
+from gateway.screening.pins import Lock
 
 SERVER = "warehouse"
 TARGET_TOOL = "query_rows"  # decided by the allow rule two from the end

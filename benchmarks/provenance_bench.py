@@ -21,10 +21,10 @@ import time
 import tracemalloc
 from typing import Any
 
-from gateway.labels import UNTRUSTED
+from gateway.labels.masks import UNTRUSTED
+from gateway.labels.provenance import Provenance, field_values
 from gateway.policy.flows import CompiledFlows, argument_taints, check_flows
 from gateway.policy.model import parse_policy
-from gateway.provenance import Provenance, field_values
 
 POLICY = parse_policy(
     {

@@ -19,12 +19,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gateway.cassette import read_cassette
 from gateway.logs import configure_logging
-from gateway.mediation.policy import reset_memos
+from gateway.mediation.mediator import reset_memos
 from gateway.policy.engine import CompiledPolicy
 from gateway.policy.model import parse_policy
-from gateway.replay import replay
+from gateway.recording.cassette import read_cassette
+from gateway.recording.replay import replay
 
 ROOT = Path(__file__).resolve().parents[1]
 

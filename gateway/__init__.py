@@ -1,7 +1,7 @@
 """MCP Airlock: a security gateway for the Model Context Protocol."""
 
 from gateway.errors import GatewayError, PolicyDenied
-from gateway.relay import Relay
+from gateway.session.relay import Relay
 
 __version__ = "0.1.0"
 

@@ -22,6 +22,8 @@ Example:
     key = "/home/me/.config/airlock/signing.key"
 
 Every option here also has a flag on `airlock run`; a flag wins over the file.
+
+Imports: errors, protocol.
 """
 
 from __future__ import annotations
@@ -36,8 +38,8 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from gateway.errors import ConfigError
-from gateway.framing import DEFAULT_MAX_MESSAGE_BYTES
-from gateway.inflight import DEFAULT_MAX_IN_FLIGHT
+from gateway.protocol.framing import DEFAULT_MAX_MESSAGE_BYTES
+from gateway.protocol.inflight import DEFAULT_MAX_IN_FLIGHT
 
 EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 

@@ -29,6 +29,8 @@ Exit codes (process):
 | 2    | usage or configuration error (bad flag, bad config file)       |
 | 3    | the upstream server could not be started or exited unexpectedly |
 | 4    | differences found (`pin --diff`, `replay`, `fork`)             |
+
+Imports: nothing.
 """
 
 from __future__ import annotations

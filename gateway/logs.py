@@ -1,4 +1,7 @@
-"""Structured logs on stderr. stdout is the protocol channel and never carries a log line."""
+"""Structured logs on stderr. stdout is the protocol channel and never carries a log line.
+
+Imports: nothing.
+"""
 
 from __future__ import annotations
 

@@ -1,1 +1,6 @@
-"""The embedded demo: a small notes server and a walkthrough that drives it through Airlock."""
+"""The embedded demo: a small notes server and a walkthrough that drives it through Airlock.
+
+Imports: errors, evidence, labels.
+"""
+
+__all__ = ["server", "walkthrough"]

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from gateway.errors import GatewayError
-from gateway.jsonrpc import JsonObject
+from gateway.protocol.jsonrpc import JsonObject
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,11 +13,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
-from gateway import jsonrpc
-from gateway.names import name_problem, normalise
 from gateway.policy.model import ArgumentConstraint, PolicyFile, Rule, compile_pattern
 from gateway.policy.schemacheck import SchemaCheck, schema_check
-from gateway.scan import Finding
+from gateway.protocol import jsonrpc
+from gateway.protocol.names import name_problem, normalise
+from gateway.screening.scan import Finding
 
 Outcome = Literal["allow", "deny", "shadow-deny"]
 PinState = Literal["pinned", "changed", "new"]

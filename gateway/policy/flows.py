@@ -20,11 +20,21 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from gateway.labels import CONFIDENTIAL, PRIVATE, SUSPECT, UNTRUSTED, ActionClass, confidentiality_mask, derived_class, mask_of, names_of
-from gateway.names import normalise
+from gateway.labels.masks import (
+    CONFIDENTIAL,
+    PRIVATE,
+    SUSPECT,
+    UNTRUSTED,
+    ActionClass,
+    confidentiality_mask,
+    derived_class,
+    mask_of,
+    names_of,
+)
+from gateway.labels.provenance import CLEAN, Provenance, Source, Taint
 from gateway.policy.engine import Outcome, tool_glob
 from gateway.policy.model import Declassification, FlowRule, PolicyFile, ToolDeclaration
-from gateway.provenance import CLEAN, Provenance, Source, Taint
+from gateway.protocol.names import normalise
 
 _MEMO_LIMIT: Final = 10_000
 #: What a flow rule's label names match: `private` matches private and secret data (either

@@ -6,9 +6,9 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass
 
-from gateway.names import normalise
-from gateway.pins import Lock
 from gateway.policy.engine import CompiledPolicy, CompiledRule
+from gateway.protocol.names import normalise
+from gateway.screening.pins import Lock
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,9 +26,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from gateway.canonical import canonical_json
 from gateway.config import format_validation_error
 from gateway.errors import ConfigError
+from gateway.evidence.canonical import canonical_json
 
 POLICY_VERSION = 1
 

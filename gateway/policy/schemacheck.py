@@ -22,7 +22,7 @@ from typing import Any, Final
 
 import jsonschema
 
-from gateway import jsonrpc
+from gateway.protocol import jsonrpc
 
 Predicate = Callable[[Any], bool]
 

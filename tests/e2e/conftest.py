@@ -20,7 +20,7 @@ from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
 from mcp.client.stdio import StdioServerParameters
 
-from gateway import jsonrpc
+from gateway.protocol import jsonrpc
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURE_SERVERS = ROOT / "fixtures" / "servers"

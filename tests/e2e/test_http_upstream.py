@@ -14,7 +14,7 @@ from mcp import Client
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
-from gateway.labels import META_KEY
+from gateway.labels.masks import META_KEY
 from tests.e2e.conftest import ROOT, TRANSPARENT_POLICY, free_port
 
 pytestmark = pytest.mark.anyio

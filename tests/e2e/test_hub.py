@@ -17,7 +17,7 @@ from mcp.client.stdio import StdioServerParameters
 from mcp.shared.exceptions import MCPError
 
 from gateway.errors import FLOW_DENIED, INVALID_PARAMS
-from gateway.labels import META_KEY
+from gateway.labels.masks import META_KEY
 from tests.e2e.conftest import FIXTURE_SERVERS, ROOT, TRANSPARENT_POLICY, everything_argv
 
 pytestmark = pytest.mark.anyio

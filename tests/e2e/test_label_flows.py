@@ -23,7 +23,7 @@ import orjson
 import pytest
 
 from gateway.errors import FLOW_DENIED
-from gateway.labels import META_KEY
+from gateway.labels.masks import META_KEY
 from tests.e2e.conftest import ROOT, GatewayProcess, fixture_server_argv, raw_gateway
 
 pytestmark = pytest.mark.anyio

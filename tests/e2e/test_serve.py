@@ -28,7 +28,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
 from gateway.errors import FLOW_DENIED
-from gateway.labels import META_KEY
+from gateway.labels.masks import META_KEY
 from tests.e2e.conftest import (
     ROOT,
     TRANSPARENT_POLICY,

@@ -12,7 +12,7 @@ import mcp.types as types
 import pytest
 from mcp import Client
 
-from gateway.labels import META_KEY
+from gateway.labels.masks import META_KEY
 from tests.e2e.conftest import eventually, everything_argv, through_gateway
 
 pytestmark = pytest.mark.anyio

@@ -10,7 +10,7 @@ from typing import Any
 import anyio
 import pytest
 
-from gateway.labels import META_KEY
+from gateway.labels.masks import META_KEY
 from tests.e2e.conftest import ROOT, GatewayProcess, everything_argv, raw_gateway
 
 pytestmark = pytest.mark.anyio

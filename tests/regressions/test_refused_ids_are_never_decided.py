@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway import jsonrpc
 from gateway.errors import INVALID_REQUEST, TOO_MANY_IN_FLIGHT
 from gateway.mediation.interface import Forward, Verdict
-from gateway.relay import Relay
+from gateway.protocol import jsonrpc
+from gateway.session.relay import Relay
 
 
 class CountingMediator:

@@ -6,12 +6,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from gateway import jsonrpc
 from gateway.errors import EVIDENCE_UNAVAILABLE
-from gateway.flightlog import FlightLog
-from gateway.relay import Relay
-from gateway.signing import generate_key
-from tests.unit.policy_helpers import policy_mediator
+from gateway.evidence.flightlog import FlightLog
+from gateway.evidence.signing import generate_key
+from gateway.protocol import jsonrpc
+from gateway.session.relay import Relay
+from tests.unit.helpers import policy_mediator
 
 CALL = jsonrpc.encode({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "t", "arguments": {}}})
 

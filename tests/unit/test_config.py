@@ -9,8 +9,8 @@ import pytest
 
 from gateway.config import GatewayConfig, UpstreamConfig, load_config, parse_config
 from gateway.errors import EXIT_USAGE, ConfigError
-from gateway.framing import DEFAULT_MAX_MESSAGE_BYTES
-from gateway.inflight import DEFAULT_MAX_IN_FLIGHT
+from gateway.protocol.framing import DEFAULT_MAX_MESSAGE_BYTES
+from gateway.protocol.inflight import DEFAULT_MAX_IN_FLIGHT
 
 _VALID = """\
 [gateway]

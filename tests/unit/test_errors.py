@@ -7,17 +7,7 @@ from collections import defaultdict
 
 import pytest
 
-import gateway.canonical
-
 # Imported so that a GatewayError subclass defined beside the modules under test is seen too.
-import gateway.config
-import gateway.flightlog
-import gateway.mediation.policy
-import gateway.pins
-import gateway.policy.model
-import gateway.relay
-import gateway.signing
-import gateway.verify  # noqa: F401
 from gateway import errors
 from gateway.errors import (
     EXIT_INTERNAL,

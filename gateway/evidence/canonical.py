@@ -1,0 +1,215 @@
+"""Canonical JSON (RFC 8785, JCS) and the one function that makes signed bytes.
+
+`signing_bytes` is the only producer of bytes that are hashed or signed anywhere in the
+gateway. Storage formatting (`gateway.evidence.entry.to_line`) is a different function, and nothing
+ever verifies the stored line's bytes directly: the verifier re-derives the signing bytes.
+
+Fast path: orjson with sorted keys is byte-equal to RFC 8785 when every key is ASCII (JCS sorts
+by UTF-16 code units, orjson by code points: they agree on ASCII), every number is an integer
+within +/-(2**53 - 1), and there are no floats (JCS writes 1.0 as `1`, orjson as `1.0`).
+Anything else takes `rfc8785`, the reference implementation; `tests/unit/test_canonical.py`
+checks the equality property with `rfc8785` as the oracle.
+
+`EntryTemplate` is the flight log's hot path to `signing_bytes`: the same bytes for one log's
+`call`, `result` and `checkpoint` entries, assembled from canonical fragments instead of from an
+entry object (the members that never change within a log are serialised once). It takes what
+`signing_bytes(..., inspect=...)` takes and gives up (None) on anything else, for the caller to
+build the entry and take `signing_bytes`; the same test checks it against `rfc8785`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any, Final
+
+import orjson
+import rfc8785
+
+from gateway.errors import GatewayError
+
+#: Prefixes that separate what is signed for different purposes (domain separation): an entry's
+#: signature can never be replayed as a batch statement or a rotation manifest, or vice versa.
+ENTRY_DOMAIN: Final = b"mcp-airlock/v1/entry\x00"
+BATCH_DOMAIN: Final = b"mcp-airlock/v1/batch\x00"
+ROTATION_DOMAIN: Final = b"mcp-airlock/v1/rotation\x00"
+
+#: Members of a stored entry that are not part of what is signed.
+UNSIGNED_MEMBERS: Final = frozenset({"hash", "sig"})
+
+_SAFE_INT: Final = 2**53 - 1
+_MAX_DEPTH: Final = 64
+
+
+class CanonicalizationError(GatewayError):
+    """A value has no RFC 8785 form (NaN, infinity, an integer beyond 2**53, a lone surrogate,
+    a non-string key) or is nested too deeply."""
+
+    exit_code = 10  # as `airlock verify`'s malformed: the data, not the gateway, is at fault
+
+
+_SCALARS: Final = frozenset({str, bool, type(None)})
+#: Member names known to be ASCII (flight-log entries and their data): dicts whose keys all
+#: come from here skip the per-key check, which is most of this function's cost otherwise.
+_KNOWN_ASCII_KEYS: Final = frozenset(
+    {
+        "v", "kind", "session", "seq", "ts", "key_id", "prev", "server", "tool", "request_id", "descriptor_hash",
+        "policy_hash", "args_hash", "result_hash", "labels", "decision", "rule", "reason", "data", "hash", "sig",
+        "call", "is_error", "arguments", "response", "tools", "name", "next_cursor", "first", "last", "root", "head",
+        "count", "big_int",
+        # MCP descriptors and JSON Schema (descriptor hashes take this path for every listed item)
+        "title", "description", "inputSchema", "outputSchema", "annotations", "_meta", "icons", "type", "properties",
+        "required", "additionalProperties", "enum", "default", "minimum", "maximum", "exclusiveMinimum",
+        "exclusiveMaximum", "minLength", "maxLength", "minItems", "maxItems", "format", "pattern", "$schema", "$ref",
+        "$defs", "anyOf", "oneOf", "allOf", "const", "examples", "readOnlyHint", "destructiveHint", "idempotentHint",
+        "openWorldHint", "uri", "uriTemplate", "mimeType", "size", "execution", "taskSupport",
+    }
+)  # fmt: skip
+
+
+def _fast_ok(value: Any, depth: int = 0) -> bool:
+    """True when orjson's sorted output is RFC 8785 for `value` (see the module docstring).
+    Scalars are checked inline: this runs for every flight-log entry."""
+    kind = type(value)
+    if kind in _SCALARS:
+        return True
+    if kind is int:
+        return bool(-_SAFE_INT <= value <= _SAFE_INT)
+    if depth > _MAX_DEPTH:
+        return False
+    if kind is dict:
+        if not value.keys() <= _KNOWN_ASCII_KEYS and not all(type(key) is str and key.isascii() for key in value):
+            return False
+        members = value.values()
+    elif kind is list:
+        members = value
+    else:
+        return False
+    for member in members:
+        member_kind = type(member)
+        if member_kind in _SCALARS:
+            continue
+        if member_kind is int:
+            if not -_SAFE_INT <= member <= _SAFE_INT:
+                return False
+        elif (member_kind is dict or member_kind is list) and not member:
+            continue
+        elif not _fast_ok(member, depth + 1):
+            return False
+    return True
+
+
+def canonical_json(value: Any) -> bytes:
+    """RFC 8785 canonical JSON of `value`.
+
+    Raises:
+        CanonicalizationError: the value has no canonical form.
+    """
+    if _fast_ok(value):
+        try:
+            return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+        except orjson.JSONEncodeError:
+            pass  # lone surrogates: let the reference implementation say what is wrong
+    try:
+        return rfc8785.dumps(value)
+    except (rfc8785.CanonicalizationError, TypeError, ValueError, RecursionError) as exc:
+        raise CanonicalizationError(f"value has no canonical JSON form: {exc}") from None
+
+
+class EntryTemplate:
+    """`signing_bytes` of the entries one flight log writes most (`record`, `checkpoint`),
+    without building the entry: every member of `gateway.evidence.entry.MEMBERS`, `labels` empty,
+    `v`, `key_id`, `session` and `policy_hash` fixed here and serialised once.
+
+    `entry_signing_bytes` makes the same promise as `signing_bytes(entry, inspect=("request_id",
+    "data"))`, and asks the same of its caller: every member but `request_id` and `data` is a
+    string, None, a boolean or an integer within +/-(2**53 - 1) (orjson writes those as RFC 8785
+    does; a string with a lone surrogate makes orjson refuse). `request_id` and `data` are checked
+    as there. Members follow in RFC 8785 order, which for these ASCII names is byte order.
+    """
+
+    __slots__ = ("_kinds", "_session", "_tail")
+
+    def __init__(self, *, session: str, key_id: str, policy_hash: str | None, version: int, kinds: Iterable[str]) -> None:
+        """Raises:
+        CanonicalizationError: a fixed member has no canonical form.
+        """
+        before_kind = b',"key_id":' + canonical_json(key_id) + b',"kind":'
+        after_kind = b',"labels":[],"policy_hash":' + canonical_json(policy_hash) + b',"prev":'
+        self._kinds = {kind: before_kind + canonical_json(kind) + after_kind for kind in kinds}
+        self._session = b',"session":' + canonical_json(session) + b',"tool":'
+        self._tail = b',"v":' + canonical_json(version) + b"}"
+
+    def entry_signing_bytes(
+        self,
+        kind: str,
+        server: str | None,
+        tool: str | None,
+        request_id: Any,
+        descriptor_hash: str | None,
+        args_hash: str | None,
+        result_hash: str | None,
+        decision: str | None,
+        rule: str | None,
+        reason: str | None,
+        data: Any,
+        seq: int,
+        prev: str,
+        ts: str,
+    ) -> bytes | None:
+        """The signing bytes (entry domain) of the entry with these members and the template's,
+        or None when `kind` is not the template's or `request_id` or `data` (or a lone surrogate
+        anywhere) is outside the fast path: the caller then builds the entry for
+        `signing_bytes`, which gives the same bytes or says what has no canonical form."""
+        id_type = type(request_id)
+        if not (id_type is str or request_id is None or (id_type is int and -_SAFE_INT <= request_id <= _SAFE_INT)):
+            return None
+        if type(data) is not dict:
+            return None
+        prefix = self._kinds.get(kind)
+        if prefix is None:
+            return None
+        dumps = orjson.dumps
+        try:
+            if not data:
+                data_json = b"{}"
+            elif _fast_ok(data):
+                data_json = dumps(data, option=orjson.OPT_SORT_KEYS)
+            else:
+                return None
+            return b"".join((
+                ENTRY_DOMAIN, b'{"args_hash":', dumps(args_hash), b',"data":', data_json, b',"decision":', dumps(decision),
+                b',"descriptor_hash":', dumps(descriptor_hash), prefix, dumps(prev), b',"reason":', dumps(reason),
+                b',"request_id":', dumps(request_id), b',"result_hash":', dumps(result_hash), b',"rule":', dumps(rule),
+                b',"seq":', dumps(seq), b',"server":', dumps(server), self._session, dumps(tool), b',"ts":', dumps(ts),
+                self._tail,
+            ))  # fmt: skip
+        except orjson.JSONEncodeError:
+            return None  # a lone surrogate: `signing_bytes` says so
+
+
+def signing_bytes(entry: Mapping[str, Any], domain: bytes = ENTRY_DOMAIN, *, inspect: tuple[str, ...] | None = None) -> bytes:
+    """The bytes that are hashed and signed for `entry`: the domain prefix, then the RFC 8785
+    form of the entry without its `hash` and `sig` members.
+
+    `inspect` is for the flight log's hot path: the caller vouches that `entry` is a dict whose
+    keys are all in the known ASCII member set and whose members, except those named in
+    `inspect`, are strings, None, booleans or integers within +/-(2**53 - 1). Only the named
+    members are then checked for the fast path, which saves most of its cost; the bytes are the
+    same (`tests/unit/test_canonical.py` checks them against `rfc8785`)."""
+    if inspect is not None and type(entry) is dict and "hash" not in entry and "sig" not in entry:
+        for name in inspect:
+            member = entry[name]
+            kind = type(member)
+            if kind is int:
+                if not -_SAFE_INT <= member <= _SAFE_INT:
+                    break
+            elif kind not in _SCALARS and not _fast_ok(member):
+                break
+        else:
+            try:
+                return domain + orjson.dumps(entry, option=orjson.OPT_SORT_KEYS)
+            except orjson.JSONEncodeError:
+                pass  # a lone surrogate somewhere: the general path says what is wrong
+    if "hash" in entry or "sig" in entry:
+        entry = {k: v for k, v in entry.items() if k not in UNSIGNED_MEMBERS}
+    return domain + canonical_json(entry)

@@ -1,0 +1,209 @@
+"""`airlock run --all`: one stdio client, every configured upstream, one session (see `hub`).
+
+The I/O shell around `Hub`: one child (or remote connection) and one `Relay` per upstream, the
+client's pipes, signals and the shutdown order. As in `runner`, entries decided while handling
+one chunk of input are written to the flight log (one log for the whole session) before
+anything they decide leaves. An upstream that dies is left out of the session (its open
+requests answered with -32031); the gateway stops when the client's input ends, on SIGTERM or
+SIGINT, or when every upstream is gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+import structlog
+
+from gateway.errors import EXIT_OK, EXIT_UPSTREAM, MessageTooLarge
+from gateway.evidence.flightlog import FlightLog
+from gateway.fronts.stdio import DRAIN_TIMEOUT, RunSettings, commit_evidence
+from gateway.mediation.interface import Mediator
+from gateway.protocol import jsonrpc
+from gateway.protocol.framing import LineFramer
+from gateway.protocol.pipes import FlowLink, FramedReader, LineWriter, WriterProtocol, open_read_fd, open_write_fd
+from gateway.session.hub import Hub
+from gateway.session.relay import Relay
+from gateway.upstream.child import ChildProcess
+from gateway.upstream.http import HttpUpstream
+
+log = structlog.get_logger("airlock.hub")
+
+#: How long `initialize` and lists wait for every upstream before answering without the silent ones.
+GATHER_TIMEOUT: Final = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class HubUpstream:
+    name: str
+    settings: RunSettings  # its command (or URL) and limits
+    mediator: Mediator
+
+
+class _AllChildren:
+    """Pauses and resumes reading every upstream at once (the client's output backed up)."""
+
+    def __init__(self, children: Sequence[ChildProcess | HttpUpstream]) -> None:
+        self._children = children
+
+    def pause_reading(self) -> None:
+        for child in self._children:
+            child.pause_reading()
+
+    def resume_reading(self) -> None:
+        for child in self._children:
+            child.resume_reading()
+
+
+async def run_hub_stdio(upstreams: Sequence[HubUpstream], *, flight_log: FlightLog | None = None, max_message_bytes: int,
+                        stdin_fd: int = 0, stdout_fd: int = 1) -> int:  # fmt: skip
+    """Serve every upstream as one server on this process's stdin/stdout until the client ends.
+    Returns 0 after a requested shutdown, 3 when every upstream was lost."""
+    loop = asyncio.get_running_loop()
+    to_client = LineWriter("client")
+    writers = [LineWriter(f"upstream {u.name}") for u in upstreams]
+    relays: list[Relay] = []
+    hub_lines: list[Callable[[bytes], None]] = []
+
+    # Fail closed across the hub: the hub re-encodes what a relay sends, so the lines a relay
+    # withdraws (their flight-log entries could not be written) are found in the client's buffer
+    # through `produced`: relay line id -> the ids of the client lines made from it, per flush.
+    producing: list[int] = []
+    produced: dict[int, list[int]] = {}
+
+    def hub_to_client(line: bytes) -> None:
+        to_client.add(line)
+        if producing and flight_log is not None:  # only a flight log can make a relay withdraw
+            produced.setdefault(producing[-1], []).append(id(line))
+
+    def upstream_output(index: int) -> Callable[[bytes], None]:
+        def deliver(line: bytes) -> None:
+            producing.append(id(line))
+            try:
+                hub.from_upstream(index, line)
+            finally:
+                producing.pop()
+
+        return deliver
+
+    for index, upstream in enumerate(upstreams):
+        relay = Relay(upstream.mediator, upstream_output(index), writers[index].add, max_in_flight=upstream.settings.max_in_flight)
+        relays.append(relay)
+        hub_lines.append(relay.from_client)
+    hub = Hub([u.name for u in upstreams], hub_to_client, hub_lines)
+    if flight_log is not None:
+        flight_log.defer_writes()
+        for relay in relays:
+            relay.track_uncommitted()
+
+    sides = list(zip(relays, writers, strict=True))
+
+    def client_lines(withdrawn: set[int]) -> set[int]:
+        return {client for line in withdrawn for client in produced.get(line, ())}
+
+    def flush() -> None:
+        commit_evidence(flight_log, sides, to_client, client_lines)
+        hub.commit()
+        produced.clear()
+
+    children: list[ChildProcess | HttpUpstream] = []
+    for index, upstream in enumerate(upstreams):
+        framer = LineFramer(relays[index].from_upstream, relays[index].upstream_line_too_large, max_message_bytes)
+
+        def on_chunk(data: bytes, framer: LineFramer = framer) -> None:
+            try:
+                framer.feed(data)
+            finally:
+                flush()
+
+        spec = upstream.settings
+        child = HttpUpstream(spec.upstream_http, on_chunk) if spec.upstream_http is not None else ChildProcess(spec.upstream, on_chunk)
+        children.append(child)
+    started: list[ChildProcess | HttpUpstream] = []
+    try:
+        for child in children:
+            await child.start()
+            started.append(child)
+    except BaseException:
+        for child in started:
+            await child.terminate(grace=0.0)
+        raise
+    for child, writer in zip(children, writers, strict=True):
+        writer.attach(child.stdin)
+
+    stop = asyncio.Event()
+    reason: list[str] = []
+
+    def stop_because(why: str) -> None:
+        if not reason:
+            reason.append(why)
+        stop.set()
+
+    client_flow = FlowLink()
+    client_flow.reader = _AllChildren(children)
+    stdout = await open_write_fd(stdout_fd, WriterProtocol(client_flow, lambda exc: stop_because("client closed its output")))
+    to_client.attach(stdout)
+
+    def client_line_too_large(prefix: bytes, size: int) -> None:
+        error = MessageTooLarge(f"message of {size} bytes exceeds the limit of {max_message_bytes} bytes")
+        to_client.add(jsonrpc.error_response(jsonrpc.probe_id(prefix), error))
+        log.error("client message too large; refused", bytes=size)
+
+    client_framer = LineFramer(hub.from_client, client_line_too_large, max_message_bytes)
+    reader = FramedReader(client_framer, flush, lambda: stop_because("client closed its input"))
+    client_reader = await open_read_fd(stdin_fd, reader)
+    for child in children:
+        child.stdin_flow.reader = client_reader
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop_because, f"received {signal.Signals(sig).name}")
+
+    lost: set[int] = set()
+
+    async def watch(index: int, child: ChildProcess | HttpUpstream) -> None:
+        await child.exited.wait()
+        if stop.is_set():
+            return  # ended by the shutdown
+        await child.wait_output_done(1.0)
+        why = child.ended_because()
+        log.error("an upstream is gone; the session goes on without it", server=upstreams[index].name, reason=why)
+        relays[index].upstream_lost(why)
+        hub.upstream_lost(index, why)
+        flush()
+        lost.add(index)
+        if len(lost) == len(children):
+            stop_because("every upstream is gone")
+
+    watchers = [asyncio.ensure_future(watch(i, child)) for i, child in enumerate(children)]
+
+    async def expire_gathers() -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            hub.expire(GATHER_TIMEOUT)
+            flush()
+
+    watchers.append(asyncio.ensure_future(expire_gathers()))
+    try:
+        await stop.wait()
+        log.info("shutting down", reason=reason[0] if reason else "stopped")
+        if reason and reason[0] == "client closed its input" and any(r.pending_client_requests for r in relays):
+            deadline = loop.time() + DRAIN_TIMEOUT
+            while any(r.pending_client_requests for r in relays) and loop.time() < deadline and len(lost) < len(children):
+                await asyncio.sleep(0.02)
+        for index, child in enumerate(children):
+            if index not in lost:
+                await child.terminate(grace=upstreams[index].settings.shutdown_grace)
+        await to_client.drain(2.0)
+        if flight_log is not None:
+            await flight_log.aclose(f"clean shutdown ({reason[0] if reason else 'stopped'})")
+        return EXIT_UPSTREAM if len(lost) == len(children) else EXIT_OK
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        for watcher in watchers:
+            watcher.cancel()
+        for child in children:
+            if child.returncode is None:
+                await child.terminate(grace=0.0)

@@ -1,0 +1,239 @@
+"""`airlock run`: one stdio client, one stdio upstream, the relay between them.
+
+This is the thin I/O shell around `Relay`: it owns the pipes, the child process, signals and
+the shutdown order. Shutdown order matters for "nothing acknowledged is lost": on end of
+input, open requests are given time to be answered before the upstream is ended; when the
+upstream dies, every open request is answered with an error before the gateway exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import orjson
+import structlog
+
+from gateway.errors import EXIT_OK, EXIT_UPSTREAM, EvidenceUnavailable, GatewayError
+from gateway.evidence.flightlog import FlightLog
+from gateway.evidence.signing import key_id, load_private_key
+from gateway.mediation.interface import Mediator
+from gateway.protocol.framing import DEFAULT_MAX_MESSAGE_BYTES, LineFramer
+from gateway.protocol.inflight import DEFAULT_MAX_IN_FLIGHT
+from gateway.protocol.pipes import FlowLink, FramedReader, LineWriter, WriterProtocol, open_read_fd, open_write_fd
+from gateway.recording.cassette import CassetteWriter, Direction
+from gateway.session.relay import Relay
+from gateway.upstream.child import ChildProcess, ChildSpec
+from gateway.upstream.http import HttpSpec, HttpUpstream
+
+log = structlog.get_logger("airlock.run")
+
+#: After the client's input ends: how long open requests may take to be answered.
+DRAIN_TIMEOUT: Final = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class RunSettings:
+    upstream: ChildSpec
+    #: Set: the upstream is this remote server (streamable HTTP or SSE), not a child process.
+    upstream_http: HttpSpec | None = None
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
+    #: Seconds the upstream gets to exit by itself after its stdin closes, before SIGTERM.
+    shutdown_grace: float = 1.0
+
+
+class _Stop:
+    """Why the gateway is stopping; the first reason wins."""
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        self.reason: str | None = None
+
+    def set(self, reason: str) -> None:
+        if self.reason is None:
+            self.reason = reason
+            self.event.set()
+
+
+async def run_stdio(
+    settings: RunSettings,
+    mediator: Mediator,
+    *,
+    flight_log: FlightLog | None = None,
+    key_path: Path | None = None,
+    recorder: CassetteWriter | None = None,
+    stdin_fd: int = 0,
+    stdout_fd: int = 1,
+) -> int:
+    """Relay between this process's stdin/stdout and a child MCP server until one side ends.
+
+    Returns the process exit status (0 after a requested shutdown, 3 when the upstream
+    failed). Raises `UpstreamStartFailed` when the child cannot be started.
+    """
+    loop = asyncio.get_running_loop()
+    to_client = LineWriter("client")
+    to_upstream = LineWriter("upstream")
+
+    def tap(direction: Direction, handler: Callable[[bytes], None]) -> Callable[[bytes], None]:
+        return recorder.tee(direction, handler) if recorder is not None else handler
+
+    relay = Relay(mediator, tap("g2c", to_client.add), tap("g2u", to_upstream.add), max_in_flight=settings.max_in_flight)
+    stop = _Stop()
+    drained = asyncio.Event()
+    draining = False
+
+    if flight_log is not None:
+        # One log write per chunk of input, always before what it decides leaves (write-ahead).
+        flight_log.defer_writes()
+        relay.track_uncommitted()
+
+    sides = [(relay, to_upstream)]
+
+    def flush() -> None:
+        commit_evidence(flight_log, sides, to_client)
+        if draining and relay.pending_client_requests == 0:
+            drained.set()
+
+    upstream_framer = LineFramer(tap("u2g", relay.from_upstream), relay.upstream_line_too_large, settings.max_message_bytes)
+
+    def on_upstream_chunk(data: bytes) -> None:
+        try:
+            upstream_framer.feed(data)
+        finally:
+            flush()
+
+    child: ChildProcess | HttpUpstream
+    if settings.upstream_http is not None:
+        child = HttpUpstream(settings.upstream_http, on_upstream_chunk)
+    else:
+        child = ChildProcess(settings.upstream, on_upstream_chunk)
+    await child.start()
+    to_upstream.attach(child.stdin)
+
+    client_flow = FlowLink()  # stdout backs up -> stop reading the upstream
+    client_flow.reader = child
+    stdout = await open_write_fd(stdout_fd, WriterProtocol(client_flow, lambda exc: stop.set("client closed its output")))
+    to_client.attach(stdout)
+    flush()  # anything the upstream said before stdout was attached
+
+    client_framer = LineFramer(tap("c2g", relay.from_client), relay.client_line_too_large, settings.max_message_bytes)
+    reader = FramedReader(client_framer, flush, lambda: stop.set("client closed its input"))
+    child.stdin_flow.reader = await open_read_fd(stdin_fd, reader)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set, f"received {signal.Signals(sig).name}")
+    rotations: set[asyncio.Task[None]] = set()
+    if flight_log is not None and key_path is not None:
+        log_, path = flight_log, key_path
+
+        def on_hangup() -> None:
+            task = asyncio.ensure_future(rotate_key(log_, path))
+            rotations.add(task)
+            task.add_done_callback(rotations.discard)
+
+        loop.add_signal_handler(signal.SIGHUP, on_hangup)
+    child_exit = asyncio.ensure_future(child.exited.wait())
+    stop_wait = asyncio.ensure_future(stop.event.wait())
+    try:
+        await asyncio.wait({child_exit, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+        if not stop.event.is_set():
+            exit_status = await _upstream_died(child, relay, to_client)
+            if flight_log is not None:
+                await flight_log.aclose(f"upstream exited (status {child.returncode})")
+            return exit_status
+        log.info("shutting down", reason=stop.reason, **relay.describe())
+        if stop.reason == "client closed its input" and relay.pending_client_requests and not child.exited.is_set():
+            draining = True
+            flush()
+            try:
+                await asyncio.wait_for(_first(drained.wait(), child.exited.wait()), DRAIN_TIMEOUT)
+            except TimeoutError:
+                log.warning("open requests unanswered at shutdown", pending=relay.pending_client_requests)
+        status = await child.terminate(grace=settings.shutdown_grace)
+        log.info("upstream ended", status=status)
+        await to_client.drain(2.0)
+        if flight_log is not None:
+            await flight_log.aclose(f"clean shutdown ({stop.reason})")
+            log.info("flight log sealed", path=str(flight_log.path), entries=flight_log.entries_written)
+        return EXIT_OK
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+        for task in rotations:
+            await task
+        for waiter in (child_exit, stop_wait):
+            waiter.cancel()
+        if child.returncode is None:
+            await child.terminate(grace=0.0)
+
+
+async def _upstream_died(child: ChildProcess | HttpUpstream, relay: Relay, to_client: LineWriter) -> int:
+    await child.wait_output_done(1.0)
+    reason = child.ended_because()
+    answered = relay.upstream_lost(reason)
+    to_client.flush()
+    log.error(reason + "; check its output above", answered_with_error=len(answered), **relay.describe())
+    await child.terminate(grace=0.0)  # the rest of its process group
+    await to_client.drain(2.0)
+    return EXIT_UPSTREAM
+
+
+def commit_evidence(flight_log: FlightLog | None, sides: Sequence[tuple[Relay, LineWriter]], to_client: LineWriter,
+                    client_lines: Callable[[set[int]], set[int]] = lambda ids: ids) -> None:  # fmt: skip
+    """Write-ahead, once per chunk of input: write the flight-log entries decided since the last
+    call, then let out what they decide (each relay's upstream writer, then the client's). If the
+    entries cannot be written, every relay withdraws what it passed on since (fail closed):
+    requests are refused, responses replaced by the error, and the withdrawn lines are dropped
+    from the writers before they flush. `client_lines` maps a relay's withdrawn line ids to the
+    ids in `to_client` (the hub re-encodes what relays send)."""
+    if flight_log is not None:
+        try:
+            flight_log.flush()
+        except EvidenceUnavailable as error:
+            withheld = 0
+            for relay, to_upstream in sides:
+                withdrawn = relay.withdraw(error)
+                if withdrawn:
+                    withheld += len(withdrawn)
+                    to_upstream.discard(withdrawn)
+                    to_client.discard(client_lines(withdrawn))
+            log.error("flight log write failed; what it would record was withheld", messages=withheld, error=error.message)
+        for relay, _ in sides:
+            relay.commit()
+    for _, to_upstream in sides:
+        to_upstream.flush()
+    to_client.flush()
+
+
+def rotation_manifest_path(key_path: Path) -> Path:
+    return key_path.with_name(key_path.name + ".rotation.json")
+
+
+async def rotate_key(flight_log: FlightLog, key_path: Path) -> None:
+    """SIGHUP: if the key file now holds a new key with a manifest handing the current key to
+    it, continue the log with the new key. Anything else is refused, and the old key stays."""
+    try:
+        new_key = load_private_key(key_path)
+        if key_id(new_key.public_key()) == flight_log.key_id:
+            log.info("SIGHUP: the signing key is unchanged", key_id=flight_log.key_id)
+            return
+        manifest = orjson.loads(rotation_manifest_path(key_path).read_bytes())
+        await flight_log.rotate(new_key, manifest)
+    except (GatewayError, OSError, ValueError) as exc:
+        log.error("key rotation refused; still signing with the old key", error=str(exc))
+        return
+    log.info("signing key rotated", key_id=flight_log.key_id)
+
+
+async def _first(*waits: Coroutine[Any, Any, Any]) -> None:
+    tasks = [asyncio.ensure_future(w) for w in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()

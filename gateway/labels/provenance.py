@@ -1,0 +1,408 @@
+"""Value provenance: which earlier results an argument's values came from.
+
+Every labelled result leaves fingerprints of its values in the session's `Provenance`; an
+argument that contains a fingerprinted value inherits that result's labels. Values are compared
+in a normal form (NFKC, case-folded, invisible and format characters removed, whitespace
+folded), so a value copied with a changed case, fullwidth digits or zero-width characters
+inserted still matches. Three kinds of fingerprint:
+
+- **exact**: the whole normalised value of a string field of `structuredContent` (at least 4
+  characters): a short identifier the model copies as is;
+- **token**: identifier-like tokens of any text (at least `min_token` characters, with a digit or
+  one of ``@/:._-+=``: addresses, URLs, keys, IBANs, codes), and the parts of such a token
+  between URL delimiters;
+- **run**: winnowed 12-character windows of the text's letters and digits that hold at least
+  two digits (a re-spaced IBAN or card number: one window in four is kept, so any shared run of
+  15 letters and digits shares a kept window); and winnowed shingles of 6 consecutive words (a
+  copied passage: any 9 shared consecutive words share a kept shingle).
+
+The argument side checks every window and shingle, so the guarantee holds however the value is
+embedded.
+Fingerprints are Python string hashes in one dict, mapping to the OR of the labels of every
+result that had the value and the latest such result. The dict is bounded (`cap`): when a
+result would pass it, the session is *saturated* and every later check is coarse (an argument
+carries all the session has seen): fail closed, and logged by the caller.
+
+This module is pure: no clock, no I/O; the caller passes times and hashes in.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from itertools import pairwise
+from typing import Any, Final
+from urllib.parse import unquote
+
+from gateway.labels.masks import CONFIDENTIAL, UNTRUSTED
+from gateway.protocol.names import is_invisible
+
+_RUN: Final = 12
+_RUN_WINDOW: Final = 4
+_RUN_SALT: Final = 0x5A17_0C0D_E5EE_D5  # keeps run hashes apart from token hashes
+_SHINGLE: Final = 6
+_SHINGLE_WINDOW: Final = 4
+_MIN_EXACT: Final = 4
+_MAX_TEXT: Final = 1 << 20  # characters of one value fingerprinted; beyond it, the session saturates
+_MAX_RESULT_TEXT: Final = 4 << 20  # characters of one result fingerprinted; beyond it, the session saturates
+_MAX_ARGUMENT_TEXT: Final = 256 << 10  # characters of one argument traced; beyond it, it carries all the session saw
+_SEPARATORS: Final = str.maketrans({c: " " for c in "\"'`()<>[]{},;|\\*!"})
+#: Outside ASCII: anything but letters, digits and the identifier marks separates tokens (curly
+#: quotes, guillemets, CJK brackets, dashes, ideographic stops).
+_UNICODE_SEPARATORS: Final = re.compile(r"[^\w@/:.\-+=%#?&~]+")
+_PARTS: Final = re.compile(r"[/?&=#:@+]+")
+_URL_PARTS: Final = re.compile(r"[/?&=#:+]+")
+_IDENTIFIER_MARK: Final = re.compile(r"[0-9@/:._\-+=]")
+_NOT_ALNUM: Final = re.compile(r"[\W_]+")
+_DIGIT: Final = re.compile(r"\d")
+_TWO_DIGITS: Final = re.compile(r"\d\D*\d")
+_WORDS: Final = re.compile(r"[^\W_]+")
+_TRIM: Final = ".,:;!?-_*~"
+
+
+#: Characters that take no space or show blank, dropped from the normal form so that one
+#: interleaved in a value does not hide it: combining marks, private-use and unassigned code
+#: points, format characters, and the blank Braille pattern.
+_DROPPED_CATEGORIES: Final = frozenset({"Mn", "Me", "Mc", "Co", "Cn", "Cf"})
+
+
+def normalise_value(text: str) -> str:
+    """The form values are compared in: compatibility-decomposed (NFKD), case-folded, with
+    invisible, combining, private-use and unassigned characters removed, whitespace folded."""
+    if not text.isascii():
+        text = unicodedata.normalize("NFKD", text)
+        if not text.isascii():
+            category = unicodedata.category
+            text = "".join(c for c in text if not (is_invisible(c) or category(c) in _DROPPED_CATEGORIES or c == "\u2800"))
+    return " ".join(text.casefold().split())
+
+
+def _tokens(norm: str, min_token: int, *, any_part: bool = True) -> Iterator[str]:
+    """Identifier-like tokens, and their parts between URL delimiters. `any_part=False` (the
+    result side) keeps only parts with a digit (a key in a URL) or whole addresses, not bare
+    host names: the domain of the user's own address is in every mail, and would taint every
+    address there."""
+    words = norm.translate(_SEPARATORS).split() if norm.isascii() else _UNICODE_SEPARATORS.split(norm)
+    for raw in words:
+        if len(raw) < min_token or raw.isalpha():
+            continue  # most words of prose, at C speed
+        token = raw.strip(_TRIM)
+        if len(token) < min_token or not _IDENTIFIER_MARK.search(token):
+            continue
+        yield token
+        if "%" in token and "%" not in (decoded := unquote(token)) and decoded != token:  # one level here; argument_prints does more
+            yield from _tokens(normalise_value(decoded), min_token, any_part=any_part)
+        parts = _PARTS.split(token)
+        if "@" in token:
+            parts += _URL_PARTS.split(token)  # an address inside a URL (mailto:, ?to=), kept whole
+        for part in parts:
+            part = part.strip(_TRIM)
+            if (
+                part != token
+                and len(part) >= min_token
+                and ((_DIGIT.search(part) or "@" in part) if not any_part else _IDENTIFIER_MARK.search(part))
+            ):
+                yield part
+
+
+def _shingles(norm: str) -> list[int]:
+    """Hashes of every run of `_SHINGLE` consecutive words (letters and digits)."""
+    words = _WORDS.findall(norm)
+    if len(words) < _SHINGLE:
+        return []
+    return list(map(hash, zip(*(words[i:] for i in range(_SHINGLE)), strict=False)))
+
+
+def _winnow(hashes: list[int], window: int) -> set[int]:
+    """One hash per `window` consecutive ones (the smallest): a run shared by two texts that
+    spans a whole window selects the same hash on both sides."""
+    if len(hashes) <= window:
+        return {min(hashes)} if hashes else set()
+    return {min(hashes[i : i + window]) for i in range(len(hashes) - window + 1)}
+
+
+def _digit_windows(skeleton: str) -> list[int]:
+    """Hashes of the `_RUN`-character windows of the letters and digits that hold at least two
+    digits (identifier runs: IBANs, card and account numbers, codes; not prose)."""
+    digits = [m.start() for m in _DIGIT.finditer(skeleton)]
+    if len(digits) < 2 or len(skeleton) < _RUN:
+        return []
+    last = len(skeleton) - _RUN
+    starts: set[int] = set()
+    for first, second in pairwise(digits):
+        # windows [i, i + _RUN) holding both digits: i in [second - _RUN + 1, first]
+        starts.update(range(max(0, second - _RUN + 1), min(first, last) + 1))
+    salt = _RUN_SALT
+    return [hash(skeleton[i : i + _RUN]) ^ salt for i in sorted(starts)]
+
+
+def source_prints(norm: str, min_token: int, *, exact: bool) -> set[int]:
+    """The fingerprints a result value leaves."""
+    prints: set[int] = set()
+    if exact and len(norm) >= _MIN_EXACT:
+        prints.add(hash(norm))
+    prints.update(hash(t) for t in _tokens(norm, min_token, any_part=False))
+    digits = _digit_windows(_NOT_ALNUM.sub("", norm)) if _TWO_DIGITS.search(norm) else []
+    if digits:
+        prints |= _winnow(digits, _RUN_WINDOW)
+    shingles = _shingles(norm)
+    if shingles:
+        prints |= _winnow(shingles, _SHINGLE_WINDOW)
+    return prints
+
+
+#: Yielded by `argument_prints` for a value percent-encoded more times than it decodes.
+TOO_DEEP: Final = object()
+
+
+def argument_prints(norm: str, min_token: int, decodings: int = 3) -> Iterator[Any]:
+    """Every fingerprint an argument value could share with a result (also of its
+    percent-decoded forms, up to three levels: a value in a URL query)."""
+    if "%" in norm:
+        decoded = normalise_value(unquote(norm))
+        if decoded != norm:
+            if not decodings:
+                yield TOO_DEEP  # more layers than are traced: the caller fails closed
+                return
+            yield from argument_prints(decoded, min_token, decodings - 1)
+    yield hash(norm)
+    for token in _tokens(norm, min_token):
+        yield hash(token)
+    if _TWO_DIGITS.search(norm):
+        yield from _digit_windows(_NOT_ALNUM.sub("", norm))
+    yield from _shingles(norm)
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """One labelled result: what an argument's labels are traced back to."""
+
+    index: int
+    server: str
+    tool: str
+    result_hash: str
+    time: str
+    mask: int
+    readers: frozenset[str] = frozenset()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"server": self.server, "tool": self.tool, "result_hash": self.result_hash, "time": self.time}
+
+
+@dataclass(frozen=True, slots=True)
+class Taint:
+    """The labels a value carries and the results they came from. `culprits`: for each label
+    bit, a result whose value carried it; `reader_sets`: for each confidential value the
+    argument contains, everyone who can already see it (the readers of every result that had
+    it), so sending it to them leaks nothing."""
+
+    mask: int
+    sources: tuple[Source, ...]
+    culprits: Mapping[int, Source] = field(default_factory=dict)
+    reader_sets: tuple[frozenset[str], ...] = ()
+
+    def culprit(self, bits: int) -> Source | None:
+        for bit in (4, 2, 1, 8):
+            if bits & bit and bit in self.culprits:
+                return self.culprits[bit]
+        return self.sources[-1] if self.sources else None
+
+
+CLEAN: Final = Taint(0, ())
+_SOURCES_PER_PRINT: Final = 8
+
+
+@dataclass(slots=True)
+class Provenance:
+    """One session's label state: the coarse join and the value fingerprints."""
+
+    cap: int = 100_000
+    min_token: int = 6
+    precise: bool = True  # False: the policy has no precise flow rule, so nothing is fingerprinted
+    mask: int = 0  # the join of every result's labels (coarse)
+    saturated: bool = False
+    sources: dict[int, Source] = field(default_factory=dict)  # the fingerprinted results, by index
+    results: int = 0  # every result seen
+    #: hash -> (the join of its labels, (source index << 4 | the value's labels there), ...),
+    #: the latest `_SOURCES_PER_PRINT` results that had it
+    _prints: dict[int, tuple[int, tuple[int, ...]]] = field(default_factory=dict)
+    _by_bit: dict[int, Source] = field(default_factory=dict)  # the latest source that set each label bit
+    _reader_meet: frozenset[str] | None = None  # who can see every confidential result so far (coarse)
+
+    @property
+    def size(self) -> int:
+        return len(self._prints)
+
+    def add(self, server: str, tool: str, result_hash: str, time: str, mask: int, values: list[tuple[str, int, bool]],
+            readers: frozenset[str] = frozenset(), own: frozenset[int] = frozenset()) -> tuple[Source, bool]:  # fmt: skip
+        """Record a result with labels `mask`; `values` are its (text, its own labels, is a
+        structured field) triples. `own`: fingerprints of the arguments of the call this result
+        answers; a value the result merely echoes came from the client: the echo does not make it
+        untrusted (a send tool repeating its recipient), though a confidentiality the policy
+        declares for the result still holds.
+        Returns the result's Source, and False when this result saturated the session (the
+        caller logs that)."""
+        joined = mask
+        for value in values:
+            joined |= value[1]
+        source = Source(self.results, server, tool, result_hash, time, joined, readers)
+        self.results += 1
+        self.mask |= joined
+        if joined & CONFIDENTIAL:
+            self._reader_meet = readers if self._reader_meet is None else self._reader_meet & readers
+        for bit in (1, 2, 4, 8):
+            if joined & bit:
+                self._by_bit[bit] = source
+        if not self.precise or self.saturated or not (joined or readers) or not values:
+            return source, True
+        if len(self.sources) >= self.cap:
+            return source, self._saturate()
+        if sum(len(v[0]) for v in values) > _MAX_RESULT_TEXT:
+            return source, self._saturate()  # too much to fingerprint: the session turns coarse (fail closed)
+        self.sources[source.index] = source
+        prints = self._prints
+        for text, labels, exact in values:
+            if len(text) > _MAX_TEXT:
+                return source, self._saturate()
+            echoed_labels = labels & CONFIDENTIAL
+            for fp in source_prints(normalise_value(text), self.min_token, exact=exact):
+                value_labels = labels
+                if fp in own:  # echoed: not made untrusted by the echo, but what the policy declares holds
+                    value_labels = echoed_labels
+                    if not value_labels:
+                        continue
+                entry = source.index << 4 | value_labels
+                old = prints.get(fp)
+                if old is None:
+                    prints[fp] = (value_labels, (entry,))
+                elif entry not in old[1]:
+                    prints[fp] = (value_labels | old[0], (*old[1][1 - _SOURCES_PER_PRINT :], entry))
+            if len(prints) > self.cap:
+                return source, self._saturate()
+        return source, True
+
+    def _saturate(self) -> bool:
+        self.saturated = True
+        self._prints.clear()
+        self.sources.clear()  # checks are coarse from now on: the fingerprints would not be consulted
+        return False
+
+    def prints_of(self, value: Any) -> frozenset[int]:
+        """Every fingerprint an argument value could share with a result (see `add`'s `own`)."""
+        if not self.precise or self.saturated:
+            return frozenset()
+        out: set[int] = set()
+        for text in _strings(value):
+            norm = normalise_value(text)
+            if norm:
+                out.update(argument_prints(norm, self.min_token))
+        return frozenset(out)
+
+    def taint(self, value: Any) -> Taint:
+        """The labels an argument value carries (precise mode); coarse when saturated."""
+        if self.saturated or not self.precise:
+            return self.coarse()
+        if not self._prints:
+            return CLEAN
+        texts = list(_strings(value))
+        if sum(len(t) for t in texts) > _MAX_ARGUMENT_TEXT:
+            return self.coarse()  # too long to trace value by value: it carries everything seen (fail closed)
+        mask = 0
+        found: dict[int, Source] = {}
+        culprits: dict[int, Source] = {}
+        reader_sets: set[frozenset[str]] = set()
+        for text in texts:
+            norm = normalise_value(text)
+            if not norm:
+                continue
+            for fp in argument_prints(norm, self.min_token):
+                if fp is TOO_DEEP:
+                    return self.coarse()
+                hit = self._prints.get(fp)
+                if hit is None:
+                    continue
+                mask |= hit[0]
+                readers: set[str] = set()
+                for entry in hit[1]:
+                    source = self.sources[entry >> 4]
+                    found.setdefault(source.index, source)
+                    readers |= source.readers
+                    for bit in (1, 2, 4, 8):
+                        if entry & bit:
+                            culprits[bit] = source
+                if hit[0] & CONFIDENTIAL:
+                    reader_sets.add(frozenset(readers))
+        if not mask:
+            return CLEAN
+        return Taint(mask, tuple(found.values()), culprits, tuple(reader_sets))
+
+    def coarse(self) -> Taint:
+        """Everything the session has seen, traced to the latest result that set each label;
+        a confidential result's readers count only if every confidential result had them."""
+        if not self.mask:
+            return CLEAN
+        sources = {s.index: s for s in self._by_bit.values()}
+        readers = self._reader_meet if self._reader_meet is not None else frozenset()
+        return Taint(self.mask, tuple(sources.values()), dict(self._by_bit), (readers,) if self.mask & CONFIDENTIAL else ())
+
+
+def _strings(value: Any) -> Iterator[str]:
+    """The strings in an argument value: strings and numbers (as text), and the keys
+    and members of arrays and objects, recursively."""
+    kind = type(value)
+    if kind is str:
+        yield value
+    elif kind is int or kind is float:
+        yield str(value)
+    elif kind is list:
+        for member in value:
+            yield from _strings(member)
+    elif kind is dict:
+        for key, member in value.items():
+            yield key
+            yield from _strings(member)
+
+
+def field_values(structured: Any, levels: Mapping[str, int], base: int,
+                 trusted: tuple[str, ...] = ()) -> tuple[list[tuple[str, int, bool]], dict[str, int]]:  # fmt: skip
+    """The string leaves and object keys of `structuredContent` with their labels (numbers
+    only under a field the policy declares confidential: an amount equal to a balance is not a
+    copy of it): `base` joined with the
+    confidentiality the policy declares for their field path (dotted; `*` matches any member;
+    a declared object path covers everything below it), and without `untrusted` under a path
+    the policy trusts (a mail header the mail system sets, not the sender). Also returns the
+    declared levels that matched, by path, for the client's `_meta`."""
+    out: list[tuple[str, int, bool]] = []
+    matched: dict[str, int] = {}
+
+    def walk(value: Any, path: list[str], inherited: int, vouched: bool) -> None:
+        here = inherited
+        dotted = ".".join(path)
+        for pattern, level in levels.items():
+            if _path_matches(pattern, path):
+                here |= level
+                matched[dotted] = matched.get(dotted, 0) | level
+        vouched = vouched or any(_path_matches(p, path) for p in trusted)
+        kind = type(value)
+        labels = (base & ~UNTRUSTED if vouched else base) | here
+        if kind is str:
+            out.append((value, labels, True))
+        elif (kind is int or kind is float) and here:
+            out.append((str(value), labels, True))  # a number under a declared field (a card number)
+        elif kind is dict:
+            for key, member in value.items():
+                out.append((str(key), labels, True))  # a key is a value the model reads too
+                walk(member, [*path, str(key)], here, vouched)
+        elif kind is list:
+            for member in value:
+                walk(member, [*path, "*"], here, vouched)
+
+    walk(structured, [], 0, False)
+    return out, matched
+
+
+def _path_matches(pattern: str, path: list[str]) -> bool:
+    parts = pattern.split(".")
+    return len(parts) == len(path) and all(p == "*" or p == q for p, q in zip(parts, path, strict=True))

@@ -1,0 +1,587 @@
+"""Replay: run a cassette's client side through the real gateway against a mock upstream that
+answers from the cassette, and compare every `tools/call` decision with the recorded one (or
+with an expectations file).
+
+The relay and the policy mediator are the live ones (`Relay`, `PolicyMediator`); only the
+upstream is a stand-in. The cassette is walked in its recorded order: each `c2g` line is fed to
+the relay; each `u2g` notification or server request is fed where it was recorded; each `u2g`
+response is delivered where it was recorded, to the live request it matches. A live request
+matches a recorded `g2u` request by method and params (`tools/call`: tool name and arguments;
+ids are rewritten to the live id). A request the recording never sent (the gateway's own
+listing, say) is answered by the last recorded response to the same method; a `tools/call` the
+recording never forwarded (it was denied then, and the new policy allows it) cannot be answered:
+it gets an error, and its row says `unanswerable`.
+
+Deterministic: the flight log gets a fixed clock (one second per entry from 2026-01-01T00:00:00Z),
+a fixed session id (from the cassette's digest), a key derived from a public seed and inline
+signing, so two replays of one cassette under one policy write byte-identical logs. That key
+proves nothing about who wrote the log: the genesis entry is marked `ephemeral` and `replay`.
+
+What a recording cannot show: the rule of an allowed call, and whether a forwarded call was
+`shadow-deny` rather than `allow` (only the flight log says so). Recorded outcomes are read from
+the wire: forwarded (`allow`), refused with a rule (`deny`), refused otherwise (`refused`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import sys
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Final, Literal
+
+import orjson
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from gateway import __version__
+from gateway.errors import EXIT_DIFFERENT, EXIT_OK, FLOW_DENIED, POLICY_DENIED, UPSTREAM_UNAVAILABLE, ConfigError, GatewayError
+from gateway.evidence.entry import Decision as EntryDecision
+from gateway.evidence.entry import Kind, TimestampSource, timestamp
+from gateway.evidence.flightlog import FlightLog, LogSettings
+from gateway.labels import masks
+from gateway.mediation.mediator import PolicyMediator, log_request_id
+from gateway.policy.engine import CompiledPolicy
+from gateway.policy.model import load_policy
+from gateway.protocol import jsonrpc
+from gateway.recording.cassette import Cassette, CassetteEntry, read_cassette
+from gateway.screening.pins import Lock
+from gateway.session.relay import Relay
+
+#: Public on purpose: replay logs must be reproducible by anyone, so they prove nothing.
+REPLAY_KEY_SEED: Final = b"mcp-airlock replay key/1 (public: proves nothing)"
+REPLAY_EPOCH: Final = datetime(2026, 1, 1, tzinfo=UTC)
+
+_CALL: Final = "tools/call"
+_DENY_CODES: Final = frozenset({POLICY_DENIED, FLOW_DENIED})
+_UNANSWERABLE_CODE: Final = -32603
+_FORWARDED: Final = frozenset({"allow", "shadow-deny"})
+
+Decision = Literal["allow", "deny", "shadow-deny", "refused", "unknown"]
+DifferenceKind = Literal["decision", "expectation", "drift", "unanswerable"]
+
+
+class ExpectationsError(ConfigError):
+    """The expectations file cannot be read or is malformed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What happened to one call. `rule`: the deciding rule (for a recorded outcome, known only
+    for a denial); `code`: the JSON-RPC error code the client got, if any."""
+
+    decision: Decision
+    rule: str | None = None
+    labels: tuple[str, ...] = ()
+    code: int | None = None
+
+    def wire(self) -> tuple[str, str | None]:
+        """What a client could tell apart: forwarded, or refused by which rule."""
+        if self.decision in _FORWARDED:
+            return ("forwarded", None)
+        if self.decision == "deny":
+            return ("deny", self.rule)
+        return (self.decision, str(self.code) if self.code is not None else None)
+
+    def describe(self) -> str:
+        return f"{self.decision}({self.rule})" if self.rule else self.decision
+
+
+@dataclass(slots=True)
+class CallRow:
+    """One `tools/call` the client sent: where it is in the cassette, and both outcomes."""
+
+    index: int
+    seq: int
+    request_id: Any
+    tool: str
+    recorded: Outcome
+    live: Outcome = Outcome("unknown")
+    note: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Difference:
+    kind: DifferenceKind
+    message: str
+    call: int | None = None
+
+    def describe(self) -> str:
+        return f"{self.kind}: " + (f"call {self.call}: " if self.call is not None else "") + self.message
+
+
+@dataclass(slots=True)
+class ReplayReport:
+    rows: list[CallRow]
+    differences: list[Difference]
+    drift: list[str] = field(default_factory=list)
+    log_path: Path | None = None
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_DIFFERENT if self.differences else EXIT_OK
+
+    def table(self) -> str:
+        """One line per call: index, cassette seq, tool, recorded and live outcome, labels."""
+        head = ("#", "seq", "tool", "recorded", "replayed", "labels", "note")
+        lines = [(str(r.index), str(r.seq), r.tool, r.recorded.describe(), r.live.describe(), ",".join(r.live.labels) or "-",
+                  r.note or "") for r in self.rows]  # fmt: skip
+        widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h) for i, h in enumerate(head)]
+        out = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in (head, *lines)]
+        out.extend(d.describe() for d in self.differences)
+        out.append(f"{len(self.rows)} call(s), {len(self.differences)} difference(s)")
+        return "\n".join(out)
+
+
+# -- pure helpers -------------------------------------------------------------------------------
+
+
+def _id_key(request_id: Any) -> bytes:
+    """An id as a dict key that tells 1 from "1" (and big integers from each other)."""
+    return jsonrpc.encode(log_request_id(request_id))
+
+
+def _is_request(message: Any) -> bool:
+    return type(message) is dict and type(message.get("method")) is str and jsonrpc.is_valid_id(message.get("id"))
+
+
+def _is_response(message: Any) -> bool:
+    return type(message) is dict and "method" not in message and "id" in message and ("result" in message or "error" in message)
+
+
+def _tool_of(message: Mapping[str, Any]) -> str:
+    params = message.get("params")
+    name = params.get("name") if type(params) is dict else None
+    return name if type(name) is str else "?"
+
+
+def _match_key(message: Mapping[str, Any]) -> bytes:
+    """What identifies a request's answer: `tools/call` by tool and arguments, others by params."""
+    method = message["method"]
+    params = message.get("params")
+    if method == _CALL and type(params) is dict:
+        return orjson.dumps([method, params.get("name"), params.get("arguments") or {}], option=orjson.OPT_SORT_KEYS)
+    try:
+        return orjson.dumps([method, params], option=orjson.OPT_SORT_KEYS)
+    except (TypeError, orjson.JSONEncodeError):
+        return jsonrpc.encode([method, repr(params)])
+
+
+def _labels_of(message: Mapping[str, Any]) -> tuple[str, ...]:
+    """The labels the gateway told the client: the result's `_meta`, or a flow refusal's data."""
+    result = message.get("result")
+    if type(result) is dict:
+        meta = result.get("_meta")
+        told = meta.get(masks.META_KEY) if type(meta) is dict else None
+        if type(told) is dict:
+            names = []
+            if told.get("integrity") == "untrusted":
+                names.append("untrusted")
+            if told.get("confidentiality") in ("private", "secret"):
+                names.append(str(told["confidentiality"]))
+            flags = told.get("flags")
+            names.extend(str(f) for f in flags if type(f) is str) if type(flags) is list else None
+            return tuple(names)
+    error = message.get("error")
+    data = error.get("data") if type(error) is dict else None
+    if type(data) is dict and type(data.get("labels")) is list:
+        return tuple(str(n) for n in data["labels"])
+    return ()
+
+
+def _wire_outcome(response: Mapping[str, Any] | None, forwarded: bool) -> Outcome:
+    if forwarded:
+        return Outcome("allow", None, _labels_of(response) if response is not None else ())
+    if response is None:
+        return Outcome("unknown")
+    error = response.get("error")
+    if type(error) is dict:
+        code = error.get("code") if type(error.get("code")) is int else None
+        data = error.get("data")
+        rule = data.get("rule") if type(data) is dict else None
+        if code in _DENY_CODES and type(rule) is str:
+            return Outcome("deny", rule, _labels_of(response), code)
+        return Outcome("refused", None, (), code)
+    return Outcome("unknown")
+
+
+def recorded_calls(cassette: Cassette) -> list[CallRow]:
+    """Every `tools/call` request the client sent, with its outcome as the recording shows it
+    (forwarded upstream: `allow`; refused with a rule: `deny`; refused otherwise: `refused`)."""
+    rows: list[CallRow] = []
+    open_calls: dict[bytes, tuple[CallRow, list[bool]]] = {}
+    responses: dict[int, tuple[Mapping[str, Any] | None, bool]] = {}
+    for entry in cassette.entries:
+        message = entry.message
+        if entry.direction == "c2g" and _is_request(message) and message["method"] == _CALL:
+            row = CallRow(len(rows) + 1, entry.seq, message["id"], _tool_of(message), Outcome("unknown"))
+            rows.append(row)
+            open_calls[_id_key(message["id"])] = (row, [False])
+            responses[row.index] = (None, False)
+        elif entry.direction == "g2u" and _is_request(message) and message["method"] == _CALL:
+            found = open_calls.get(_id_key(message["id"]))
+            if found is not None:
+                found[1][0] = True
+                responses[found[0].index] = (None, True)
+        elif entry.direction == "g2c" and _is_response(message):
+            opened = open_calls.pop(_id_key(message["id"]), None)
+            if opened is not None:
+                responses[opened[0].index] = (message, opened[1][0])
+    for row in rows:
+        response, forwarded = responses[row.index]
+        row.recorded = _wire_outcome(response, forwarded)
+    return rows
+
+
+def replay_signing_key() -> Ed25519PrivateKey:
+    """The replay key: derived from a public seed, so anyone can reproduce a replay's log
+    byte for byte. It proves nothing about who wrote that log."""
+    return Ed25519PrivateKey.from_private_bytes(hashlib.sha256(REPLAY_KEY_SEED).digest())
+
+
+def fixed_clock(start: datetime = REPLAY_EPOCH) -> TimestampSource:
+    """A clock that moves one second per reading, from `start`."""
+    ticks = 0
+
+    def now() -> str:
+        nonlocal ticks
+        moment = start + timedelta(seconds=ticks)
+        ticks += 1
+        return timestamp(moment)
+
+    return now
+
+
+def load_expectations(path: Path) -> list[dict[str, Any]]:
+    """`{"calls": [{"tool": T, "decision": D, "rule": R?}, ...]}`, compared in call order.
+
+    Raises:
+        ExpectationsError: unreadable, not JSON, or not of that shape.
+    """
+    try:
+        raw = orjson.loads(path.read_bytes())
+    except OSError as exc:
+        raise ExpectationsError(f"{path}: cannot read the expectations file: {exc.strerror or exc}") from None
+    except orjson.JSONDecodeError as exc:
+        raise ExpectationsError(f"{path}: not JSON: {exc}") from None
+    calls = raw.get("calls") if type(raw) is dict else None
+    if type(calls) is not list:
+        raise ExpectationsError(f'{path}: expected {{"calls": [{{"tool": ..., "decision": ..., "rule": ...}}, ...]}}')
+    for index, call in enumerate(calls, 1):
+        if type(call) is not dict or type(call.get("tool")) is not str or call.get("decision") not in (*_FORWARDED, "deny", "refused"):
+            raise ExpectationsError(f"{path}: calls[{index - 1}]: needs \"tool\" (a string) and \"decision\" "
+                                    "(allow, deny, shadow-deny or refused)")  # fmt: skip
+        if set(call) - {"tool", "decision", "rule"}:
+            raise ExpectationsError(
+                f"{path}: calls[{index - 1}]: unknown key(s) {', '.join(sorted(set(call) - {'tool', 'decision', 'rule'}))}"
+            )
+    return calls
+
+
+# -- the decision tap -------------------------------------------------------------------------
+
+
+class _TappedLog(FlightLog):
+    """The flight log, also keeping what replay compares: each call's decision and rule, and
+    descriptor listings' pin states. The entries written are exactly the live gateway's."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.decisions: dict[bytes, tuple[EntryDecision | None, str | None]] = {}
+        #: A lockfile was given: a listed item it does not pin is drift.
+        self.lock_given = False
+        self.drift: list[str] = []
+        self.listed: dict[str, set[str]] = {}
+
+    def record(self, kind: Kind, server: str | None, tool: str | None, request_id: Any, descriptor_hash: str | None,
+               args_hash: str | None, result_hash: str | None, decision: EntryDecision | None, rule: str | None,
+               reason: str | None, data: dict[str, Any]) -> str:  # fmt: skip
+        if kind == "call" and data.get("direction") is None:
+            self.decisions[jsonrpc.encode(request_id)] = (decision, rule)
+        return super().record(kind, server, tool, request_id, descriptor_hash, args_hash, result_hash, decision, rule, reason, data)
+
+    def append(self, kind: Kind, **fields: Any) -> str:
+        if kind == "descriptor":
+            data = fields.get("data") or {}
+            kind_listed = str(data.get("list"))
+            for item in data.get("items") or ():
+                name, pin = item.get("name"), item.get("pin")
+                self.listed.setdefault(kind_listed, set()).add(str(name))
+                if pin == "changed":
+                    self.drift.append(f"{fields.get('server')} {kind_listed} {name}: changed since it was pinned "
+                                      f"(pinned {str(item.get('pinned_hash'))[:12]}, now {str(item.get('hash'))[:12]})")  # fmt: skip
+                elif pin in ("new", "new-pinned") and self.lock_given:
+                    self.drift.append(f"{fields.get('server')} {kind_listed} {name}: not in the lockfile")
+        return super().append(kind, **fields)
+
+
+def _open_log(cassette: Cassette, policy: CompiledPolicy, log_path: Path | None) -> _TappedLog:
+    key = replay_signing_key()
+    session = cassette.digest[:32]
+    clock = fixed_clock()
+    if log_path is None:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        flight_log = _TappedLog(fd, Path(os.devnull), key, session=session, policy_hash=policy.hash, fsync="off", clock=clock,
+                                inline_signing=True)  # fmt: skip
+    else:
+        opened = _TappedLog.open(LogSettings(log_path, fsync="off"), key, policy_hash=policy.hash, session=session, clock=clock,
+                                 inline_signing=True)  # fmt: skip
+        assert isinstance(opened, _TappedLog)
+        flight_log = opened
+    flight_log.start(
+        __version__, ephemeral=True, extra={"replay": {"cassette_sha256": cassette.digest, "recorded": cassette.header.recorded}}
+    )
+    return flight_log
+
+
+# -- the mock upstream ------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Exchange:
+    """One request the recording sent upstream, and where its answer is in the cassette."""
+
+    key: bytes
+    method: str
+    response: CassetteEntry | None = None
+    position: int | None = None
+    live_id: Any = None
+    delivered: bool = False
+
+
+class _MockUpstream:
+    """Answers the live relay's upstream requests from the cassette (see the module doc)."""
+
+    def __init__(self, cassette: Cassette) -> None:
+        self.outbox: deque[bytes] = deque()
+        self.unanswerable: set[bytes] = set()
+        self.cursor = -1
+        self._queues: dict[bytes, deque[_Exchange]] = {}
+        self._last_by_method: dict[str, _Exchange] = {}
+        self.at_position: dict[int, _Exchange] = {}
+        open_requests: dict[bytes, _Exchange] = {}
+        for position, entry in enumerate(cassette.entries):
+            message = entry.message
+            if entry.direction == "g2u" and _is_request(message):
+                exchange = _Exchange(_match_key(message), message["method"])
+                self._queues.setdefault(exchange.key, deque()).append(exchange)
+                open_requests[_id_key(message["id"])] = exchange
+            elif entry.direction == "u2g" and _is_response(message):
+                answered = open_requests.pop(_id_key(message["id"]), None)
+                if answered is not None:
+                    answered.response, answered.position = entry, position
+                    self.at_position[position] = answered
+                    self._last_by_method[answered.method] = answered
+
+    def from_gateway(self, line: bytes) -> None:
+        """A line the relay sent upstream: a request is matched; anything else needs no answer."""
+        try:
+            message = jsonrpc.decode(line)
+        except GatewayError:
+            return
+        if not _is_request(message):
+            return
+        queue = self._queues.get(_match_key(message))
+        exchange = queue.popleft() if queue else None
+        if exchange is not None:
+            exchange.live_id = message["id"]
+            if exchange.position is not None and exchange.position <= self.cursor:
+                self._deliver(exchange)
+            return  # else: delivered when the walk reaches its recorded place (or never answered)
+        fallback = self._last_by_method.get(message["method"])
+        if message["method"] != _CALL and fallback is not None and fallback.response is not None:
+            self.outbox.append(_with_id(fallback.response.message, message["id"]))
+            return
+        self.unanswerable.add(_id_key(message["id"]))
+        error = {"code": _UNANSWERABLE_CODE, "message": "airlock replay: the cassette has no upstream response for this request"}
+        self.outbox.append(jsonrpc.encode({"jsonrpc": "2.0", "id": message["id"], "error": error}))
+
+    def reached(self, position: int) -> bool:
+        """The walk is at a recorded response: queue it if a live request waits for it.
+        Returns False when no live request does (the recording's request was not sent now)."""
+        exchange = self.at_position.get(position)
+        if exchange is None or exchange.live_id is None or exchange.delivered:
+            return False
+        self._deliver(exchange)
+        return True
+
+    def _deliver(self, exchange: _Exchange) -> None:
+        assert exchange.response is not None
+        exchange.delivered = True
+        self.outbox.append(_with_id(exchange.response.message, exchange.live_id))
+
+
+def _with_id(message: Any, request_id: Any) -> bytes:
+    return jsonrpc.encode({**message, "id": request_id})
+
+
+# -- replay -------------------------------------------------------------------------------------
+
+
+class _Session:
+    """One replay: the live relay, the mock upstream, and the rows being filled in."""
+
+    def __init__(self, cassette: Cassette, mediator: PolicyMediator, tap: _TappedLog) -> None:
+        self.cassette = cassette
+        self.tap = tap
+        self.mock = _MockUpstream(cassette)
+        self.rows = recorded_calls(cassette)
+        self._by_seq = {row.seq: row for row in self.rows}
+        self._open: dict[bytes, CallRow] = {}
+        self.relay = Relay(mediator, self._to_client, self.mock.from_gateway)
+
+    def run(self) -> None:
+        relay, mock = self.relay, self.mock
+        for position, entry in enumerate(self.cassette.entries):
+            mock.cursor = position
+            if entry.direction == "c2g":
+                row = self._by_seq.get(entry.seq)
+                if row is not None:
+                    self._open[_id_key(row.request_id)] = row
+                relay.from_client(entry.line)
+            elif entry.direction == "u2g":
+                if entry.message is not None and _is_response(entry.message):
+                    mock.reached(position)
+                else:
+                    relay.from_upstream(entry.line)  # notifications, server requests, garbage: where recorded
+            self._drain()
+        relay.upstream_lost("the cassette ends before the upstream answered")
+        for row in self._open.values():  # never answered, not even by the loss above
+            row.note = row.note or "unanswered"
+
+    def _drain(self) -> None:
+        outbox = self.mock.outbox
+        while outbox:
+            self.relay.from_upstream(outbox.popleft())
+
+    def _to_client(self, line: bytes) -> None:
+        try:
+            message = jsonrpc.decode(line)
+        except GatewayError:
+            return
+        if not _is_response(message):
+            return
+        key = _id_key(message["id"])
+        row = self._open.pop(key, None)
+        if row is None:
+            return
+        decided = self.tap.decisions.pop(key, None)
+        wire = _wire_outcome(message, forwarded=False)
+        if decided is not None and decided[0] is not None:
+            code = wire.code if decided[0] == "deny" else None
+            row.live = Outcome(decided[0], decided[1], _labels_of(message), code)
+        else:
+            row.live = wire
+        if key in self.mock.unanswerable:
+            self.mock.unanswerable.discard(key)
+            row.note = "unanswerable: the cassette has no upstream response for it"
+        elif wire.code == UPSTREAM_UNAVAILABLE and decided is not None and decided[0] in _FORWARDED:
+            row.note = "unanswered: the recording ends before the upstream answered"
+
+
+def replay(
+    cassette: Cassette,
+    policy: CompiledPolicy,
+    lock: Lock | None = None,
+    *,
+    expect: list[dict[str, Any]] | None = None,
+    log_path: Path | None = None,
+) -> ReplayReport:
+    """Replay `cassette` under `policy` (and `lock`, not modified) and compare.
+
+    Differences: with `expect`, each call against the expectation in the same place (tool,
+    decision, and rule when given); without, each call's outcome on the wire against the
+    recorded one. Always: descriptors that no longer match the lock (changed, not pinned,
+    pinned but no longer listed), and calls recorded as forwarded that the cassette cannot
+    answer now (the gateway now forwards other arguments).
+
+    Raises:
+        LogOpenFailed: `log_path` exists or cannot be created.
+    """
+    header = cassette.header
+    tap = _open_log(cassette, policy, log_path)
+    tap.lock_given = lock is not None
+    session_lock = Lock.from_json(lock.to_json(), "lock") if lock is not None else None
+    mediator = PolicyMediator(policy, identity=header.server, fallback_identity=header.fallback_server or "upstream",
+                              lock=session_lock, flight_log=tap, clock=fixed_clock())  # fmt: skip
+    session = _Session(cassette, mediator, tap)
+    try:
+        session.run()
+    finally:
+        tap.close("replay finished")
+    report = ReplayReport(session.rows, [], list(tap.drift), None if log_path is None else tap.path)
+    if lock is not None:
+        pinned = lock.servers.get(mediator.identity)
+        listed = tap.listed.get("tools")
+        if pinned is not None and listed is not None:
+            for name in pinned.names("tools"):
+                if name not in listed:
+                    report.drift.append(f"{mediator.identity} tools {name}: pinned but no longer listed")
+    report.differences.extend(Difference("drift", text) for text in report.drift)
+    _compare(report, expect)
+    return report
+
+
+def _compare(report: ReplayReport, expect: list[dict[str, Any]] | None) -> None:
+    differences = report.differences
+    for row in report.rows:
+        if row.note and row.note.startswith("unanswerable") and row.recorded.decision == "allow":
+            differences.append(Difference("unanswerable", f"{row.tool}: recorded as forwarded, but the cassette cannot answer it "
+                                          "now (the gateway forwards different arguments)", row.index))  # fmt: skip
+    if expect is None:
+        for row in report.rows:
+            if row.live.wire() != row.recorded.wire():
+                differences.append(Difference("decision", f"{row.tool}: recorded {row.recorded.describe()}, "
+                                              f"now {row.live.describe()}", row.index))  # fmt: skip
+        return
+    for index, (row, wanted) in enumerate(zip(report.rows, expect, strict=False), 1):
+        got = row.live
+        if wanted["tool"] != row.tool or wanted["decision"] != got.decision or ("rule" in wanted and wanted["rule"] != got.rule):
+            shown = wanted["decision"] + (f"({wanted['rule']})" if wanted.get("rule") else "")
+            differences.append(Difference("expectation", f"expected {wanted['tool']} {shown}, got {row.tool} {got.describe()}", index))
+    if len(expect) != len(report.rows):
+        differences.append(Difference("expectation", f"expected {len(expect)} call(s), the cassette has {len(report.rows)}"))
+
+
+# -- command line -------------------------------------------------------------------------------
+
+
+def add_replay_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """`airlock replay CASSETTE --policy P [--lock L] [--expect E] [--log F]`."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "replay",
+        help="replay a recorded session under a policy and report every decision (exit 4 on differences)",
+        description="Run a cassette's client side through the gateway against a mock upstream that answers from the "
+        "cassette. Exit 0: same decisions; 4: differences (decisions, expectations, descriptors vs the lock); 2: bad input.",
+    )
+    parser.add_argument("cassette", type=Path, help="a cassette written by 'airlock run --record'")
+    parser.add_argument("--policy", type=Path, required=True, help="the policy to replay under (TOML)")
+    parser.add_argument("--lock", type=Path, help="descriptor lockfile: report descriptors that no longer match it")
+    parser.add_argument("--expect", type=Path, help='expected decisions, JSON {"calls": [{"tool", "decision", "rule"?}, ...]}')
+    parser.add_argument("--log", type=Path, help="write the replay's flight log here (a new file, or a directory)")
+    parser.set_defaults(handler=cmd_replay)
+    return parser
+
+
+def cmd_replay(args: argparse.Namespace, out: Callable[[str], None] | None = None) -> int:
+    """Returns 0 (no differences) or 4 (differences); bad input raises a ConfigError (exit 2)."""
+    from gateway.logs import configure_logging
+
+    configure_logging("warning")
+    policy = CompiledPolicy.from_file(load_policy(args.policy))
+    lock = Lock.load(args.lock) if args.lock is not None else None
+    expect = load_expectations(args.expect) if args.expect is not None else None
+    cassette = read_cassette(args.cassette)
+    report = replay(cassette, policy, lock, expect=expect, log_path=args.log)
+    (out or _print)(report.table())
+    if report.log_path is not None:
+        print(f"replay flight log: {report.log_path}", file=sys.stderr)
+    return report.exit_code
+
+
+def _print(text: str) -> None:
+    print(text)

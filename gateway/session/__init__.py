@@ -1,0 +1,7 @@
+"""One client session, independent of the front: the relay that correlates and mediates every
+message (`relay`) and the hub that puts several upstreams behind one session (`hub`).
+
+Imports: errors, protocol, evidence, screening, mediation, upstream.
+"""
+
+__all__ = ["hub", "relay"]

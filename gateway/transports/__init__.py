@@ -1,1 +1,0 @@
-"""Byte-level transports: pipes to the client and to upstream child processes."""
