@@ -9,12 +9,17 @@ shared machine moves one sample, not the result. Printed: p50/p99 latency per `t
 flight), calls/s at 1 and 16 in flight, and ratios to the direct path. Targets (issues 2 and 3,
 this 2-core machine): added p50 <= 0.5 ms; throughput at 16 in flight >= 25% of direct; the
 flight log costs <= 25% of the relay's calls/s at 16 in flight.
+
+`--baseline DIR` adds the same two gateway paths run from another checkout of this repository
+(say, the commit before a refactor, from `git worktree add DIR REV`), measured in the same
+interleaved rounds, and prints each figure of this tree as a ratio to the baseline's.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shutil
 import statistics
 import sys
@@ -38,6 +43,14 @@ def gateway_argv(extra: list[str], upstream: list[str]) -> list[str]:
     return [sys.executable, "-m", "gateway", "run", "--log-level", "warning", *extra, "--", *upstream]
 
 
+def tree_env(tree: Path | None) -> dict[str, str] | None:
+    """The environment that makes `python -m gateway` import the gateway of checkout `tree`
+    (None: this one). PYTHONSAFEPATH keeps the working directory off sys.path, so PYTHONPATH wins."""
+    if tree is None:
+        return None
+    return {**os.environ, "PYTHONSAFEPATH": "1", "PYTHONPATH": str(tree.resolve())}
+
+
 async def sample(client: RawClient, calls: int) -> dict[str, float]:
     lat = await latencies(client, "tools/call", ECHO, calls // 2)
     return {
@@ -52,14 +65,21 @@ async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--calls", type=int, default=4000)
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--baseline", type=Path, metavar="DIR", help="also measure the gateway of this other checkout")
     args = parser.parse_args()
+    if args.baseline is not None and not (args.baseline / "gateway" / "__init__.py").is_file():
+        parser.error(f"--baseline {args.baseline}: not a checkout of this repository (no gateway/__init__.py)")
     log_dir = tempfile.mkdtemp(prefix="airlock-bench-")
     paths = {
         "direct": EVERYTHING,
         "airlock run": gateway_argv([], EVERYTHING),
         "+ flight log": gateway_argv(["--log", log_dir, "--ephemeral-key"], EVERYTHING),
     }
-    clients = {name: await RawClient.start(argv) for name, argv in paths.items()}
+    envs: dict[str, dict[str, str] | None] = dict.fromkeys(paths)
+    if args.baseline is not None:
+        paths |= {"base run": paths["airlock run"], "base + log": paths["+ flight log"]}
+        envs |= dict.fromkeys(("base run", "base + log"), tree_env(args.baseline))
+    clients = {name: await RawClient.start(argv, envs[name]) for name, argv in paths.items()}
     samples: dict[str, list[dict[str, float]]] = {name: [] for name in paths}
     try:
         for client in clients.values():
@@ -85,6 +105,15 @@ async def main() -> None:
         print(f"{name:<14}{f['p50_ms']:>9.3f}{f['p99_ms']:>9.3f}{f['cps1']:>12.0f}{f['cps16']:>13.0f}{added:>14.3f}{ratio:>14.0%}")
     cost = 1 - figures["+ flight log"]["cps16"] / figures["airlock run"]["cps16"]
     print(f"flight log cost at 16 in flight: {cost:.0%} of the relay's calls/s (group commit, 2 signed entries per call)")
+    if args.baseline is not None:
+        base_cost = 1 - figures["base + log"]["cps16"] / figures["base run"]["cps16"]
+        print(f"baseline {args.baseline}: flight log cost {base_cost:.0%}; this tree / baseline:")
+        for mine, theirs in (("airlock run", "base run"), ("+ flight log", "base + log")):
+            f, b = figures[mine], figures[theirs]
+            print(
+                f"  {mine:<14} p50 {f['p50_ms'] / b['p50_ms']:.2f}x  calls/s @1 {f['cps1'] / b['cps1']:.2f}x  "
+                f"calls/s @16 {f['cps16'] / b['cps16']:.2f}x"
+            )
 
 
 if __name__ == "__main__":
