@@ -37,8 +37,9 @@ from gateway.protocol.jsonrpc import JsonObject
 from gateway.protocol.names import name_problem, normalise
 from gateway.screening import scan
 from gateway.screening.descriptors import LIST_METHODS, descriptor_hash, item_key
+from gateway.screening.neutralise import neutralise_line
 from gateway.screening.pins import Lock, ServerPins
-from gateway.screening.scan import Finding, neutralise_line, scan_text, scan_tool, scan_value
+from gateway.screening.scan import Finding, scan_text, scan_tool, scan_value
 
 log = structlog.get_logger("airlock.policy")
 

@@ -34,12 +34,11 @@ have added labels), and label-affecting changes in the new policy's `[[tools]]` 
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import hashlib
 import io
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal, NoReturn, cast
@@ -48,13 +47,11 @@ import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from gateway.errors import EXIT_DIFFERENT, EXIT_OK, ConfigError, GatewayError
-from gateway.evidence.signing import public_from_text
 from gateway.evidence.verify import VerificationError, verify_lines
 from gateway.labels.masks import mask_of
 from gateway.labels.provenance import CLEAN, Taint
 from gateway.policy.engine import CallRequest, CompiledPolicy, Decision, PinState, SessionState, ToolView, decide
 from gateway.policy.flows import CompiledFlows, ToolFacts, check_flows
-from gateway.policy.model import load_policy
 from gateway.protocol import jsonrpc
 from gateway.screening.descriptors import descriptor_hash
 from gateway.screening.pins import Lock
@@ -529,47 +526,3 @@ def fork(entries: list[dict[str, Any]], policy: CompiledPolicy, lock: Lock | Non
             note = _NEEDS.get(unknown.what, f"cannot be re-decided: {unknown.what}")
             rows.append(ForkRow(entry["seq"], entry["server"], entry["tool"], recorded, None, note))
     return ForkReport(rows, policy.hash, recorded_hash, strict)
-
-
-# -- command line -------------------------------------------------------------------------------
-
-
-def add_fork_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """`airlock fork LOG --policy P2 [--lock L] [--public-key PUB] [--json] [--strict]`."""
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "fork",
-        help="re-decide a flight log's calls under another policy and list what would flip (exit 4 on flips)",
-        description="Verify a flight log, then re-decide each recorded call under POLICY from the recorded evidence "
-        "(descriptor hashes, labels, stored arguments). Exit 0: nothing flips; 4: something flips; 2: bad input.",
-    )
-    parser.add_argument("log", type=Path, help="a flight log (it must verify)")
-    parser.add_argument("--policy", type=Path, required=True, help="the policy to re-decide under (TOML)")
-    parser.add_argument("--lock", type=Path, help="lockfile whose pinned descriptors (matched by hash) the calls were decided on")
-    parser.add_argument("--public-key", help="the key the log must be signed by (ed25519:... or a file)")
-    parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
-    parser.add_argument("--strict", action="store_true", help="exit 4 also when a call cannot be re-decided from the log")
-    parser.set_defaults(handler=cmd_fork)
-    return parser
-
-
-def cmd_fork(args: argparse.Namespace, out: Callable[[str], None] | None = None) -> int:
-    """Returns 0 (nothing flips) or 4 (something flips); bad input raises a ConfigError (exit 2)."""
-    pinned = _public_key(args.public_key) if args.public_key else None
-    policy = CompiledPolicy.from_file(load_policy(args.policy))
-    lock = Lock.load(args.lock) if args.lock is not None else None
-    report = fork(read_verified(args.log, pinned), policy, lock, strict=args.strict)
-    (out or print)(orjson.dumps(report.to_json()).decode() if args.json else report.table())
-    return report.exit_code
-
-
-def _public_key(text: str) -> Ed25519PublicKey:
-    candidate = Path(text)
-    if not text.startswith("ed25519:") and candidate.exists():
-        try:
-            text = candidate.read_text()
-        except OSError as exc:
-            raise ConfigError(f"cannot read public key file {candidate}: {exc.strerror}") from None
-    try:
-        return public_from_text(text)
-    except GatewayError as error:
-        raise ConfigError(f"--public-key: {error.message}") from None

@@ -24,12 +24,10 @@ the wire: forwarded (`allow`), refused with a rule (`deny`), refused otherwise (
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import os
-import sys
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -46,9 +44,8 @@ from gateway.evidence.flightlog import FlightLog, LogSettings
 from gateway.labels import masks
 from gateway.mediation.mediator import PolicyMediator, log_request_id
 from gateway.policy.engine import CompiledPolicy
-from gateway.policy.model import load_policy
 from gateway.protocol import jsonrpc
-from gateway.recording.cassette import Cassette, CassetteEntry, read_cassette
+from gateway.recording.cassette import Cassette, CassetteEntry
 from gateway.screening.pins import Lock
 from gateway.session.relay import Relay
 
@@ -545,43 +542,3 @@ def _compare(report: ReplayReport, expect: list[dict[str, Any]] | None) -> None:
             differences.append(Difference("expectation", f"expected {wanted['tool']} {shown}, got {row.tool} {got.describe()}", index))
     if len(expect) != len(report.rows):
         differences.append(Difference("expectation", f"expected {len(expect)} call(s), the cassette has {len(report.rows)}"))
-
-
-# -- command line -------------------------------------------------------------------------------
-
-
-def add_replay_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """`airlock replay CASSETTE --policy P [--lock L] [--expect E] [--log F]`."""
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "replay",
-        help="replay a recorded session under a policy and report every decision (exit 4 on differences)",
-        description="Run a cassette's client side through the gateway against a mock upstream that answers from the "
-        "cassette. Exit 0: same decisions; 4: differences (decisions, expectations, descriptors vs the lock); 2: bad input.",
-    )
-    parser.add_argument("cassette", type=Path, help="a cassette written by 'airlock run --record'")
-    parser.add_argument("--policy", type=Path, required=True, help="the policy to replay under (TOML)")
-    parser.add_argument("--lock", type=Path, help="descriptor lockfile: report descriptors that no longer match it")
-    parser.add_argument("--expect", type=Path, help='expected decisions, JSON {"calls": [{"tool", "decision", "rule"?}, ...]}')
-    parser.add_argument("--log", type=Path, help="write the replay's flight log here (a new file, or a directory)")
-    parser.set_defaults(handler=cmd_replay)
-    return parser
-
-
-def cmd_replay(args: argparse.Namespace, out: Callable[[str], None] | None = None) -> int:
-    """Returns 0 (no differences) or 4 (differences); bad input raises a ConfigError (exit 2)."""
-    from gateway.logs import configure_logging
-
-    configure_logging("warning")
-    policy = CompiledPolicy.from_file(load_policy(args.policy))
-    lock = Lock.load(args.lock) if args.lock is not None else None
-    expect = load_expectations(args.expect) if args.expect is not None else None
-    cassette = read_cassette(args.cassette)
-    report = replay(cassette, policy, lock, expect=expect, log_path=args.log)
-    (out or _print)(report.table())
-    if report.log_path is not None:
-        print(f"replay flight log: {report.log_path}", file=sys.stderr)
-    return report.exit_code
-
-
-def _print(text: str) -> None:
-    print(text)

@@ -5,7 +5,7 @@ through the two callables it was given. Everything passes through unchanged at t
 level (unknown methods, notifications, server-to-client requests, `_meta`, fields this
 version does not know), except what the mediator refuses or rewrites, what is malformed,
 and responses that answer no open request. Terminal escapes (ESC and C1 controls) in what the
-upstream sends are neutralised (`scan.neutralise_line`): a tool result cannot drive the
+upstream sends are neutralised (`screening.neutralise.neutralise_line`): a tool result cannot drive the
 terminal a user reads it in.
 """
 
@@ -30,7 +30,7 @@ from gateway.mediation.interface import Fetch, Forward, Mediator, Refuse, Verdic
 from gateway.protocol import jsonrpc
 from gateway.protocol.inflight import DEFAULT_MAX_IN_FLIGHT, InFlightTable, Pending
 from gateway.protocol.jsonrpc import Envelope, JsonObject, RequestId
-from gateway.screening.scan import neutralise_line
+from gateway.screening.neutralise import neutralise_line
 
 LineSink = Callable[[bytes], None]
 

@@ -12,6 +12,8 @@ from typing import Any
 import orjson
 import pytest
 
+from gateway.cli.fork import add_parser as add_fork_parser
+from gateway.cli.fork import cmd_fork
 from gateway.errors import EXIT_DIFFERENT, EXIT_OK, EXIT_USAGE, ConfigError
 from gateway.evidence.flightlog import FlightLog, LogSettings
 from gateway.evidence.signing import generate_key
@@ -19,7 +21,7 @@ from gateway.mediation.interface import Forward, Refuse, Verdict
 from gateway.mediation.mediator import PolicyMediator
 from gateway.policy.engine import CompiledPolicy
 from gateway.policy.model import PolicyError, parse_policy
-from gateway.recording.fork import ForkReport, LogRefused, add_fork_parser, cmd_fork, fork, read_verified
+from gateway.recording.fork import ForkReport, LogRefused, fork, read_verified
 from gateway.screening.pins import Lock
 
 SERVER = "mail"

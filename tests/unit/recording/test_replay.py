@@ -18,12 +18,13 @@ from typing import Any
 import orjson
 import pytest
 
+from gateway.cli.replay import add_parser as add_replay_parser
 from gateway.errors import EXIT_DIFFERENT, EXIT_OK, EXIT_USAGE
 from gateway.evidence.verify import verify_file
 from gateway.policy.model import PolicyError
 from gateway.protocol import jsonrpc
 from gateway.recording.cassette import CassetteError, read_cassette
-from gateway.recording.replay import ExpectationsError, ReplayReport, add_replay_parser, replay
+from gateway.recording.replay import ExpectationsError, ReplayReport, replay
 from gateway.screening.pins import Lock
 from tests.unit.helpers import compiled
 

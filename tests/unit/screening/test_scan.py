@@ -22,7 +22,9 @@ from hypothesis import strategies as st
 
 from gateway.protocol import jsonrpc
 from gateway.protocol.names import is_bidi_control, is_invisible
-from gateway.screening.scan import _PHRASES, Finding, neutralise_line, neutralise_text, scan_text, scan_tool, scan_value
+from gateway.screening.neutralise import neutralise_line, neutralise_text
+from gateway.screening.phrases import PHRASES as _PHRASES
+from gateway.screening.scan import Finding, scan_text, scan_tool, scan_value
 
 _FIXTURES = Path(__file__).resolve().parents[3] / "fixtures"
 _POISON_FILES = sorted((_FIXTURES / "poison").glob("*.json"))

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.cli import _http_spec, build_parser
+from gateway.cli import build_parser
+from gateway.cli.upstreams import http_spec as _http_spec
 from gateway.config import GatewayConfig, load_config
 from gateway.errors import ConfigError
 from gateway.upstream.http import HttpSpec
