@@ -1,8 +1,8 @@
 """Information-flow state: label bit masks and the `_meta` form the client sees (`masks`), and the
-per-session value fingerprints that say which earlier results an argument came from
-(`provenance`). Pure.
+per-session provenance that says which earlier results an argument came from (`provenance`,
+over the value `fingerprints`). Pure.
 
 Imports: errors, protocol.
 """
 
-__all__ = ["masks", "provenance"]
+__all__ = ["fingerprints", "masks", "provenance"]

@@ -15,8 +15,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway.labels.fingerprints import normalise_value
 from gateway.labels.masks import PRIVATE, SECRET, SUSPECT, UNTRUSTED
-from gateway.labels.provenance import CLEAN, Provenance, Source, Taint, field_values, normalise_value
+from gateway.labels.provenance import CLEAN, Provenance, Source, Taint, field_values
 
 LABELS = UNTRUSTED | PRIVATE
 ZERO_WIDTH = ("\u200b", "\u2060", "\u00ad", "\ufeff", "\u200c", "\u200d")

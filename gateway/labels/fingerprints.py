@@ -1,0 +1,150 @@
+"""Fingerprints of values, in a normal form (NFKC, case-folded, invisible and format characters
+removed, whitespace folded): the exact, token and run fingerprints that `provenance` keeps per
+result and looks up per argument (its docstring says what each kind catches). Pure.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterator
+from itertools import pairwise
+from typing import Any, Final
+from urllib.parse import unquote
+
+from gateway.protocol.names import is_invisible
+
+_RUN: Final = 12
+_RUN_WINDOW: Final = 4
+_RUN_SALT: Final = 0x5A17_0C0D_E5EE_D5  # keeps run hashes apart from token hashes
+_SHINGLE: Final = 6
+_SHINGLE_WINDOW: Final = 4
+_MIN_EXACT: Final = 4
+MAX_TEXT: Final = 1 << 20  # characters of one value fingerprinted; beyond it, the session saturates
+MAX_RESULT_TEXT: Final = 4 << 20  # characters of one result fingerprinted; beyond it, the session saturates
+MAX_ARGUMENT_TEXT: Final = 256 << 10  # characters of one argument traced; beyond it, it carries all the session saw
+_SEPARATORS: Final = str.maketrans({c: " " for c in "\"'`()<>[]{},;|\\*!"})
+#: Outside ASCII: anything but letters, digits and the identifier marks separates tokens (curly
+#: quotes, guillemets, CJK brackets, dashes, ideographic stops).
+_UNICODE_SEPARATORS: Final = re.compile(r"[^\w@/:.\-+=%#?&~]+")
+_PARTS: Final = re.compile(r"[/?&=#:@+]+")
+_URL_PARTS: Final = re.compile(r"[/?&=#:+]+")
+_IDENTIFIER_MARK: Final = re.compile(r"[0-9@/:._\-+=]")
+_NOT_ALNUM: Final = re.compile(r"[\W_]+")
+_DIGIT: Final = re.compile(r"\d")
+_TWO_DIGITS: Final = re.compile(r"\d\D*\d")
+_WORDS: Final = re.compile(r"[^\W_]+")
+_TRIM: Final = ".,:;!?-_*~"
+
+
+#: Characters that take no space or show blank, dropped from the normal form so that one
+#: interleaved in a value does not hide it: combining marks, private-use and unassigned code
+#: points, format characters, and the blank Braille pattern.
+_DROPPED_CATEGORIES: Final = frozenset({"Mn", "Me", "Mc", "Co", "Cn", "Cf"})
+
+
+def normalise_value(text: str) -> str:
+    """The form values are compared in: compatibility-decomposed (NFKD), case-folded, with
+    invisible, combining, private-use and unassigned characters removed, whitespace folded."""
+    if not text.isascii():
+        text = unicodedata.normalize("NFKD", text)
+        if not text.isascii():
+            category = unicodedata.category
+            text = "".join(c for c in text if not (is_invisible(c) or category(c) in _DROPPED_CATEGORIES or c == "\u2800"))
+    return " ".join(text.casefold().split())
+
+
+def _tokens(norm: str, min_token: int, *, any_part: bool = True) -> Iterator[str]:
+    """Identifier-like tokens, and their parts between URL delimiters. `any_part=False` (the
+    result side) keeps only parts with a digit (a key in a URL) or whole addresses, not bare
+    host names: the domain of the user's own address is in every mail, and would taint every
+    address there."""
+    words = norm.translate(_SEPARATORS).split() if norm.isascii() else _UNICODE_SEPARATORS.split(norm)
+    for raw in words:
+        if len(raw) < min_token or raw.isalpha():
+            continue  # most words of prose, at C speed
+        token = raw.strip(_TRIM)
+        if len(token) < min_token or not _IDENTIFIER_MARK.search(token):
+            continue
+        yield token
+        if "%" in token and "%" not in (decoded := unquote(token)) and decoded != token:  # one level here; argument_prints does more
+            yield from _tokens(normalise_value(decoded), min_token, any_part=any_part)
+        parts = _PARTS.split(token)
+        if "@" in token:
+            parts += _URL_PARTS.split(token)  # an address inside a URL (mailto:, ?to=), kept whole
+        for part in parts:
+            part = part.strip(_TRIM)
+            if (
+                part != token
+                and len(part) >= min_token
+                and ((_DIGIT.search(part) or "@" in part) if not any_part else _IDENTIFIER_MARK.search(part))
+            ):
+                yield part
+
+
+def _shingles(norm: str) -> list[int]:
+    """Hashes of every run of `_SHINGLE` consecutive words (letters and digits)."""
+    words = _WORDS.findall(norm)
+    if len(words) < _SHINGLE:
+        return []
+    return list(map(hash, zip(*(words[i:] for i in range(_SHINGLE)), strict=False)))
+
+
+def _winnow(hashes: list[int], window: int) -> set[int]:
+    """One hash per `window` consecutive ones (the smallest): a run shared by two texts that
+    spans a whole window selects the same hash on both sides."""
+    if len(hashes) <= window:
+        return {min(hashes)} if hashes else set()
+    return {min(hashes[i : i + window]) for i in range(len(hashes) - window + 1)}
+
+
+def _digit_windows(skeleton: str) -> list[int]:
+    """Hashes of the `_RUN`-character windows of the letters and digits that hold at least two
+    digits (identifier runs: IBANs, card and account numbers, codes; not prose)."""
+    digits = [m.start() for m in _DIGIT.finditer(skeleton)]
+    if len(digits) < 2 or len(skeleton) < _RUN:
+        return []
+    last = len(skeleton) - _RUN
+    starts: set[int] = set()
+    for first, second in pairwise(digits):
+        # windows [i, i + _RUN) holding both digits: i in [second - _RUN + 1, first]
+        starts.update(range(max(0, second - _RUN + 1), min(first, last) + 1))
+    salt = _RUN_SALT
+    return [hash(skeleton[i : i + _RUN]) ^ salt for i in sorted(starts)]
+
+
+def source_prints(norm: str, min_token: int, *, exact: bool) -> set[int]:
+    """The fingerprints a result value leaves."""
+    prints: set[int] = set()
+    if exact and len(norm) >= _MIN_EXACT:
+        prints.add(hash(norm))
+    prints.update(hash(t) for t in _tokens(norm, min_token, any_part=False))
+    digits = _digit_windows(_NOT_ALNUM.sub("", norm)) if _TWO_DIGITS.search(norm) else []
+    if digits:
+        prints |= _winnow(digits, _RUN_WINDOW)
+    shingles = _shingles(norm)
+    if shingles:
+        prints |= _winnow(shingles, _SHINGLE_WINDOW)
+    return prints
+
+
+#: Yielded by `argument_prints` for a value percent-encoded more times than it decodes.
+TOO_DEEP: Final = object()
+
+
+def argument_prints(norm: str, min_token: int, decodings: int = 3) -> Iterator[Any]:
+    """Every fingerprint an argument value could share with a result (also of its
+    percent-decoded forms, up to three levels: a value in a URL query)."""
+    if "%" in norm:
+        decoded = normalise_value(unquote(norm))
+        if decoded != norm:
+            if not decodings:
+                yield TOO_DEEP  # more layers than are traced: the caller fails closed
+                return
+            yield from argument_prints(decoded, min_token, decodings - 1)
+    yield hash(norm)
+    for token in _tokens(norm, min_token):
+        yield hash(token)
+    if _TWO_DIGITS.search(norm):
+        yield from _digit_windows(_NOT_ALNUM.sub("", norm))
+    yield from _shingles(norm)
