@@ -23,29 +23,27 @@ Example:
 
 Every option here also has a flag on `airlock run`; a flag wins over the file.
 
-Imports: errors, protocol.
+Imports: errors, protocol, tomlfile.
 """
 
 from __future__ import annotations
 
-import difflib
-import tomllib
-import types
-import typing
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, model_validator
 
 from gateway.errors import ConfigError
 from gateway.protocol.framing import DEFAULT_MAX_MESSAGE_BYTES
 from gateway.protocol.inflight import DEFAULT_MAX_IN_FLIGHT
-
-EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+from gateway.tomlfile import STRICT, read_toml, validate
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = STRICT
+
+
+EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 
 
 HeaderName = Annotated[str, Field(pattern=r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")]
@@ -134,67 +132,8 @@ def load_config(path: Path) -> GatewayConfig:
         ConfigError: unreadable file, invalid TOML, or invalid content; the message names the
             file, the key path and what is allowed there.
     """
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the config file: {exc.strerror or exc}") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: the config file is not UTF-8 text (byte {exc.start})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    return parse_config(raw, str(path))
+    return parse_config(read_toml(path, "config file", ConfigError), str(path))
 
 
 def parse_config(raw: dict[str, Any], source: str) -> GatewayConfig:
-    try:
-        return GatewayConfig.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, source, GatewayConfig)) from None
-
-
-def format_validation_error(exc: ValidationError, source: str, root: type[BaseModel]) -> str:
-    """One line per problem: `source: key.path: what is wrong (what to write instead)`."""
-    lines = []
-    for problem in exc.errors():
-        loc = tuple(problem["loc"])
-        path = ".".join(str(part) for part in loc) or "(top level)"
-        if problem["type"] == "extra_forbidden":
-            allowed = _allowed_keys(root, loc[:-1])
-            close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            hint += f" (allowed here: {', '.join(allowed)})" if allowed else ""
-            lines.append(f"{source}: {path}: unknown key{hint}")
-        else:
-            lines.append(f"{source}: {path}: {problem['msg']}")
-    return "\n".join(lines)
-
-
-def _allowed_keys(root: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
-    """The field names of the model found at `loc`, walking models and dict values."""
-    current: Any = root
-    for part in loc:
-        if isinstance(current, type) and issubclass(current, BaseModel):
-            field = current.model_fields.get(str(part))
-            if field is None:
-                return []
-            current = field.annotation
-        elif typing.get_origin(current) is dict:
-            current = typing.get_args(current)[1]
-        elif typing.get_origin(current) is list and isinstance(part, int):
-            current = typing.get_args(current)[0]
-        else:
-            return []
-        current = _unwrap(current)
-    if isinstance(current, type) and issubclass(current, BaseModel):
-        return [field.alias or name for name, field in current.model_fields.items()]
-    return []
-
-
-def _unwrap(annotation: Any) -> Any:
-    origin = typing.get_origin(annotation)
-    if origin is Annotated:
-        return _unwrap(typing.get_args(annotation)[0])
-    if origin in (Union, types.UnionType):
-        models = [a for a in typing.get_args(annotation) if a is not type(None)]
-        return _unwrap(models[0]) if len(models) == 1 else annotation
-    return annotation
+    return validate(GatewayConfig, raw, source, ConfigError)

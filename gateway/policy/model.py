@@ -20,15 +20,14 @@ Semantics, in one place:
 from __future__ import annotations
 
 import hashlib
-import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from gateway.config import format_validation_error
 from gateway.errors import ConfigError
 from gateway.evidence.canonical import canonical_json
+from gateway.tomlfile import STRICT, read_toml, validate
 
 POLICY_VERSION = 1
 
@@ -38,7 +37,7 @@ class PolicyError(ConfigError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, populate_by_name=True)
+    model_config = STRICT | ConfigDict(populate_by_name=True)
 
 
 SafeInt = Annotated[int, Field(ge=-(2**53 - 1), le=2**53 - 1)]  # exactly representable in the policy hash
@@ -290,25 +289,12 @@ def compile_pattern(pattern: str) -> Any:
 
 
 def parse_policy(raw: dict[str, Any], source: str) -> PolicyFile:
-    try:
-        return PolicyFile.model_validate(raw)
-    except ValidationError as exc:
-        raise PolicyError(format_validation_error(exc, source, PolicyFile)) from None
+    return validate(PolicyFile, raw, source, PolicyError)
 
 
 def load_policy(path: Path) -> PolicyFile:
     """Raises PolicyError (unreadable, not TOML, or invalid; the message names file and key)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise PolicyError(f"{path}: cannot read the policy file: {exc.strerror or exc}") from None
-    except UnicodeDecodeError as exc:
-        raise PolicyError(f"{path}: the policy file is not UTF-8 text (byte {exc.start})") from None
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise PolicyError(f"{path}: not valid TOML: {exc}") from None
-    return parse_policy(raw, str(path))
+    return parse_policy(read_toml(path, "policy file", PolicyError), str(path))
 
 
 def policy_schema() -> dict[str, Any]:
