@@ -29,6 +29,7 @@ Exit codes (process):
 | 2    | usage or configuration error (bad flag, bad config file)       |
 | 3    | the upstream server could not be started or exited unexpectedly |
 | 4    | differences found (`pin --diff`, `replay`, `fork`)             |
+| 10-21| the evidence does not verify, one code per failure (below)     |
 
 Imports: nothing.
 """
@@ -60,6 +61,20 @@ EXIT_INTERNAL = 1
 EXIT_USAGE = 2
 EXIT_UPSTREAM = 3
 EXIT_DIFFERENT = 4
+
+# Evidence that does not verify (`airlock verify`, receipts, rotation manifests); the classes are
+# in `gateway.evidence.failures`.
+EXIT_LOG_MALFORMED = 10  # a line (not the last) is not a well-formed entry
+EXIT_HASH_MISMATCH = 11  # an entry's content does not match its hash
+EXIT_CHAIN_BROKEN = 12  # an entry does not link to the one before
+EXIT_SEQUENCE_BROKEN = 13  # sequence numbers are not 0, 1, 2, ...
+EXIT_SIGNATURE_INVALID = 14  # a signature does not verify
+EXIT_WRONG_KEY = 15  # not the pinned key, or a key id lies
+EXIT_SESSION_MISMATCH = 16  # an entry of another session
+EXIT_ENTRIES_AFTER_SEAL = 17  # data after the seal
+EXIT_CHECKPOINT_INVALID = 18  # a checkpoint does not match the entries it covers
+EXIT_UNSEALED = 20  # intact, but not sealed
+EXIT_TORN_TAIL = 21  # as 20, and the last line is incomplete
 
 
 class GatewayError(Exception):

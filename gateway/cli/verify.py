@@ -13,8 +13,9 @@ from gateway.cli.compose import (
     read_public_key,
 )
 from gateway.errors import EXIT_OK, ConfigError
+from gateway.evidence.failures import VerificationError
 from gateway.evidence.receipt import verify_receipt
-from gateway.evidence.verify import VerificationError, verify_file
+from gateway.evidence.verify import verify_file
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

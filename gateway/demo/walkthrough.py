@@ -14,8 +14,9 @@ from mcp import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.shared.exceptions import MCPError
 
+from gateway.evidence.failures import VerificationError
 from gateway.evidence.reader import read_entries, table_header, table_row
-from gateway.evidence.verify import VerificationError, verify_file
+from gateway.evidence.verify import verify_file
 from gateway.labels.masks import META_KEY
 
 

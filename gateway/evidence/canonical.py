@@ -25,7 +25,7 @@ from typing import Any, Final
 import orjson
 import rfc8785
 
-from gateway.errors import GatewayError
+from gateway.errors import EXIT_LOG_MALFORMED, GatewayError
 
 #: Prefixes that separate what is signed for different purposes (domain separation): an entry's
 #: signature can never be replayed as a batch statement or a rotation manifest, or vice versa.
@@ -44,7 +44,7 @@ class CanonicalizationError(GatewayError):
     """A value has no RFC 8785 form (NaN, infinity, an integer beyond 2**53, a lone surrogate,
     a non-string key) or is nested too deeply."""
 
-    exit_code = 10  # as `airlock verify`'s malformed: the data, not the gateway, is at fault
+    exit_code = EXIT_LOG_MALFORMED  # the data, not the gateway, is at fault
 
 
 _SCALARS: Final = frozenset({str, bool, type(None)})

@@ -47,8 +47,9 @@ from gateway.evidence.entry import (
     line_from_signed,
     now_timestamp,
 )
+from gateway.evidence.failures import SignatureInvalid
 from gateway.evidence.rotation import verify_manifest
-from gateway.evidence.signing import SignatureInvalid, key_id, public_raw, public_text, sign
+from gateway.evidence.signing import key_id, public_raw, public_text, sign
 
 log = structlog.get_logger("airlock.flightlog")
 

@@ -19,12 +19,12 @@ from typing import Any
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from gateway.errors import GatewayError
+from gateway.errors import EXIT_LOG_MALFORMED, GatewayError
 from gateway.evidence import merkle
 from gateway.evidence.canonical import signing_bytes
 from gateway.evidence.entry import SELF_SIGNED, batch_signing_bytes, sha256_hex
+from gateway.evidence.failures import LogMalformed, SignatureInvalid, WrongKey
 from gateway.evidence.signing import key_id, public_from_text, public_raw, verify_signature
-from gateway.evidence.verify import LogMalformed, SignatureInvalid, WrongKey
 
 RECEIPT_VERSION = 1
 
@@ -32,7 +32,7 @@ RECEIPT_VERSION = 1
 class ReceiptUnavailable(GatewayError):
     """No receipt can be made: no such entry, or it is not signed yet (unsigned tail)."""
 
-    exit_code = 10
+    exit_code = EXIT_LOG_MALFORMED
 
 
 def extract_receipt(lines: Iterable[bytes], seq: int) -> dict[str, Any]:

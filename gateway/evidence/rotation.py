@@ -13,7 +13,8 @@ from typing import Any, Final
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from gateway.evidence.canonical import ROTATION_DOMAIN, signing_bytes
-from gateway.evidence.signing import SignatureInvalid, key_id, public_from_text, public_raw, public_text, sign, verify_signature
+from gateway.evidence.failures import SignatureInvalid
+from gateway.evidence.signing import key_id, public_from_text, public_raw, public_text, sign, verify_signature
 
 MANIFEST_VERSION: Final = 1
 _BODY: Final = ("v", "old_key_id", "old_public_key", "new_key_id", "new_public_key", "ts")

@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from gateway.errors import EXIT_USAGE, GatewayError
+from gateway.evidence.failures import SignatureInvalid
 
 KeyId = NewType("KeyId", str)
 
@@ -26,12 +27,6 @@ class KeyFileError(GatewayError):
     """A key file is missing, unreadable, malformed, or too widely readable."""
 
     exit_code = EXIT_USAGE
-
-
-class SignatureInvalid(GatewayError):
-    """A signature does not verify under the expected key."""
-
-    exit_code = 14  # as `airlock verify`'s signature-invalid
 
 
 def generate_key() -> Ed25519PrivateKey:

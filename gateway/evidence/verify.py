@@ -1,22 +1,7 @@
 """Offline verification of a flight log. Pure over lines; `verify_file` streams a file.
 
-The verifier stops at the first failure and raises its typed error. Exit codes (also in
-README, "Verify"):
-
-| exit | error               | meaning                                                        |
-|------|---------------------|----------------------------------------------------------------|
-| 0    | -                   | intact and sealed                                              |
-| 10   | LogMalformed        | a line (not the last) is not a well-formed entry               |
-| 11   | EntryHashMismatch   | an entry's content does not match its hash (edited field)      |
-| 12   | ChainBroken         | an entry does not link to the one before (reordered, dropped, duplicated or spliced lines) |
-| 13   | SequenceBroken      | sequence numbers are not 0, 1, 2, ...                          |
-| 14   | SignatureInvalid    | a genesis, checkpoint or seal signature does not verify        |
-| 15   | WrongKey            | the log's key is not the pinned `--public-key`, or a key id lies |
-| 16   | SessionMismatch     | an entry belongs to another session (spliced logs)             |
-| 17   | EntriesAfterSeal    | data after the seal                                            |
-| 18   | CheckpointInvalid   | a checkpoint's batch does not match the entries it covers      |
-| 20   | LogUnsealed         | intact, but not sealed (the gateway stopped without a clean shutdown, or the tail was cut) |
-| 21   | TornTail            | as 20, and the last line is incomplete (a crash mid-write, not tampering) |
+The verifier stops at the first failure and raises its typed error (`failures`, which lists
+the exit codes; also in README, "Verify").
 """
 
 from __future__ import annotations
@@ -25,7 +10,7 @@ import hashlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -44,77 +29,22 @@ from gateway.evidence.entry import (
     line_from_signed,
     sha256_hex,
 )
+from gateway.evidence.failures import (
+    ChainBroken,
+    CheckpointInvalid,
+    EntriesAfterSeal,
+    EntryHashMismatch,
+    LogMalformed,
+    LogUnsealed,
+    SequenceBroken,
+    SessionMismatch,
+    SignatureInvalid,
+    TornTail,
+    VerificationError,
+    WrongKey,
+)
 from gateway.evidence.rotation import verify_manifest
-from gateway.evidence.signing import SignatureInvalid as _BadSignature
 from gateway.evidence.signing import key_id, public_from_text, public_raw, verify_signature
-
-
-class VerificationError(GatewayError):
-    """Root of every verification failure; `line` is 1-based."""
-
-    exit_code: ClassVar[int] = 10
-    kind: ClassVar[str] = "malformed"
-
-    def __init__(self, message: str, *, line: int | None = None, report: VerifyReport | None = None) -> None:
-        where = f"line {line}: " if line is not None else ""
-        super().__init__(where + message)
-        self.line = line
-        self.report = report
-
-
-class LogMalformed(VerificationError):
-    exit_code = 10
-    kind = "malformed"
-
-
-class EntryHashMismatch(VerificationError):
-    exit_code = 11
-    kind = "hash-mismatch"
-
-
-class ChainBroken(VerificationError):
-    exit_code = 12
-    kind = "chain-broken"
-
-
-class SequenceBroken(VerificationError):
-    exit_code = 13
-    kind = "sequence-broken"
-
-
-class SignatureInvalid(VerificationError):
-    exit_code = 14
-    kind = "signature-invalid"
-
-
-class WrongKey(VerificationError):
-    exit_code = 15
-    kind = "wrong-key"
-
-
-class SessionMismatch(VerificationError):
-    exit_code = 16
-    kind = "session-mismatch"
-
-
-class EntriesAfterSeal(VerificationError):
-    exit_code = 17
-    kind = "entries-after-seal"
-
-
-class CheckpointInvalid(VerificationError):
-    exit_code = 18
-    kind = "checkpoint-invalid"
-
-
-class LogUnsealed(VerificationError):
-    exit_code = 20
-    kind = "unsealed"
-
-
-class TornTail(LogUnsealed):
-    exit_code = 21
-    kind = "torn-tail"
 
 
 @dataclass(slots=True)
@@ -239,7 +169,7 @@ class Verifier:
         assert self._public is not None
         try:
             verify_signature(self._public, entry["sig"], signing_bytes(entry))
-        except _BadSignature:
+        except SignatureInvalid:
             raise self._fail(SignatureInvalid, f"the {entry['kind']} signature does not verify", line) from None
 
     def _genesis(self, entry: dict[str, Any], line: int) -> None:
@@ -272,7 +202,7 @@ class Verifier:
             raise self._fail(CheckpointInvalid, "entries before a rotation were left unsigned by the old key", line)
         try:
             new = verify_manifest(entry["data"].get("manifest"), self._public)
-        except _BadSignature as exc:
+        except SignatureInvalid as exc:
             raise self._fail(SignatureInvalid, f"key rotation manifest invalid: {exc.message}", line) from None
         if key_id(new) != entry["key_id"]:
             raise self._fail(WrongKey, "the rotation entry names another key than its manifest", line)
@@ -299,7 +229,7 @@ class Verifier:
         assert self._public is not None
         try:
             verify_signature(self._public, signature, batch_signing_bytes(statement))
-        except _BadSignature:
+        except SignatureInvalid:
             raise self._fail(SignatureInvalid, "the checkpoint signature does not verify", line) from None
         self._unsigned = self._unsigned[last - first + 1 :]
         self._unsigned_kinds = self._unsigned_kinds[last - first + 1 :]

@@ -47,7 +47,8 @@ import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from gateway.errors import EXIT_DIFFERENT, EXIT_OK, ConfigError, GatewayError
-from gateway.evidence.verify import VerificationError, verify_lines
+from gateway.evidence.failures import VerificationError
+from gateway.evidence.verify import verify_lines
 from gateway.labels.masks import mask_of
 from gateway.labels.provenance import CLEAN, Taint
 from gateway.policy.engine import CallRequest, CompiledPolicy, Decision, PinState, SessionState, ToolView, decide

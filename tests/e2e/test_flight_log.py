@@ -14,7 +14,8 @@ import anyio
 import orjson
 import pytest
 
-from gateway.evidence.verify import LogUnsealed, verify_file
+from gateway.evidence.failures import LogUnsealed
+from gateway.evidence.verify import verify_file
 from tests.e2e.conftest import ROOT, eventually, everything_argv, fixture_server_argv, gateway_argv, raw_gateway
 
 pytestmark = pytest.mark.anyio

@@ -18,7 +18,8 @@ import orjson
 import pytest
 
 from gateway.errors import EVIDENCE_UNAVAILABLE
-from gateway.evidence.verify import LogUnsealed, verify_file
+from gateway.evidence.failures import LogUnsealed
+from gateway.evidence.verify import verify_file
 from tests.e2e.conftest import ROOT, GatewayProcess, everything_argv, gateway_argv
 
 pytestmark = pytest.mark.anyio

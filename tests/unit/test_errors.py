@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 import re
 from collections import defaultdict
 
 import pytest
 
-# Imported so that a GatewayError subclass defined beside the modules under test is seen too.
+import gateway
 from gateway import errors
 from gateway.errors import (
     EXIT_INTERNAL,
@@ -26,6 +28,11 @@ _STANDARD_CODES = {errors.PARSE_ERROR, errors.INVALID_REQUEST, errors.METHOD_NOT
 
 
 def _error_classes() -> list[type[GatewayError]]:
+    """Every GatewayError subclass of the gateway: every module is imported, so a subclass
+    defined beside the code that raises it is seen wherever it lives."""
+    for module in pkgutil.walk_packages(gateway.__path__, "gateway."):
+        if not module.name.endswith("__main__"):  # running it would run the command line
+            importlib.import_module(module.name)
     found: list[type[GatewayError]] = [GatewayError]
     queue = list(GatewayError.__subclasses__())
     while queue:
@@ -100,6 +107,26 @@ def test_documented_code_table_matches_the_classes() -> None:
 )
 def test_process_failures_map_to_documented_exit_codes(cls: type[GatewayError], exit_code: int) -> None:
     assert cls.exit_code == exit_code
+
+
+def _exit_constants() -> dict[str, int]:
+    return {name: value for name, value in vars(errors).items() if name.startswith("EXIT_") and type(value) is int}
+
+
+def test_every_exit_code_of_every_error_is_a_constant_of_the_one_table() -> None:
+    table = set(_exit_constants().values())
+    strays = {cls.__qualname__: cls.exit_code for cls in _error_classes() if cls.exit_code not in table}
+    assert strays == {}
+
+
+def test_every_exit_code_constant_is_distinct_and_documented() -> None:
+    constants = _exit_constants()
+    assert len(set(constants.values())) == len(constants), constants
+    assert errors.__doc__ is not None
+    documented = {int(code) for code in re.findall(r"^\| (\d+) +\|", errors.__doc__, flags=re.MULTILINE)}
+    ranges = re.findall(r"^\| (\d+)-(\d+) *\|", errors.__doc__, flags=re.MULTILINE)
+    documented |= {code for low, high in ranges for code in range(int(low), int(high) + 1)}
+    assert set(constants.values()) <= documented
 
 
 def test_exit_codes_are_distinct() -> None:

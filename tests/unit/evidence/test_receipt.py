@@ -11,9 +11,9 @@ from typing import Any
 import orjson
 import pytest
 
+from gateway.evidence.failures import LogMalformed, SignatureInvalid, VerificationError, WrongKey
 from gateway.evidence.receipt import ReceiptUnavailable, extract_receipt, verify_receipt
 from gateway.evidence.signing import generate_key, public_from_text
-from gateway.evidence.verify import LogMalformed, SignatureInvalid, VerificationError, WrongKey
 
 LOG = Path(__file__).resolve().parents[3] / "fixtures" / "vectors" / "log.jsonl"
 PUBLIC_1 = public_from_text((LOG.parent / "public-key-1.txt").read_text())

@@ -16,9 +16,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
 
 from gateway.errors import EXIT_USAGE, GatewayError
+from gateway.evidence.failures import SignatureInvalid
 from gateway.evidence.signing import (
     KeyFileError,
-    SignatureInvalid,
     generate_key,
     key_id,
     load_private_key,

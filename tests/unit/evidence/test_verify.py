@@ -25,9 +25,7 @@ from hypothesis import strategies as st
 from gateway import cli
 from gateway.evidence.canonical import signing_bytes
 from gateway.evidence.entry import GENESIS_PREV, MEMBERS, Kind, batch_signing_bytes, batch_statement, entry_hash, timestamp, to_line
-from gateway.evidence.flightlog import FlightLog, LogSettings
-from gateway.evidence.signing import key_id, public_text, sign
-from gateway.evidence.verify import (
+from gateway.evidence.failures import (
     ChainBroken,
     CheckpointInvalid,
     EntriesAfterSeal,
@@ -39,12 +37,11 @@ from gateway.evidence.verify import (
     SignatureInvalid,
     TornTail,
     VerificationError,
-    Verifier,
-    VerifyReport,
     WrongKey,
-    verify_file,
-    verify_lines,
 )
+from gateway.evidence.flightlog import FlightLog, LogSettings
+from gateway.evidence.signing import key_id, public_text, sign
+from gateway.evidence.verify import Verifier, VerifyReport, verify_file, verify_lines
 
 KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
 OTHER_KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32, 64)))

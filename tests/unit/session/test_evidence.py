@@ -25,9 +25,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.errors import EVIDENCE_UNAVAILABLE, EvidenceUnavailable, GatewayError, PolicyDenied
+from gateway.evidence.failures import LogUnsealed
 from gateway.evidence.flightlog import FlightLog, FsyncMode, LogSettings
 from gateway.evidence.signing import generate_key
-from gateway.evidence.verify import LogUnsealed, verify_file, verify_lines
+from gateway.evidence.verify import verify_file, verify_lines
 from gateway.mediation.interface import Forward, PassThrough, Refuse, Verdict
 from gateway.protocol import jsonrpc
 from gateway.protocol.jsonrpc import JsonObject, RequestId
