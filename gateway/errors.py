@@ -10,6 +10,7 @@ JSON-RPC codes (client-visible). Codes reserved by the mcp SDK (-32000, -32001,
 |--------|--------------------------|-------------------------------------------------------------|
 | -32700 | ParseError               | the line is not JSON (or not UTF-8)                         |
 | -32600 | InvalidRequest           | JSON, but not a JSON-RPC 2.0 message the gateway accepts    |
+| -32601 | MethodNotFound           | the gateway cannot route this method (`run --all`)          |
 | -32602 | InvalidParams            | a mediated request has malformed params                     |
 | -32030 | PolicyDenied             | a rule denied the request; `data.rule` names it             |
 | -32031 | UpstreamUnavailable      | the upstream server exited or could not be reached          |
@@ -106,6 +107,10 @@ class ParseError(GatewayError):
 
 class InvalidRequest(GatewayError):
     code = INVALID_REQUEST
+
+
+class MethodNotFound(GatewayError):
+    code = METHOD_NOT_FOUND
 
 
 class InvalidParams(GatewayError):

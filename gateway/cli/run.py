@@ -24,7 +24,7 @@ from gateway.fronts.hub_stdio import HubUpstream, run_hub_stdio
 from gateway.fronts.stdio import run_stdio
 from gateway.mediation.mediator import server_identity
 from gateway.recording.cassette import CassetteWriter
-from gateway.session.hub import SEPARATOR
+from gateway.session.directory import SEPARATOR
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -1,7 +1,8 @@
 """One client session, independent of the front: the relay that correlates and mediates every
-message (`relay`) and the hub that puts several upstreams behind one session (`hub`).
+message (`relay`), and the hub that puts several upstreams behind one session (`hub`, with its
+`directory` of which upstream answers what).
 
 Imports: errors, protocol, evidence, screening, mediation, upstream.
 """
 
-__all__ = ["hub", "relay"]
+__all__ = ["directory", "hub", "relay"]

@@ -36,12 +36,12 @@ from typing import Any, Final
 import structlog
 
 from gateway import __version__
-from gateway.errors import INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, PARSE_ERROR, UPSTREAM_UNAVAILABLE
+from gateway.errors import GatewayError, InvalidParams, InvalidRequest, MethodNotFound, ParseError, UpstreamUnavailable
 from gateway.protocol import jsonrpc
+from gateway.session.directory import SEPARATOR, Directory
 
 LineSink = Callable[[bytes], None]
 
-SEPARATOR: Final = "__"
 HUB_NAME: Final = "mcp-airlock"
 _LISTS: Final = {"tools/list": "tools", "prompts/list": "prompts", "resources/list": "resources",
                  "resources/templates/list": "resourceTemplates"}  # fmt: skip
@@ -83,14 +83,9 @@ class Hub:
                  clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
         """`names[i]`: upstream i's server name (its prefix); `to_upstreams[i]`: feeds a line to
         upstream i's relay as if the client sent it."""
-        for name in names:
-            if not name or SEPARATOR in name or name.endswith("_"):
-                raise ValueError(f"server name {name!r}: must be non-empty, without {SEPARATOR!r} and not end in '_'")
-        if len(set(names)) != len(names):
-            raise ValueError("server names must be distinct")
-        self.names = list(names)
+        self.directory = Directory(names)
+        self.names = self.directory.names
         self._clock = clock
-        self._index = {name: i for i, name in enumerate(names)}
         self._to_client = to_client
         self._to_upstreams = list(to_upstreams)
         self._ids = itertools.count(1)
@@ -102,10 +97,6 @@ class Hub:
         #: Forwarded requests answered since the last `commit`: a relay that withdraws an answer (its
         #: flight-log entry could not be written) answers again, with an error, under the same id.
         self._answered: dict[str, Any] = {}
-        self._live: set[int] = set(range(len(names)))  # upstreams initialised (or not yet tried)
-        self._capabilities: dict[int, dict[str, Any]] = {}
-        self._uris: dict[str, int | None] = {}  # None: listed by several upstreams (ambiguous)
-        self._templates: list[tuple[str, int]] = []  # (fixed prefix of a URI template, upstream)
 
     # -- client -> upstreams ------------------------------------------------------------------
 
@@ -113,21 +104,21 @@ class Hub:
         try:
             message = jsonrpc.decode(line)
         except Exception:
-            self._error(None, PARSE_ERROR, "parse error: the line is not valid JSON")
+            self._error(None, ParseError("parse error: the line is not valid JSON"))
             return
         if type(message) is not dict:
             why = "batches are not supported" if type(message) is list else "a JSON-RPC message must be an object"
-            self._error(None, INVALID_REQUEST, why)
+            self._error(None, InvalidRequest(why))
             return
         method = message.get("method")
         if "id" in message and method is None:
             self._client_response(message)
         elif type(method) is not str:
-            self._error(message.get("id"), INVALID_REQUEST, "a request needs a method name")
+            self._error(message.get("id"), InvalidRequest("a request needs a method name"))
         elif "id" not in message:
             self._client_notification(method, message)
         elif not jsonrpc.is_valid_id(message["id"]) or message["id"] is None:
-            self._error(None, INVALID_REQUEST, "the id must be a string or an integer")
+            self._error(None, InvalidRequest("the id must be a string or an integer"))
         else:
             self._client_request(method, message)
 
@@ -135,7 +126,7 @@ class Hub:
         client_id = message["id"]
         params = jsonrpc.members(message.get("params"))
         if client_id in self._client_calls or client_id in self._gathering:
-            self._error(client_id, INVALID_REQUEST, f"request id {str(client_id)[:40]!r} is already in use by an open request")
+            self._error(client_id, InvalidRequest(f"request id {str(client_id)[:40]!r} is already in use by an open request"))
             return
         if method == "ping":
             self._send({"jsonrpc": "2.0", "id": client_id, "result": {}})
@@ -143,41 +134,41 @@ class Hub:
             self._gather(method, client_id, params, set(range(len(self.names))))
         elif method in _LISTS:
             capability = _CAPABILITY[_LISTS[method]]
-            self._gather(method, client_id, params, {i for i in self._live if capability in self._capabilities.get(i, {capability: {}})})
+            self._gather(method, client_id, params, self.directory.offering(capability))
         elif method in _BROADCAST:
-            self._gather(method, client_id, params, set(self._live))
+            self._gather(method, client_id, params, set(self.directory.live))
         elif method in _BY_NAME:
-            target = self._split(params.get("name"))
+            target = self.directory.split(params.get("name"))
             if target is None:
-                self._error(client_id, INVALID_PARAMS, f"unknown name {str(params.get('name'))[:200]!r}: through Airlock, names are "
-                            f"SERVER{SEPARATOR}NAME with SERVER one of {', '.join(self.names)} (list them again)")  # fmt: skip
+                self._error(client_id, InvalidParams(f"unknown name {str(params.get('name'))[:200]!r}: through Airlock, names are "
+                            f"SERVER{SEPARATOR}NAME with SERVER one of {', '.join(self.names)} (list them again)"))  # fmt: skip
                 return
             self._forward(target[0], client_id, {**message, "params": {**params, "name": target[1]}})
         elif method in _BY_URI:
-            owner = self._uri_owner(params.get("uri"))
+            owner = self.directory.owner_of(params.get("uri"))
             if owner is None:
                 uri = str(params.get("uri"))[:200]
-                self._error(client_id, INVALID_PARAMS, f"no upstream listed the resource {uri!r} (list resources first)")
+                self._error(client_id, InvalidParams(f"no upstream listed the resource {uri!r} (list resources first)"))
                 return
             self._forward(owner, client_id, message)
         elif method == "completion/complete":
             self._complete(client_id, message, params)
         else:
-            self._error(client_id, METHOD_NOT_FOUND, f"{method!r} cannot be routed to one of several upstream servers")
+            self._error(client_id, MethodNotFound(f"{method!r} cannot be routed to one of several upstream servers"))
 
     def _complete(self, client_id: Any, message: dict[str, Any], params: dict[str, Any]) -> None:
         ref = jsonrpc.members(params.get("ref"))
         if ref.get("type") == "ref/prompt":
-            target = self._split(ref.get("name"))
+            target = self.directory.split(ref.get("name"))
             if target is not None:
                 self._forward(target[0], client_id, {**message, "params": {**params, "ref": {**ref, "name": target[1]}}})
                 return
         elif ref.get("type") == "ref/resource":
-            index = self._uri_owner(ref.get("uri"))
+            index = self.directory.owner_of(ref.get("uri"))
             if index is not None:
                 self._forward(index, client_id, message)
                 return
-        self._error(client_id, INVALID_PARAMS, "completion/complete: the ref names no prompt or resource of a listed upstream")
+        self._error(client_id, InvalidParams("completion/complete: the ref names no prompt or resource of a listed upstream"))
 
     def _client_notification(self, method: str, message: dict[str, Any]) -> None:
         if method == "notifications/cancelled":
@@ -192,10 +183,10 @@ class Hub:
         if method == "notifications/progress":  # about an upstream's request (sampling, elicitation): to that upstream only
             token = jsonrpc.members(message.get("params")).get("progressToken")
             owner = self._server_progress.get(token) if type(token) in (int, str) else None
-            if owner is not None and owner in self._live:
+            if owner is not None and owner in self.directory.live:
                 self._to_upstreams[owner](jsonrpc.encode(message))
             return
-        for index in sorted(self._live):  # initialized, roots/list_changed...
+        for index in sorted(self.directory.live):  # initialized, roots/list_changed...
             self._to_upstreams[index](jsonrpc.encode(message))
 
     def _client_response(self, message: dict[str, Any]) -> None:
@@ -273,10 +264,10 @@ class Hub:
 
     def upstream_lost(self, index: int, reason: str) -> None:
         """Upstream `index` is gone: its open requests are answered with errors; the others go on."""
-        self._live.discard(index)
+        self.directory.live.discard(index)
         for hub_id, route in [(h, r) for h, r in self._routes.items() if r.index == index]:
             del self._routes[hub_id]
-            error = {"code": UPSTREAM_UNAVAILABLE, "message": f"{self.names[index]}: {reason}"}
+            error = UpstreamUnavailable(f"{self.names[index]}: {reason}").to_error_object()
             if route.gather is None:
                 self._client_calls.pop(route.client_id, None)
                 self._send({"jsonrpc": "2.0", "id": route.client_id, "error": error})
@@ -300,7 +291,7 @@ class Hub:
             kind = _LISTS[gather.method]
             merged: list[Any] = []
             for index in sorted(gather.results):
-                merged.extend(self._exported(index, kind, item) for item in gather.results[index] if type(item) is dict)
+                merged.extend(self.directory.exported(index, kind, item) for item in gather.results[index] if type(item) is dict)
             for index, error in sorted(gather.errors.items()):
                 log.warning("an upstream failed a list; its items are left out", server=self.names[index], method=gather.method,
                             error=str(error)[:200])  # fmt: skip
@@ -312,13 +303,13 @@ class Hub:
 
     def _answer_initialize(self, gather: _Gather) -> None:
         for index, error in gather.errors.items():
-            self._live.discard(index)
+            self.directory.live.discard(index)
             log.error("an upstream failed to initialise; it is left out of this session", server=self.names[index],
                       error=str(error)[:300])  # fmt: skip
         results = {i: r for i, r in gather.results.items() if type(r) is dict}
         if not results:
             reasons = "; ".join(f"{self.names[i]}: {str(e)[:200]}" for i, e in sorted(gather.errors.items()))
-            self._error(gather.client_id, UPSTREAM_UNAVAILABLE, f"no upstream server could be initialised ({reasons})")
+            self._error(gather.client_id, UpstreamUnavailable(f"no upstream server could be initialised ({reasons})"))
             return
         capabilities: dict[str, Any] = {}
         instructions: list[str] = []
@@ -326,7 +317,7 @@ class Hub:
         for index in sorted(results):
             result = results[index]
             offered = jsonrpc.members(result.get("capabilities"))
-            self._capabilities[index] = offered
+            self.directory.capabilities[index] = offered
             for key, value in offered.items():
                 if key not in _ROUTED_CAPABILITIES:
                     continue  # e.g. tasks: the hub cannot route them, so it does not offer them
@@ -346,47 +337,6 @@ class Hub:
             merged["instructions"] = "\n\n".join(instructions)
         self._send({"jsonrpc": "2.0", "id": gather.client_id, "result": merged})
 
-    def _exported(self, index: int, kind: str, item: dict[str, Any]) -> dict[str, Any]:
-        """A listed item as the client sees it: names prefixed, resource URIs remembered."""
-        if kind in ("tools", "prompts") and type(item.get("name")) is str:
-            return {**item, "name": f"{self.names[index]}{SEPARATOR}{item['name']}"}
-        if kind == "resources" and type(item.get("uri")) is str:
-            owner = self._uris.setdefault(item["uri"], index)
-            if owner is not None and owner != index:  # two servers claim it: which one answers is not for them to decide
-                self._uris[item["uri"]] = None
-                log.warning("two upstreams list the same resource; reads of it are refused", uri=item["uri"][:200],
-                            server=self.names[owner], also=self.names[index])  # fmt: skip
-        elif kind == "resourceTemplates" and type(item.get("uriTemplate")) is str:
-            prefix = item["uriTemplate"].split("{", 1)[0]
-            if prefix and (prefix, index) not in self._templates:
-                self._templates.append((prefix, index))
-        return item
-
-    # -- helpers ------------------------------------------------------------------------------
-
-    def _split(self, name: object) -> tuple[int, str] | None:
-        if type(name) is not str:
-            return None
-        server, sep, rest = name.partition(SEPARATOR)
-        index = self._index.get(server)
-        if not sep or not rest or index is None or index not in self._live:
-            return None
-        return index, rest
-
-    def _uri_owner(self, uri: object) -> int | None:
-        if type(uri) is not str:
-            return None
-        if uri in self._uris:
-            index = self._uris[uri]
-            return index if index is not None and index in self._live else None
-        matches = [(len(prefix), i) for prefix, i in self._templates if uri.startswith(prefix)]
-        longest = max((n for n, _ in matches), default=0)
-        owners = {i for n, i in matches if n == longest}  # the most specific template; two owners: ambiguous
-        if not owners:  # not listed (a link in a result, say): fine if only one upstream has resources
-            owners = {i for i in self._live if "resources" in self._capabilities.get(i, {})}
-        index = owners.pop() if len(owners) == 1 else None
-        return index if index is not None and index in self._live else None
-
     def expire(self, timeout: float) -> None:
         """Answer every gathered request (initialize, a list) that has waited more than `timeout`
         seconds without the upstreams still silent: one hung upstream must not hold the session.
@@ -396,7 +346,7 @@ class Hub:
         for gather in late.values():
             for hub_id in [h for h, r in self._routes.items() if r.gather is gather]:
                 index = self._routes.pop(hub_id).index
-                gather.errors[index] = {"code": UPSTREAM_UNAVAILABLE, "message": f"{self.names[index]}: no answer within {timeout:g} s"}
+                gather.errors[index] = UpstreamUnavailable(f"{self.names[index]}: no answer within {timeout:g} s").to_error_object()
                 gather.waiting.discard(index)
             self._answer(gather)
 
@@ -433,8 +383,8 @@ class Hub:
         self._client_calls[client_id] = (index, hub_id)
         self._to_upstreams[index](jsonrpc.encode({**message, "id": hub_id}))
 
-    def _error(self, request_id: Any, code: int, message: str) -> None:
-        self._send({"jsonrpc": "2.0", "id": request_id, "error": {"code": code, "message": message}})
+    def _error(self, request_id: Any, error: GatewayError) -> None:
+        self._to_client(jsonrpc.error_response(request_id, error))
 
     def _send(self, message: dict[str, Any]) -> None:
         self._to_client(jsonrpc.encode(message))
