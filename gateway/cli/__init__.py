@@ -22,6 +22,7 @@ import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from gateway import __version__
+from gateway.cli import install as install_command
 from gateway.config import FlightLogSection, GatewayConfig, load_config
 from gateway.errors import EXIT_DIFFERENT, EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, ConfigError, GatewayError
 from gateway.evidence.entry import timestamp, utc_now
@@ -43,7 +44,6 @@ from gateway.fronts.http.app import TOKENS_ENV, ServeSettings, SessionParts, Tok
 from gateway.fronts.http.peer import Principal
 from gateway.fronts.hub_stdio import HubUpstream, run_hub_stdio
 from gateway.fronts.stdio import RunSettings, rotation_manifest_path, run_stdio
-from gateway.install import add_install_parser
 from gateway.logs import configure_logging
 from gateway.mediation.mediator import PolicyMediator, server_identity
 from gateway.policy.engine import CompiledPolicy
@@ -210,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     schema = policy_commands.add_parser("schema", help="print the policy file's JSON Schema (for editors)")
     schema.set_defaults(handler=cmd_policy_schema)
 
-    add_install_parser(commands)
+    install_command.add_parser(commands)
     add_replay_parser(commands)
     add_fork_parser(commands)
 

@@ -1,4 +1,4 @@
-"""gateway/install.py: `airlock install` rewrites Claude Desktop, Cursor and VS Code configs so
+"""gateway/install/ and gateway/cli/install.py: `airlock install` rewrites Claude Desktop, Cursor and VS Code configs so
 each server, stdio or remote, runs through `airlock run`, idempotently, with a backup, and undoes it."""
 
 from __future__ import annotations
@@ -13,23 +13,20 @@ from typing import Any
 
 import pytest
 
+from gateway.cli.install import add_parser, cmd_install
 from gateway.errors import EXIT_OK, EXIT_USAGE, ConfigError
-from gateway.install import (
+from gateway.install.errors import (
     BackupUnsafe,
     ClientConfigInvalid,
     ClientConfigMissing,
     ClientConfigShape,
     ClientConfigUnwritable,
-    Launcher,
     UnknownClient,
-    add_install_parser,
-    backup_path,
-    candidate_files,
-    header_variables,
-    replace_atomically,
-    run_install,
-    strip_jsonc,
 )
+from gateway.install.files import backup_path, replace_atomically
+from gateway.install.jsonc import strip_jsonc
+from gateway.install.locate import Launcher, candidate_files
+from gateway.install.wrap import header_variables
 from gateway.policy.model import PolicyError
 
 AIRLOCK = "/opt/airlock/bin/airlock"
@@ -236,7 +233,7 @@ VSCODE_SETTINGS_INSTALLED = f"""\
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="airlock")
-    add_install_parser(parser.add_subparsers(dest="command", required=True))
+    add_parser(parser.add_subparsers(dest="command", required=True))
     return parser
 
 
@@ -260,15 +257,15 @@ class Home:
 
     def install(self, *argv: str, launcher: Launcher = LAUNCHER) -> str:
         args = _parser().parse_args(["install", *argv])
-        assert args.handler is run_install
-        status = run_install(args, launcher=launcher, environ=self.environ, platform=self.platform)
+        assert args.handler is cmd_install
+        status = cmd_install(args, launcher=launcher, environ=self.environ, platform=self.platform)
         assert status == EXIT_OK
         return self.capsys.readouterr().out
 
     def fails(self, *argv: str, error: type[ConfigError]) -> ConfigError:
         args = _parser().parse_args(["install", *argv])
         with pytest.raises(error) as caught:
-            run_install(args, launcher=LAUNCHER, environ=self.environ, platform=self.platform)
+            cmd_install(args, launcher=LAUNCHER, environ=self.environ, platform=self.platform)
         assert caught.value.exit_code == EXIT_USAGE
         return caught.value
 
@@ -1019,7 +1016,7 @@ def test_an_unknown_client_is_refused_by_the_parser_and_by_the_library(home: Hom
     assert "invalid choice: 'zed'" in capsys.readouterr().err
     args = argparse.Namespace(client="zed", config=None, policy=None, dry_run=False, uninstall=False, restore_backup=False)
     with pytest.raises(UnknownClient, match="unknown client 'zed': choose one of claude, vscode, cursor") as caught:
-        run_install(args, launcher=LAUNCHER, environ=home.environ, platform="linux")
+        cmd_install(args, launcher=LAUNCHER, environ=home.environ, platform="linux")
     assert caught.value.exit_code == EXIT_USAGE
 
 
