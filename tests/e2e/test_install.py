@@ -16,7 +16,7 @@ import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
-from gateway.install import run_install
+from gateway.cli.install import cmd_install
 from tests.e2e.conftest import ROOT, TRANSPARENT_POLICY, everything_argv, free_port, listening, time_server_argv
 
 pytestmark = pytest.mark.anyio
@@ -45,7 +45,7 @@ def _install(home: Path, *, uninstall: bool = False, policy: Path | None = None)
     args = argparse.Namespace(
         client="claude", config=None, policy=policy, dry_run=False, uninstall=uninstall, restore_backup=False
     )  # fmt: skip
-    assert run_install(args, environ={"HOME": str(home)}, platform="linux") == 0
+    assert cmd_install(args, environ={"HOME": str(home)}, platform="linux") == 0
 
 
 async def _text_of(entry: dict[str, Any], tool: str, arguments: dict[str, Any], errlog: TextIO | None = None) -> str:
