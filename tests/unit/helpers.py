@@ -1,4 +1,5 @@
-"""Policy mediators for tests that drive the relay without a real upstream listing.
+"""Helpers shared by the unit tests: files written for a test, and policy mediators for tests that
+drive the relay without a real upstream listing.
 
 `PolicyMediator` refuses a `tools/call` for a tool it has neither seen in this session's
 `tools/list` nor found pinned in the lockfile (rule `pins.unknown-tool`). Tests that are about
@@ -9,6 +10,7 @@ decides the call is the thing under test and not the missing listing.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from gateway.evidence.flightlog import FlightLog
@@ -18,6 +20,17 @@ from gateway.policy.model import parse_policy
 from gateway.screening.pins import Lock
 
 SERVER = "srv"
+
+
+def write_file(path: Path, text: str | bytes) -> Path:
+    """`path`, holding `text` (UTF-8) or exactly the bytes given."""
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+    return path
+
+
 #: An input schema that declares no `properties`: any arguments fit it.
 ANY_ARGUMENTS: dict[str, Any] = {"type": "object"}
 

@@ -11,6 +11,7 @@ from gateway.config import GatewayConfig, UpstreamConfig, load_config, parse_con
 from gateway.errors import EXIT_USAGE, ConfigError
 from gateway.protocol.framing import DEFAULT_MAX_MESSAGE_BYTES
 from gateway.protocol.inflight import DEFAULT_MAX_IN_FLIGHT
+from tests.unit.helpers import write_file
 
 _VALID = """\
 [gateway]
@@ -34,12 +35,7 @@ command = "uvx"
 
 
 def _write(tmp_path: Path, text: str | bytes, name: str = "airlock.toml") -> Path:
-    path = tmp_path / name
-    if isinstance(text, bytes):
-        path.write_bytes(text)
-    else:
-        path.write_text(text, encoding="utf-8")
-    return path
+    return write_file(tmp_path / name, text)
 
 
 def test_a_valid_file_with_gateway_and_upstreams_parses(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ import pytest
 from gateway.errors import EXIT_USAGE, ConfigError
 from gateway.policy.engine import CompiledPolicy
 from gateway.policy.model import PolicyError, PolicyFile, load_policy, parse_policy, policy_schema
+from tests.unit.helpers import write_file
 
 POLICIES = Path(__file__).resolve().parents[3] / "policies"
 SHIPPED = ["default.toml", "strict.toml", "example.toml"]
@@ -27,12 +28,7 @@ action = "allow"
 
 
 def _write(tmp_path: Path, text: str | bytes, name: str = "policy.toml") -> Path:
-    path = tmp_path / name
-    if isinstance(text, bytes):
-        path.write_bytes(text)
-    else:
-        path.write_text(text, encoding="utf-8")
-    return path
+    return write_file(tmp_path / name, text)
 
 
 def _load_error(tmp_path: Path, text: str | bytes) -> tuple[Path, PolicyError]:

@@ -344,92 +344,44 @@ def test_upstream_cancellation_closes_its_request_to_the_client() -> None:
 
 
 @pytest.mark.parametrize(
-    "line",
+    ("line", "request_id", "code"),
     [
-        pytest.param(b"{not json", id="broken-json"),
-        pytest.param(b'{"jsonrpc":"2.0","method":"x","params":{', id="truncated-before-id"),
-        pytest.param(b"NaN", id="nan"),
-        pytest.param(b'{"jsonrpc":"2.0","method":"x","params":{"n":1e400},"id":1}', id="overflowing-number-before-id"),
-        pytest.param(b'\xef\xbb\xbf{"jsonrpc":"2.0","id":1,"method":"x"}', id="bom"),
-        pytest.param(b'[{"jsonrpc":"2.0","id":1,"method":"x"}', id="truncated-batch"),
+        pytest.param(b"{not json", None, PARSE_ERROR, id="broken-json"),
+        pytest.param(b'{"jsonrpc":"2.0","method":"x","params":{', None, PARSE_ERROR, id="truncated-before-id"),
+        pytest.param(b"NaN", None, PARSE_ERROR, id="nan"),
+        pytest.param(b'{"jsonrpc":"2.0","method":"x","params":{"n":1e400},"id":1}', None, PARSE_ERROR, id="overflowing-number-before-id"),
+        pytest.param(b'\xef\xbb\xbf{"jsonrpc":"2.0","id":1,"method":"x"}', None, PARSE_ERROR, id="bom"),
+        pytest.param(b'[{"jsonrpc":"2.0","id":1,"method":"x"}', None, PARSE_ERROR, id="truncated-batch"),
+        pytest.param(b'{"jsonrpc":"2.0","id":1,"method":"x","params":{"a":tru}}', 1, PARSE_ERROR, id="bad-literal-after-id"),
+        pytest.param(b'{"jsonrpc":"2.0","id":"q","method":"x","params":{"n":1e400}}', "q", PARSE_ERROR, id="overflowing-number-after-id"),
+        pytest.param(b'{"jsonrpc":"2.0","id":1,"method":"x","params":{"n":NaN}}', 1, PARSE_ERROR, id="nan-after-id"),
+        pytest.param(b'{"jsonrpc":"2.0","id":41,"method":"tools/call","params":{"name":"\xff"}}', 41, PARSE_ERROR, id="int-id"),
+        pytest.param(b'{"jsonrpc":"2.0","id":"r\xc3\xa9q","method":"x","params":{"a":"\xc3"}}', "réq", PARSE_ERROR, id="str-id"),
+        pytest.param(b'{"params":{"a":"\xfe"},"id":2,"jsonrpc":"2.0","method":"x"}', 2, PARSE_ERROR, id="id-after-bad-bytes"),
+        pytest.param(b"42", None, INVALID_REQUEST, id="number"),
+        pytest.param(b'"tools/list"', None, INVALID_REQUEST, id="string"),
+        pytest.param(b"null", None, INVALID_REQUEST, id="null"),
+        pytest.param(b"true", None, INVALID_REQUEST, id="bool"),
+        pytest.param(b"[]", None, INVALID_REQUEST, id="empty-array"),
+        pytest.param(b'{"jsonrpc":"2.0","id":null,"method":"ping"}', None, INVALID_REQUEST, id="request-with-null-id"),
+        pytest.param(b'{"jsonrpc":"2.0","result":{}}', None, INVALID_REQUEST, id="response-without-id"),
+        pytest.param(_line({"jsonrpc": "1.0", "id": 6, "method": "ping"}), 6, INVALID_REQUEST, id="wrong-jsonrpc-version"),
+        pytest.param(_line({"id": "six", "method": "ping"}), "six", INVALID_REQUEST, id="jsonrpc-missing"),
+        pytest.param(_line({"jsonrpc": "2.0", "id": 6, "method": "x", "params": [1]}), 6, INVALID_REQUEST, id="params-array"),
+        pytest.param(_line({"jsonrpc": "2.0", "id": 6, "method": ""}), 6, INVALID_REQUEST, id="empty-method"),
     ],
 )
-def test_malformed_json_without_a_readable_id_is_answered_with_parse_error_and_id_null(line: bytes) -> None:
+def test_malformed_client_input_is_answered_to_its_readable_id_and_never_forwarded(
+    line: bytes, request_id: RequestId | None, code: int
+) -> None:
+    """Not JSON (or not UTF-8): parse error; JSON but no valid message: invalid request. The answer
+    goes to the request's id where it can be read from the line, else to id null."""
     wire = _wire()
     wire.relay.from_client(line)
     (reply,) = wire.client_got()
-    assert _error_of(reply) == (None, PARSE_ERROR)
+    assert _error_of(reply) == (request_id, code)
     assert wire.to_upstream == []
     assert wire.relay.counters.malformed_from_client == 1
-
-
-@pytest.mark.parametrize(
-    ("line", "request_id"),
-    [
-        pytest.param(b'{"jsonrpc":"2.0","id":1,"method":"x","params":{"a":tru}}', 1, id="bad-literal-after-id"),
-        pytest.param(b'{"jsonrpc":"2.0","id":"q","method":"x","params":{"n":1e400}}', "q", id="overflowing-number-after-id"),
-        pytest.param(b'{"jsonrpc":"2.0","id":1,"method":"x","params":{"n":NaN}}', 1, id="nan-after-id"),
-    ],
-)
-def test_malformed_json_whose_id_can_be_read_is_answered_to_that_id(line: bytes, request_id: RequestId) -> None:
-    wire = _wire()
-    wire.relay.from_client(line)
-    (reply,) = wire.client_got()
-    assert _error_of(reply) == (request_id, PARSE_ERROR)
-    assert wire.to_upstream == []
-
-
-@pytest.mark.parametrize(
-    ("line", "request_id"),
-    [
-        pytest.param(b'{"jsonrpc":"2.0","id":41,"method":"tools/call","params":{"name":"\xff"}}', 41, id="int-id"),
-        pytest.param(b'{"jsonrpc":"2.0","id":"r\xc3\xa9q","method":"x","params":{"a":"\xc3"}}', "réq", id="str-id"),
-        pytest.param(b'{"params":{"a":"\xfe"},"id":2,"jsonrpc":"2.0","method":"x"}', 2, id="id-after-bad-bytes"),
-    ],
-)
-def test_invalid_utf8_whose_id_can_be_read_is_answered_to_that_id(line: bytes, request_id: RequestId) -> None:
-    wire = _wire()
-    wire.relay.from_client(line)
-    (reply,) = wire.client_got()
-    assert _error_of(reply) == (request_id, PARSE_ERROR)
-    assert wire.to_upstream == []
-
-
-@pytest.mark.parametrize(
-    "line",
-    [
-        pytest.param(b"42", id="number"),
-        pytest.param(b'"tools/list"', id="string"),
-        pytest.param(b"null", id="null"),
-        pytest.param(b"true", id="bool"),
-        pytest.param(b"[]", id="empty-array"),
-        pytest.param(b'{"jsonrpc":"2.0","id":null,"method":"ping"}', id="request-with-null-id"),
-        pytest.param(b'{"jsonrpc":"2.0","result":{}}', id="response-without-id"),
-    ],
-)
-def test_non_object_or_idless_invalid_message_is_invalid_request_with_id_null(line: bytes) -> None:
-    wire = _wire()
-    wire.relay.from_client(line)
-    (reply,) = wire.client_got()
-    assert _error_of(reply) == (None, INVALID_REQUEST)
-    assert wire.to_upstream == []
-
-
-@pytest.mark.parametrize(
-    ("message", "request_id"),
-    [
-        pytest.param({"jsonrpc": "1.0", "id": 6, "method": "ping"}, 6, id="wrong-jsonrpc-version"),
-        pytest.param({"id": "six", "method": "ping"}, "six", id="jsonrpc-missing"),
-        pytest.param({"jsonrpc": "2.0", "id": 6, "method": "x", "params": [1]}, 6, id="params-array"),
-        pytest.param({"jsonrpc": "2.0", "id": 6, "method": ""}, 6, id="empty-method"),
-    ],
-)
-def test_invalid_message_with_a_readable_id_is_answered_to_that_id(message: JsonObject, request_id: RequestId) -> None:
-    wire = _wire()
-    wire.relay.from_client(_line(message))
-    (reply,) = wire.client_got()
-    assert _error_of(reply) == (request_id, INVALID_REQUEST)
-    assert wire.to_upstream == []
 
 
 def test_batch_is_answered_with_one_array_holding_an_error_per_request_id() -> None:
