@@ -34,9 +34,10 @@ from gateway.policy.engine import CallRequest, CompiledPolicy, Decision, Session
 from gateway.policy.flows import CompiledFlows, FlowVerdict, ToolFacts, argument_taints, check_flows, reader_values
 from gateway.protocol import jsonrpc
 from gateway.protocol.jsonrpc import JsonObject
+from gateway.protocol.methods import LIST_METHODS
 from gateway.protocol.names import name_problem, normalise
 from gateway.screening import scan
-from gateway.screening.descriptors import LIST_METHODS, descriptor_hash, item_key
+from gateway.screening.descriptors import descriptor_hash, item_key
 from gateway.screening.neutralise import neutralise_line
 from gateway.screening.pins import Lock, ServerPins
 from gateway.screening.scan import Finding, scan_text, scan_tool, scan_value

@@ -12,21 +12,14 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Final, Literal, NewType
+from typing import Any, Final, NewType
 
 from gateway.evidence.canonical import CanonicalizationError, canonical_json
 from gateway.protocol import jsonrpc
 
 Sha256Hex = NewType("Sha256Hex", str)
-#: The lists a server publishes, and the member that names an item in each.
-Kind = Literal["tools", "prompts", "resources", "resourceTemplates", "instructions"]
+#: The member that names an item in each list a server publishes (`methods.LIST_METHODS`).
 KEY_OF: Final[dict[str, str]] = {"tools": "name", "prompts": "name", "resources": "uri", "resourceTemplates": "uriTemplate"}
-LIST_METHODS: Final[dict[str, Kind]] = {
-    "tools/list": "tools",
-    "prompts/list": "prompts",
-    "resources/list": "resources",
-    "resources/templates/list": "resourceTemplates",
-}
 
 
 def descriptor_hash(descriptor: Any) -> Sha256Hex:

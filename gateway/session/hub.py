@@ -37,18 +37,17 @@ import structlog
 
 from gateway import __version__
 from gateway.errors import GatewayError, InvalidParams, InvalidRequest, MethodNotFound, ParseError, UpstreamUnavailable
-from gateway.protocol import jsonrpc
+from gateway.protocol import jsonrpc, methods
+from gateway.protocol.methods import LIST_METHODS
 from gateway.session.directory import SEPARATOR, Directory
 
 LineSink = Callable[[bytes], None]
 
 HUB_NAME: Final = "mcp-airlock"
-_LISTS: Final = {"tools/list": "tools", "prompts/list": "prompts", "resources/list": "resources",
-                 "resources/templates/list": "resourceTemplates"}  # fmt: skip
 _CAPABILITY: Final = {"tools": "tools", "prompts": "prompts", "resources": "resources", "resourceTemplates": "resources"}
-_BY_NAME: Final = frozenset({"tools/call", "prompts/get"})
-_BY_URI: Final = frozenset({"resources/read", "resources/subscribe", "resources/unsubscribe"})
-_BROADCAST: Final = frozenset({"logging/setLevel"})
+_BY_NAME: Final = frozenset({methods.TOOLS_CALL, methods.PROMPTS_GET})
+_BY_URI: Final = frozenset({methods.RESOURCES_READ, methods.RESOURCES_SUBSCRIBE, methods.RESOURCES_UNSUBSCRIBE})
+_BROADCAST: Final = frozenset({methods.SET_LEVEL})
 _ROUTED_CAPABILITIES: Final = frozenset({"tools", "prompts", "resources", "logging", "completions"})
 _MAX_PAGES: Final = 1000
 
@@ -128,12 +127,12 @@ class Hub:
         if client_id in self._client_calls or client_id in self._gathering:
             self._error(client_id, InvalidRequest(f"request id {str(client_id)[:40]!r} is already in use by an open request"))
             return
-        if method == "ping":
+        if method == methods.PING:
             self._send({"jsonrpc": "2.0", "id": client_id, "result": {}})
-        elif method == "initialize":
+        elif method == methods.INITIALIZE:
             self._gather(method, client_id, params, set(range(len(self.names))))
-        elif method in _LISTS:
-            capability = _CAPABILITY[_LISTS[method]]
+        elif method in LIST_METHODS:
+            capability = _CAPABILITY[LIST_METHODS[method]]
             self._gather(method, client_id, params, self.directory.offering(capability))
         elif method in _BROADCAST:
             self._gather(method, client_id, params, set(self.directory.live))
@@ -151,7 +150,7 @@ class Hub:
                 self._error(client_id, InvalidParams(f"no upstream listed the resource {uri!r} (list resources first)"))
                 return
             self._forward(owner, client_id, message)
-        elif method == "completion/complete":
+        elif method == methods.COMPLETE:
             self._complete(client_id, message, params)
         else:
             self._error(client_id, MethodNotFound(f"{method!r} cannot be routed to one of several upstream servers"))
@@ -171,7 +170,7 @@ class Hub:
         self._error(client_id, InvalidParams("completion/complete: the ref names no prompt or resource of a listed upstream"))
 
     def _client_notification(self, method: str, message: dict[str, Any]) -> None:
-        if method == "notifications/cancelled":
+        if method == methods.CANCELLED:
             params = jsonrpc.members(message.get("params"))
             request_id = params.get("requestId")
             found = self._client_calls.pop(request_id, None) if type(request_id) in (int, str) else None
@@ -180,7 +179,7 @@ class Hub:
                 self._routes.pop(hub_id, None)  # no answer is expected any more (and the relay drops a late one)
                 self._to_upstreams[index](jsonrpc.encode({**message, "params": {**params, "requestId": hub_id}}))
             return
-        if method == "notifications/progress":  # about an upstream's request (sampling, elicitation): to that upstream only
+        if method == methods.PROGRESS:  # about an upstream's request (sampling, elicitation): to that upstream only
             token = jsonrpc.members(message.get("params")).get("progressToken")
             owner = self._server_progress.get(token) if type(token) in (int, str) else None
             if owner is not None and owner in self.directory.live:
@@ -218,7 +217,7 @@ class Hub:
                 self._server_progress[token] = index
             self._send({**message, "id": hub_id})
         else:
-            if message["method"] == "notifications/cancelled":  # the upstream gives up on its own request
+            if message["method"] == methods.CANCELLED:  # the upstream gives up on its own request
                 params = jsonrpc.members(message.get("params"))
                 mine = [h for h, (i, own, _) in self._server_requests.items() if i == index and own == params.get("requestId")]
                 if not mine:
@@ -246,9 +245,9 @@ class Hub:
         gather = route.gather
         if "error" in message:
             gather.errors[index] = message["error"]
-        elif gather.method in _LISTS:
+        elif gather.method in LIST_METHODS:
             result = jsonrpc.members(message.get("result"))
-            kind = _LISTS[gather.method]
+            kind = LIST_METHODS[gather.method]
             items = result.get(kind) if type(result.get(kind)) is list else []
             gather.results.setdefault(index, []).extend(items)
             cursor = result.get("nextCursor")
@@ -285,10 +284,10 @@ class Hub:
 
     def _answer(self, gather: _Gather) -> None:
         self._gathering.discard(gather.client_id)
-        if gather.method == "initialize":
+        if gather.method == methods.INITIALIZE:
             self._answer_initialize(gather)
-        elif gather.method in _LISTS:
-            kind = _LISTS[gather.method]
+        elif gather.method in LIST_METHODS:
+            kind = LIST_METHODS[gather.method]
             merged: list[Any] = []
             for index in sorted(gather.results):
                 merged.extend(self.directory.exported(index, kind, item) for item in gather.results[index] if type(item) is dict)

@@ -27,15 +27,13 @@ from gateway.errors import (
     UpstreamUnavailable,
 )
 from gateway.mediation.interface import Fetch, Forward, Mediator, Refuse, Verdict
-from gateway.protocol import jsonrpc
+from gateway.protocol import jsonrpc, methods
 from gateway.protocol.inflight import DEFAULT_MAX_IN_FLIGHT, InFlightTable, Pending
 from gateway.protocol.jsonrpc import Envelope, JsonObject, RequestId
 from gateway.screening.neutralise import neutralise_line
 
 LineSink = Callable[[bytes], None]
 
-_CANCELLED: Final = "notifications/cancelled"
-_NOTIFICATIONS: Final = "notifications/"
 _PREVIEW_BYTES: Final = 120
 
 log = structlog.get_logger("airlock.relay")
@@ -232,7 +230,7 @@ class Relay:
     def _client_notification(self, envelope: Envelope) -> None:
         method = envelope.method
         assert method is not None
-        if not method.startswith(_NOTIFICATIONS):
+        if not method.startswith(methods.NOTIFICATION_PREFIX):
             # A method call without an id (e.g. `tools/call` sent as a notification) is still
             # a call: some servers dispatch on the method alone. It gets the same mediation as
             # a request and, having no id, no answer.
@@ -245,7 +243,7 @@ class Relay:
                 self._uncommitted.append(("upstream", None, line))
             self._to_upstream(line)
             return
-        if method == _CANCELLED and not self._cancel(self._client_requests, envelope):
+        if method == methods.CANCELLED and not self._cancel(self._client_requests, envelope):
             return
         self._to_upstream(jsonrpc.encode(envelope.message))
 
@@ -322,7 +320,7 @@ class Relay:
             self._to_client(neutralise_line(jsonrpc.encode(outgoing)))
         else:
             assert envelope.method is not None
-            if envelope.method == _CANCELLED and not self._cancel(self._upstream_requests, envelope):
+            if envelope.method == methods.CANCELLED and not self._cancel(self._upstream_requests, envelope):
                 return
             try:
                 self._mediator.on_upstream_notification(envelope.method, envelope.message)

@@ -15,7 +15,7 @@ from typing import Any, Final
 
 from gateway.errors import UpstreamStartFailed, UpstreamUnavailable
 from gateway.protocol import jsonrpc
-from gateway.screening.descriptors import LIST_METHODS
+from gateway.protocol.methods import LIST_METHODS
 from gateway.upstream.child import ChildSpec
 from gateway.upstream.http import HttpSpec, HttpUpstream
 
