@@ -18,6 +18,7 @@ import anyio
 import pytest
 from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
+from mcp import Client, types
 from mcp.client.stdio import StdioServerParameters
 
 from gateway.protocol import jsonrpc
@@ -193,11 +194,15 @@ def listening(argv: list[str], url: str, *, env: dict[str, str] | None = None, c
         process.wait(10)
 
 
-async def wait_listening(url: str) -> None:
-    """Until a server process accepts connections on `url` (bounded: 30 s)."""
+async def wait_listening(url: str, process: Process | None = None, log_path: Path | None = None) -> None:
+    """Until a server process accepts connections on `url` (bounded: 30 s). With `process`, fail
+    at once (showing `log_path`) when it exits first."""
     import httpx2
 
     async def accepts() -> bool:
+        if process is not None and process.returncode is not None:
+            shown = log_path.read_text(errors="replace") if log_path is not None else ""
+            pytest.fail(f"the server exited with status {process.returncode} before listening on {url}:\n{shown}")
         try:
             async with httpx2.AsyncClient() as http:
                 await http.get(url)
@@ -206,6 +211,19 @@ async def wait_listening(url: str) -> None:
         return True
 
     await eventually(accepts, timeout=30)
+
+
+async def wait_for_tool(client: Client, name: str) -> list[types.Tool]:
+    """The client's tool list once it holds `name`: server-everything registers some tools only
+    after `initialized`, and the gateway lets a tool be called only once it has seen it listed."""
+    seen: list[types.Tool] = []
+
+    async def listed() -> bool:
+        seen[:] = (await client.list_tools()).tools
+        return any(tool.name == name for tool in seen)
+
+    await eventually(listed)
+    return seen
 
 
 @pytest.fixture

@@ -18,11 +18,19 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx2
 import pytest
 from anyio.abc import Process
 
-from tests.e2e.conftest import FIXTURE_SERVERS, ROOT, TRANSPARENT_POLICY, eventually, free_port, process_alive, upstream_pids
+from tests.e2e.conftest import (
+    FIXTURE_SERVERS,
+    ROOT,
+    TRANSPARENT_POLICY,
+    eventually,
+    free_port,
+    process_alive,
+    upstream_pids,
+    wait_listening,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -117,18 +125,7 @@ async def http_server(argv: list[str], url: str, log_path: Path) -> AsyncIterato
             argv, cwd=str(ROOT), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True
         )
     try:
-
-        async def answers() -> bool:
-            if process.returncode is not None:
-                pytest.fail(f"{argv[1:3]} exited with status {process.returncode}:\n{log_path.read_text(errors='replace')}")
-            try:
-                async with httpx2.AsyncClient() as http:
-                    await http.get(url)
-            except httpx2.TransportError:
-                return False
-            return True
-
-        await eventually(answers, timeout=30)
+        await wait_listening(url, process, log_path)
         yield process
     finally:
         await _stop(process)

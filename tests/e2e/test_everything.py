@@ -15,7 +15,7 @@ from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 
 from gateway.errors import POLICY_DENIED
-from tests.e2e.conftest import eventually, everything_argv, through_gateway, upstream_pids, wait_until_dead
+from tests.e2e.conftest import everything_argv, through_gateway, upstream_pids, wait_for_tool, wait_until_dead
 
 pytestmark = pytest.mark.anyio
 
@@ -67,21 +67,9 @@ async def _tool_names(client: Client) -> list[str]:
     return [tool.name for tool in (await client.list_tools()).tools]
 
 
-async def _wait_for_tool(client: Client, name: str) -> list[types.Tool]:
-    """server-everything registers some tools only after `initialized` (and the roots reply)."""
-    seen: list[types.Tool] = []
-
-    async def listed() -> bool:
-        seen[:] = (await client.list_tools()).tools
-        return any(tool.name == name for tool in seen)
-
-    await eventually(listed)
-    return seen
-
-
 async def _surface(client: Client) -> dict[str, Any]:
     """Everything the server shows a model, as plain data."""
-    tools = await _wait_for_tool(client, "trigger-sampling-request")
+    tools = await wait_for_tool(client, "trigger-sampling-request")
     return {
         "server_info": client.server_info.model_dump() if client.server_info else None,
         "protocol": client.protocol_version,
@@ -110,7 +98,7 @@ async def test_tool_calls_progress_and_server_to_client_requests_round_trip(mode
     recorder = Recorder()
     with anyio.fail_after(60):
         async with recorder.client(through_gateway(everything_argv()), mode) as client:
-            await _wait_for_tool(client, "trigger-sampling-request")
+            await wait_for_tool(client, "trigger-sampling-request")
             echo = await client.call_tool("echo", {"message": "through the airlock"})
             assert echo.content[0].text == "Echo: through the airlock"  # type: ignore[union-attr]
             total = await client.call_tool("get-sum", {"a": 2, "b": 40})
@@ -149,7 +137,7 @@ async def test_logging_set_level_and_log_notifications_pass_through() -> None:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", MCPDeprecationWarning)
                 await client.set_logging_level("debug")
-            await _wait_for_tool(client, "toggle-simulated-logging")  # only listed tools can be called
+            await wait_for_tool(client, "toggle-simulated-logging")  # only listed tools can be called
             await client.call_tool("toggle-simulated-logging", {})
             with anyio.fail_after(30):
                 await recorder.logged.wait()
@@ -203,7 +191,7 @@ async def test_sixteen_concurrent_calls_are_each_answered_with_their_own_result(
     answers: dict[int, str] = {}
     with anyio.fail_after(60):
         async with Recorder().client(through_gateway(everything_argv()), "auto") as client:
-            await _wait_for_tool(client, "echo")
+            await wait_for_tool(client, "echo")
 
             async def call(i: int) -> None:
                 result = await client.call_tool("echo", {"message": f"call-{i}"})
@@ -221,7 +209,7 @@ async def test_a_512_kib_payload_passes_both_ways() -> None:
     payload = "A" * (512 * 1024 - 7) + "\u00e9\u6f22\U0001f600"
     with anyio.fail_after(60):
         async with Recorder().client(through_gateway(everything_argv()), "auto") as client:
-            await _wait_for_tool(client, "echo")
+            await wait_for_tool(client, "echo")
             result = await client.call_tool("echo", {"message": payload})
     assert result.content[0].text == f"Echo: {payload}"  # type: ignore[union-attr]
 
@@ -249,7 +237,7 @@ async def test_the_gateway_and_its_upstream_are_gone_after_the_client_disconnect
     errlog_path = tmp_path / "gateway.log"
     with open(errlog_path, "w") as errlog, anyio.fail_after(60):
         async with Client(stdio_client(through_gateway(everything_argv()), errlog=errlog), mode="auto") as client:
-            await _wait_for_tool(client, "echo")
+            await wait_for_tool(client, "echo")
             await client.call_tool("echo", {"message": "bye"})
     log = errlog_path.read_text()
     pids = upstream_pids(log)

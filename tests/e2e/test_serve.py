@@ -37,6 +37,7 @@ from tests.e2e.conftest import (
     free_port,
     process_alive,
     upstream_pids,
+    wait_for_tool,
     wait_until_dead,
 )
 
@@ -155,19 +156,6 @@ def _mcp_client(url: str, http: httpx2.AsyncClient, mode: str = "legacy", **call
     return Client(streamable_http_client(url, http_client=http), mode=mode, **callbacks)
 
 
-async def _wait_for_tool(client: Client, name: str) -> list[types.Tool]:
-    """server-everything registers some tools only after `initialized`; the gateway lets a tool
-    be called only once it has seen it listed."""
-    seen: list[types.Tool] = []
-
-    async def listed() -> bool:
-        seen[:] = (await client.list_tools()).tools
-        return any(tool.name == name for tool in seen)
-
-    await eventually(listed)
-    return seen
-
-
 def _text(result: types.CallToolResult) -> str:
     return " ".join(getattr(block, "text", "") for block in result.content)
 
@@ -176,7 +164,7 @@ async def _echo_works(served: Served, message: str = "still serving") -> None:
     """A normal session, start to end, through the gateway."""
     with anyio.fail_after(30):
         async with served.http() as http, _mcp_client(served.url, http) as client:
-            await _wait_for_tool(client, "echo")
+            await wait_for_tool(client, "echo")
             result = await client.call_tool("echo", {"message": message})
     assert _text(result) == f"Echo: {message}"
 
@@ -223,10 +211,10 @@ async def test_the_client_sees_the_same_tools_and_echo_answer_through_airlock_se
     with anyio.fail_after(60):
         direct_server = StdioServerParameters(command=everything_argv()[0], args=[])
         async with Client(direct_server, mode=mode, sampling_callback=_answer_sampling) as direct:
-            expected = await _wait_for_tool(direct, "trigger-sampling-request")
+            expected = await wait_for_tool(direct, "trigger-sampling-request")
             expected_echo = await direct.call_tool("echo", {"message": "same answer"})
         async with served.http() as http, _mcp_client(served.url, http, mode, sampling_callback=_answer_sampling) as client:
-            seen = await _wait_for_tool(client, "trigger-sampling-request")
+            seen = await wait_for_tool(client, "trigger-sampling-request")
             echo = await client.call_tool("echo", {"message": "same answer"})
     assert sorted((t.model_dump() for t in seen), key=lambda t: t["name"]) == sorted(
         (t.model_dump() for t in expected), key=lambda t: t["name"]
@@ -261,7 +249,7 @@ async def test_sampling_requests_and_progress_reach_the_client_whose_call_caused
 
     async def run(name: str, session: Session) -> None:
         async with served.http() as http, _mcp_client(served.url, http, sampling_callback=session.sampling_callback) as client:
-            await _wait_for_tool(client, "trigger-sampling-request")
+            await wait_for_tool(client, "trigger-sampling-request")
             long_running = await client.call_tool(
                 "trigger-long-running-operation", {"duration": 0.3, "steps": 3}, progress_callback=session.on_progress
             )
@@ -323,7 +311,7 @@ async def test_every_token_in_the_token_file_is_accepted_so_tokens_can_be_rotate
     for token in served.tokens.values():
         with anyio.fail_after(30):
             async with served.http(token) as http, _mcp_client(served.url, http) as client:
-                await _wait_for_tool(client, "echo")
+                await wait_for_tool(client, "echo")
                 result = await client.call_tool("echo", {"message": "rotated"})
         assert _text(result) == "Echo: rotated"
 
@@ -496,7 +484,7 @@ async def test_delete_ends_the_session_and_its_upstream_process(served: Served) 
 async def test_a_client_that_disconnects_mid_call_does_not_break_other_sessions(served: Served) -> None:
     with anyio.fail_after(60):
         async with served.http() as other_http, _mcp_client(served.url, other_http) as other:
-            await _wait_for_tool(other, "echo")
+            await wait_for_tool(other, "echo")
             async with served.http() as http:
                 session = await _open_raw_session(http, served.url)
                 assert (await _post(http, served.url, {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}, session)).status_code == 200
@@ -555,8 +543,8 @@ async def test_two_sessions_have_separate_label_state(tmp_path: Path) -> None:
                 _mcp_client(served.url, http_a) as a,
                 _mcp_client(served.url, http_b) as b,
             ):
-                await _wait_for_tool(a, "echo")
-                await _wait_for_tool(b, "echo")
+                await wait_for_tool(a, "echo")
+                await wait_for_tool(b, "echo")
                 first = await a.call_tool("echo", {"message": SECRET})
                 assert first.meta is not None and first.meta[META_KEY]["confidentiality"] == "secret"
                 with pytest.raises(MCPError) as refused:
@@ -580,7 +568,7 @@ async def test_each_session_writes_its_own_flight_log_that_verifies(tmp_path: Pa
             async with served.http() as http:
                 for message in ("first session", "second session"):
                     async with _mcp_client(served.url, http) as client:
-                        await _wait_for_tool(client, "echo")
+                        await wait_for_tool(client, "echo")
                         await client.call_tool("echo", {"message": message})
         files = sorted(logs.iterdir())
         assert len(files) == 2
@@ -619,7 +607,7 @@ async def test_ten_sessions_of_twenty_concurrent_calls_each_get_their_own_answer
 
     async def session(s: int) -> None:
         async with served.http() as http, _mcp_client(served.url, http) as client:
-            await _wait_for_tool(client, "echo")
+            await wait_for_tool(client, "echo")
 
             async def call(c: int) -> None:
                 result = await client.call_tool("echo", {"message": f"session-{s}-call-{c}"})
@@ -655,7 +643,7 @@ async def test_serve_records_one_cassette_per_session_that_replays_with_its_deci
         with anyio.fail_after(60):
             for n in range(2):
                 async with served.http() as http, _mcp_client(served.url, http) as client:
-                    await _wait_for_tool(client, "echo")
+                    await wait_for_tool(client, "echo")
                     await client.call_tool("echo", {"message": f"recorded-secret-{n}-{served.token[:6]}"})
                     await client.call_tool("get-sum", {"a": n, "b": 40})
 
@@ -696,7 +684,7 @@ async def test_fifty_concurrent_clients_get_their_own_answers_on_both_answer_pat
 
     async def client_run(s: int) -> None:
         async with served.http() as http, _mcp_client(served.url, http) as client:
-            await _wait_for_tool(client, "trigger-long-running-operation")
+            await wait_for_tool(client, "trigger-long-running-operation")
 
             async def call(c: int) -> None:
                 result = await client.call_tool("echo", {"message": f"client-{s}-call-{c}"})
