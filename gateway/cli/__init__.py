@@ -20,6 +20,8 @@ from gateway.cli import demo, fork, inspect, install, keys, pin, policy, replay,
 from gateway.errors import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, GatewayError
 from gateway.logs import configure_logging
 
+__all__ = ["build_parser", "main"]
+
 # In the order `airlock --help` lists them.
 COMMANDS = (run, serve, keys, verify, inspect, pin, policy, install, replay, fork, demo)
 

@@ -10,7 +10,14 @@ from typing import Any, Final
 
 import structlog
 
+from gateway import __version__
+from gateway.errors import GatewayError, UpstreamUnavailable
+from gateway.protocol import jsonrpc
+
 SEPARATOR: Final = "__"
+HUB_NAME: Final = "mcp-airlock"
+#: The capabilities the hub can route to one upstream; the others (tasks) it does not offer.
+_ROUTED_CAPABILITIES: Final = frozenset({"tools", "prompts", "resources", "logging", "completions"})
 
 log = structlog.get_logger("airlock.hub")
 
@@ -31,6 +38,44 @@ class Directory:
         self.capabilities: dict[int, dict[str, Any]] = {}
         self._uris: dict[str, int | None] = {}  # None: listed by several upstreams (ambiguous)
         self._templates: list[tuple[str, int]] = []  # (fixed prefix of a URI template, upstream)
+
+    def initialized(self, results: dict[int, Any], errors: dict[int, Any], requested: Any) -> dict[str, Any] | GatewayError:
+        """The hub's `initialize` result from the upstreams' (`results` and `errors` by index): their
+        routable capabilities and instructions merged, the requested protocol version if every
+        upstream agreed to it, else the oldest they chose. An upstream that failed is left out of
+        the session; when all failed, the error says why each did."""
+        for index, error in errors.items():
+            self.live.discard(index)
+            log.error("an upstream failed to initialise; it is left out of this session", server=self.names[index],
+                      error=str(error)[:300])  # fmt: skip
+        answered = {i: r for i, r in results.items() if type(r) is dict}
+        if not answered:
+            reasons = "; ".join(f"{self.names[i]}: {str(e)[:200]}" for i, e in sorted(errors.items()))
+            return UpstreamUnavailable(f"no upstream server could be initialised ({reasons})")
+        capabilities: dict[str, Any] = {}
+        instructions: list[str] = []
+        versions: set[str] = set()
+        for index in sorted(answered):
+            result = answered[index]
+            offered = jsonrpc.members(result.get("capabilities"))
+            self.capabilities[index] = offered
+            for key, value in offered.items():
+                if key not in _ROUTED_CAPABILITIES:
+                    continue  # e.g. tasks: the hub cannot route them, so it does not offer them
+                if type(value) is dict and type(capabilities.get(key)) is dict:
+                    capabilities[key] = {**capabilities[key], **{k: v for k, v in value.items() if v or k not in capabilities[key]}}
+                else:
+                    capabilities.setdefault(key, value)
+            if type(result.get("instructions")) is str and result["instructions"]:
+                instructions.append(f"## {self.names[index]}\n{result['instructions']}")
+            if type(result.get("protocolVersion")) is str:
+                versions.add(result["protocolVersion"])
+        version = requested if versions == {requested} else min(versions) if versions else requested
+        merged: dict[str, Any] = {"protocolVersion": version, "capabilities": capabilities,
+                                  "serverInfo": {"name": HUB_NAME, "version": __version__}}  # fmt: skip
+        if instructions:
+            merged["instructions"] = "\n\n".join(instructions)
+        return merged
 
     def offering(self, capability: str) -> set[int]:
         """The live upstreams that offer `capability` (all live ones before `initialize`)."""

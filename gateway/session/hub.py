@@ -35,7 +35,6 @@ from typing import Any, Final
 
 import structlog
 
-from gateway import __version__
 from gateway.errors import GatewayError, InvalidParams, InvalidRequest, MethodNotFound, ParseError, UpstreamUnavailable
 from gateway.protocol import jsonrpc, methods
 from gateway.protocol.methods import LIST_METHODS
@@ -43,12 +42,10 @@ from gateway.session.directory import SEPARATOR, Directory
 
 LineSink = Callable[[bytes], None]
 
-HUB_NAME: Final = "mcp-airlock"
 _CAPABILITY: Final = {"tools": "tools", "prompts": "prompts", "resources": "resources", "resourceTemplates": "resources"}
 _BY_NAME: Final = frozenset({methods.TOOLS_CALL, methods.PROMPTS_GET})
 _BY_URI: Final = frozenset({methods.RESOURCES_READ, methods.RESOURCES_SUBSCRIBE, methods.RESOURCES_UNSUBSCRIBE})
 _BROADCAST: Final = frozenset({methods.SET_LEVEL})
-_ROUTED_CAPABILITIES: Final = frozenset({"tools", "prompts", "resources", "logging", "completions"})
 _MAX_PAGES: Final = 1000
 
 log = structlog.get_logger("airlock.hub")
@@ -301,40 +298,11 @@ class Hub:
             self._send({"jsonrpc": "2.0", "id": gather.client_id, "result": {}})
 
     def _answer_initialize(self, gather: _Gather) -> None:
-        for index, error in gather.errors.items():
-            self.directory.live.discard(index)
-            log.error("an upstream failed to initialise; it is left out of this session", server=self.names[index],
-                      error=str(error)[:300])  # fmt: skip
-        results = {i: r for i, r in gather.results.items() if type(r) is dict}
-        if not results:
-            reasons = "; ".join(f"{self.names[i]}: {str(e)[:200]}" for i, e in sorted(gather.errors.items()))
-            self._error(gather.client_id, UpstreamUnavailable(f"no upstream server could be initialised ({reasons})"))
-            return
-        capabilities: dict[str, Any] = {}
-        instructions: list[str] = []
-        versions: set[str] = set()
-        for index in sorted(results):
-            result = results[index]
-            offered = jsonrpc.members(result.get("capabilities"))
-            self.directory.capabilities[index] = offered
-            for key, value in offered.items():
-                if key not in _ROUTED_CAPABILITIES:
-                    continue  # e.g. tasks: the hub cannot route them, so it does not offer them
-                if type(value) is dict and type(capabilities.get(key)) is dict:
-                    capabilities[key] = {**capabilities[key], **{k: v for k, v in value.items() if v or k not in capabilities[key]}}
-                else:
-                    capabilities.setdefault(key, value)
-            if type(result.get("instructions")) is str and result["instructions"]:
-                instructions.append(f"## {self.names[index]}\n{result['instructions']}")
-            if type(result.get("protocolVersion")) is str:
-                versions.add(result["protocolVersion"])
-        requested = gather.params.get("protocolVersion")
-        version = requested if versions == {requested} else min(versions) if versions else requested
-        merged: dict[str, Any] = {"protocolVersion": version, "capabilities": capabilities,
-                                  "serverInfo": {"name": HUB_NAME, "version": __version__}}  # fmt: skip
-        if instructions:
-            merged["instructions"] = "\n\n".join(instructions)
-        self._send({"jsonrpc": "2.0", "id": gather.client_id, "result": merged})
+        merged = self.directory.initialized(gather.results, gather.errors, gather.params.get("protocolVersion"))
+        if isinstance(merged, GatewayError):
+            self._error(gather.client_id, merged)
+        else:
+            self._send({"jsonrpc": "2.0", "id": gather.client_id, "result": merged})
 
     def expire(self, timeout: float) -> None:
         """Answer every gathered request (initialize, a list) that has waited more than `timeout`
