@@ -39,6 +39,7 @@ from gateway.errors import GatewayError, InvalidParams, InvalidRequest, MethodNo
 from gateway.protocol import jsonrpc, methods
 from gateway.protocol.methods import LIST_METHODS
 from gateway.session.directory import SEPARATOR, Directory
+from gateway.session.server_requests import ServerRequests
 
 LineSink = Callable[[bytes], None]
 
@@ -64,6 +65,38 @@ class _Gather:
     pages: dict[int, int] = field(default_factory=dict)
     started: float = 0.0
 
+    def add_page(self, index: int, result: dict[str, Any]) -> str | None:
+        """Upstream `index`'s page of a list; the cursor of its next page, None after its last
+        (or after `_MAX_PAGES`: a server that pages forever does not hold the session)."""
+        kind = LIST_METHODS[self.method]
+        items = result.get(kind) if type(result.get(kind)) is list else []
+        self.results.setdefault(index, []).extend(items)
+        cursor = result.get("nextCursor")
+        self.pages[index] = self.pages.get(index, 0) + 1
+        return cursor if type(cursor) is str and cursor and self.pages[index] < _MAX_PAGES else None
+
+
+def _gathered_answer(gather: _Gather, directory: Directory) -> dict[str, Any]:
+    """The client's response to a gathered request, from what its upstreams answered: merged
+    lists (an upstream that failed a list is left out), the merged `initialize`, else the first
+    error if no upstream succeeded."""
+    reply: dict[str, Any] = {"jsonrpc": "2.0", "id": gather.client_id}
+    if gather.method == methods.INITIALIZE:
+        merged = directory.initialized(gather.results, gather.errors, gather.params.get("protocolVersion"))
+        return {**reply, "error": merged.to_error_object()} if isinstance(merged, GatewayError) else {**reply, "result": merged}
+    if gather.method in LIST_METHODS:
+        kind = LIST_METHODS[gather.method]
+        items: list[Any] = []
+        for index in sorted(gather.results):
+            items.extend(directory.exported(index, kind, item) for item in gather.results[index] if type(item) is dict)
+        for index, error in sorted(gather.errors.items()):
+            log.warning("an upstream failed a list; its items are left out", server=directory.names[index], method=gather.method,
+                        error=str(error)[:200])  # fmt: skip
+        return {**reply, "result": {kind: items}}
+    if gather.errors and not gather.results:
+        return {**reply, "error": next(iter(gather.errors.values()))}
+    return {**reply, "result": {}}
+
 
 @dataclass(frozen=True, slots=True)
 class _Route:
@@ -88,8 +121,7 @@ class Hub:
         self._routes: dict[str, _Route] = {}  # hub request id -> where its answer goes
         self._client_calls: dict[Any, tuple[int, str]] = {}  # client id -> (upstream, hub id): for cancellation
         self._gathering: set[Any] = set()  # client ids of gathered requests not answered yet
-        self._server_requests: dict[str, tuple[int, Any, Any]] = {}  # hub id -> (upstream, its own id, its progress token)
-        self._server_progress: dict[Any, int] = {}  # progress token of an upstream's request -> that upstream
+        self._server_requests = ServerRequests()
         #: Forwarded requests answered since the last `commit`: a relay that withdraws an answer (its
         #: flight-log entry could not be written) answers again, with an error, under the same id.
         self._answered: dict[str, Any] = {}
@@ -178,7 +210,7 @@ class Hub:
             return
         if method == methods.PROGRESS:  # about an upstream's request (sampling, elicitation): to that upstream only
             token = jsonrpc.members(message.get("params")).get("progressToken")
-            owner = self._server_progress.get(token) if type(token) in (int, str) else None
+            owner = self._server_requests.progress_owner(token)
             if owner is not None and owner in self.directory.live:
                 self._to_upstreams[owner](jsonrpc.encode(message))
             return
@@ -187,13 +219,11 @@ class Hub:
 
     def _client_response(self, message: dict[str, Any]) -> None:
         key = message["id"]
-        found = self._server_requests.pop(key, None) if type(key) is str else None
-        if found is not None and found[2] is not None:
-            self._server_progress.pop(found[2], None)
+        found = self._server_requests.close(key)
         if found is None:
             log.warning("a response from the client to no request of an upstream; dropped", id=str(key)[:40])
             return
-        index, upstream_id, _ = found
+        index, upstream_id = found
         self._to_upstreams[index](jsonrpc.encode({**message, "id": upstream_id}))
 
     # -- upstreams -> client ------------------------------------------------------------------
@@ -208,21 +238,15 @@ class Hub:
         elif "id" in message:  # a server-to-client request: a hub id towards the client
             hub_id = self._new_id()
             token = jsonrpc.members(jsonrpc.members(message.get("params")).get("_meta")).get("progressToken")
-            token = token if type(token) in (int, str) else None
-            self._server_requests[hub_id] = (index, message["id"], token)
-            if token is not None:
-                self._server_progress[token] = index
+            self._server_requests.open(hub_id, index, message["id"], token)
             self._send({**message, "id": hub_id})
         else:
             if message["method"] == methods.CANCELLED:  # the upstream gives up on its own request
                 params = jsonrpc.members(message.get("params"))
-                mine = [h for h, (i, own, _) in self._server_requests.items() if i == index and own == params.get("requestId")]
-                if not mine:
+                known = self._server_requests.cancel(index, params.get("requestId"))
+                if known is None:
                     return
-                token = self._server_requests.pop(mine[0])[2]
-                if token is not None:
-                    self._server_progress.pop(token, None)
-                message = {**message, "params": {**params, "requestId": mine[0]}}
+                message = {**message, "params": {**params, "requestId": known}}
             self._send(message)
 
     def _upstream_response(self, index: int, message: dict[str, Any]) -> None:
@@ -243,13 +267,8 @@ class Hub:
         if "error" in message:
             gather.errors[index] = message["error"]
         elif gather.method in LIST_METHODS:
-            result = jsonrpc.members(message.get("result"))
-            kind = LIST_METHODS[gather.method]
-            items = result.get(kind) if type(result.get(kind)) is list else []
-            gather.results.setdefault(index, []).extend(items)
-            cursor = result.get("nextCursor")
-            gather.pages[index] = gather.pages.get(index, 0) + 1
-            if type(cursor) is str and cursor and gather.pages[index] < _MAX_PAGES:
+            cursor = gather.add_page(index, jsonrpc.members(message.get("result")))
+            if cursor is not None:
                 self._ask(index, gather, {**gather.params, "cursor": cursor})
                 return
         else:
@@ -272,37 +291,13 @@ class Hub:
                 route.gather.waiting.discard(index)
                 if not route.gather.waiting:
                     self._answer(route.gather)
-        for hub_id in [h for h, (i, _, _) in self._server_requests.items() if i == index]:
-            del self._server_requests[hub_id]
-        for token in [t for t, i in self._server_progress.items() if i == index]:
-            del self._server_progress[token]
+        self._server_requests.forget(index)
 
     # -- answers ------------------------------------------------------------------------------
 
     def _answer(self, gather: _Gather) -> None:
         self._gathering.discard(gather.client_id)
-        if gather.method == methods.INITIALIZE:
-            self._answer_initialize(gather)
-        elif gather.method in LIST_METHODS:
-            kind = LIST_METHODS[gather.method]
-            merged: list[Any] = []
-            for index in sorted(gather.results):
-                merged.extend(self.directory.exported(index, kind, item) for item in gather.results[index] if type(item) is dict)
-            for index, error in sorted(gather.errors.items()):
-                log.warning("an upstream failed a list; its items are left out", server=self.names[index], method=gather.method,
-                            error=str(error)[:200])  # fmt: skip
-            self._send({"jsonrpc": "2.0", "id": gather.client_id, "result": {kind: merged}})
-        elif gather.errors and not gather.results:
-            self._send({"jsonrpc": "2.0", "id": gather.client_id, "error": next(iter(gather.errors.values()))})
-        else:
-            self._send({"jsonrpc": "2.0", "id": gather.client_id, "result": {}})
-
-    def _answer_initialize(self, gather: _Gather) -> None:
-        merged = self.directory.initialized(gather.results, gather.errors, gather.params.get("protocolVersion"))
-        if isinstance(merged, GatewayError):
-            self._error(gather.client_id, merged)
-        else:
-            self._send({"jsonrpc": "2.0", "id": gather.client_id, "result": merged})
+        self._send(_gathered_answer(gather, self.directory))
 
     def expire(self, timeout: float) -> None:
         """Answer every gathered request (initialize, a list) that has waited more than `timeout`
