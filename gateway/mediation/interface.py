@@ -1,17 +1,24 @@
-"""The seam between the relay and whatever decides (the policy mediator, `policy.py`). Pure:
+"""The seam between the relay and whatever decides (the policy mediator, `mediator.py`). Pure:
 a mediator gets values and returns values; the relay does the I/O.
 
 The relay calls the mediator synchronously, in message order, on the event-loop thread, so a
-mediator needs no locking; it must not block.
+mediator needs no locking; it must not block. `ask` is how the relay consults it: an answer, or
+the error to refuse with (fail closed).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
+
+import structlog
 
 from gateway.errors import GatewayError
 from gateway.protocol.jsonrpc import JsonObject
+
+Answer = TypeVar("Answer")
+log = structlog.get_logger("airlock.relay")
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,3 +96,18 @@ class PassThrough:
 
 
 _FORWARD = Forward()
+
+
+def ask(question: Callable[..., Answer], method: str, *args: Any, not_done: str, undone: str) -> Answer | GatewayError:
+    """The mediator's answer to `question(method, *args)`, or the error to answer with instead:
+    the mediator's own (the flight log cannot be written, a malformed message), or for any other
+    exception (a bug) an internal error saying the gateway could not `not_done` and `undone`.
+    Every caller refuses or withholds on an error: what the mediator could not judge never
+    passes (fail closed)."""
+    try:
+        return question(method, *args)
+    except GatewayError as error:
+        return error
+    except Exception:
+        log.exception(f"mediator failed: could not {not_done}; {undone}", method=method)
+        return GatewayError(f"the gateway could not {not_done} (internal error); {undone}")

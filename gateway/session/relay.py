@@ -26,7 +26,7 @@ from gateway.errors import (
     UpstreamProtocolError,
     UpstreamUnavailable,
 )
-from gateway.mediation.interface import Fetch, Forward, Mediator, Refuse, Verdict
+from gateway.mediation.interface import Fetch, Forward, Mediator, Refuse, Verdict, ask
 from gateway.protocol import jsonrpc, methods
 from gateway.protocol.inflight import DEFAULT_MAX_IN_FLIGHT, InFlightTable, Pending
 from gateway.protocol.jsonrpc import Envelope, JsonObject, RequestId
@@ -248,14 +248,8 @@ class Relay:
         self._to_upstream(jsonrpc.encode(envelope.message))
 
     def _decide(self, method: str, message: JsonObject, request_id: RequestId | None) -> Verdict:
-        try:
-            verdict = self._mediator.on_client_request(method, message)
-        except GatewayError as error:  # e.g. the flight log cannot be written: its own message
-            verdict = Refuse(error)
-        except Exception:
-            # Fail closed: a request the mediator could not decide is not forwarded.
-            log.exception("mediator failed; request refused", method=method, id=request_id)
-            verdict = Refuse(GatewayError("the gateway could not decide this request (internal error); it was not forwarded"))
+        asked = ask(self._mediator.on_client_request, method, message, not_done="decide this request", undone="it was not forwarded")
+        verdict = Refuse(asked) if isinstance(asked, GatewayError) else asked
         if isinstance(verdict, Refuse):
             log.info("request refused", method=method, id=request_id, code=verdict.error.code, error=verdict.error.message)
         return verdict
@@ -267,26 +261,18 @@ class Relay:
             return
         message: JsonObject | bytes = envelope.message
         if pending.context is not None:
-            try:
-                message = self._mediator.on_client_response(pending.method, pending.context, envelope.message)
-            except GatewayError as error:
-                log.info("client response withheld from the upstream", method=pending.method, id=pending.id, error=error.message)
-                message = jsonrpc.error_response(pending.id, error)
-            except Exception:
-                log.exception("mediator failed on a client response; the upstream gets an error", method=pending.method)
-                internal = GatewayError("the gateway could not check this response (internal error); it was withheld")
-                message = jsonrpc.error_response(pending.id, internal)
+            checked = ask(self._mediator.on_client_response, pending.method, pending.context, envelope.message,
+                           not_done="check this response", undone="it was withheld")  # fmt: skip
+            if isinstance(checked, GatewayError):
+                log.info("client response withheld from the upstream", method=pending.method, id=pending.id, error=checked.message)
+                checked = jsonrpc.error_response(pending.id, checked)
+            message = checked
         self._to_upstream(message if type(message) is bytes else jsonrpc.encode(message))
 
     def _decide_upstream(self, method: str, message: JsonObject, request_id: RequestId) -> Verdict:
         """The mediator's verdict on a request from the upstream (sampling, elicitation, roots)."""
-        try:
-            return self._mediator.on_upstream_request(method, message)
-        except GatewayError as error:
-            return Refuse(error)
-        except Exception:
-            log.exception("mediator failed on an upstream request; refused", method=method, id=request_id)
-            return Refuse(GatewayError("the gateway could not decide this request (internal error); it was not relayed"))
+        asked = ask(self._mediator.on_upstream_request, method, message, not_done="decide this request", undone="it was not relayed")
+        return Refuse(asked) if isinstance(asked, GatewayError) else asked
 
     def _refuse(self, request_id: RequestId, error: GatewayError) -> None:
         self._to_client(jsonrpc.error_response(request_id, error))
@@ -365,16 +351,12 @@ class Relay:
         if type(pending.context) is _Fetched:
             self._fetched(pending, envelope.message)
             return
-        try:
-            message = self._mediator.on_upstream_response(pending.method, pending.context, envelope.message)
-        except GatewayError as error:
-            log.error("response withheld", method=pending.method, id=pending.id, error=error.message)
-            self._refuse(pending.id, error)
-            return
-        except Exception:
-            # Fail closed: an unmediated response might show what the policy hides.
-            log.exception("mediator failed on a response; client gets an error instead", method=pending.method, id=pending.id)
-            self._refuse(pending.id, GatewayError("the gateway could not check this response (internal error); it was withheld"))
+        # Fail closed: an unmediated response might show what the policy hides.
+        message = ask(self._mediator.on_upstream_response, pending.method, pending.context, envelope.message,
+                       not_done="check this response", undone="it was withheld")  # fmt: skip
+        if isinstance(message, GatewayError):
+            log.error("response withheld", method=pending.method, id=pending.id, error=message.message)
+            self._refuse(pending.id, message)
             return
         line = message if type(message) is bytes else neutralise_line(jsonrpc.encode(message))
         if self._uncommitted is not None:
