@@ -27,8 +27,7 @@ from gateway.protocol.framing import LineFramer
 from gateway.protocol.pipes import FlowLink, FramedReader, LineWriter, WriterProtocol, open_read_fd, open_write_fd
 from gateway.session.hub import Hub
 from gateway.session.relay import Relay
-from gateway.upstream.child import ChildProcess
-from gateway.upstream.http import HttpUpstream
+from gateway.upstream import Upstream, open_upstream
 
 log = structlog.get_logger("airlock.hub")
 
@@ -46,7 +45,7 @@ class HubUpstream:
 class _AllChildren:
     """Pauses and resumes reading every upstream at once (the client's output backed up)."""
 
-    def __init__(self, children: Sequence[ChildProcess | HttpUpstream]) -> None:
+    def __init__(self, children: Sequence[Upstream]) -> None:
         self._children = children
 
     def pause_reading(self) -> None:
@@ -109,7 +108,7 @@ async def run_hub_stdio(upstreams: Sequence[HubUpstream], *, flight_log: FlightL
         hub.commit()
         produced.clear()
 
-    children: list[ChildProcess | HttpUpstream] = []
+    children: list[Upstream] = []
     for index, upstream in enumerate(upstreams):
         framer = LineFramer(relays[index].from_upstream, relays[index].upstream_line_too_large, max_message_bytes)
 
@@ -119,10 +118,8 @@ async def run_hub_stdio(upstreams: Sequence[HubUpstream], *, flight_log: FlightL
             finally:
                 flush()
 
-        spec = upstream.settings
-        child = HttpUpstream(spec.upstream_http, on_chunk) if spec.upstream_http is not None else ChildProcess(spec.upstream, on_chunk)
-        children.append(child)
-    started: list[ChildProcess | HttpUpstream] = []
+        children.append(open_upstream(upstream.settings.upstream, on_chunk))
+    started: list[Upstream] = []
     try:
         for child in children:
             await child.start()
@@ -162,7 +159,7 @@ async def run_hub_stdio(upstreams: Sequence[HubUpstream], *, flight_log: FlightL
 
     lost: set[int] = set()
 
-    async def watch(index: int, child: ChildProcess | HttpUpstream) -> None:
+    async def watch(index: int, child: Upstream) -> None:
         await child.exited.wait()
         if stop.is_set():
             return  # ended by the shutdown

@@ -27,8 +27,7 @@ from gateway.protocol.inflight import DEFAULT_MAX_IN_FLIGHT
 from gateway.protocol.pipes import FlowLink, FramedReader, LineWriter, WriterProtocol, open_read_fd, open_write_fd
 from gateway.recording.cassette import CassetteWriter, Direction
 from gateway.session.relay import Relay
-from gateway.upstream.child import ChildProcess, ChildSpec
-from gateway.upstream.http import HttpSpec, HttpUpstream
+from gateway.upstream import Upstream, UpstreamSpec, open_upstream
 
 log = structlog.get_logger("airlock.run")
 
@@ -38,9 +37,8 @@ DRAIN_TIMEOUT: Final = 5.0
 
 @dataclass(frozen=True, slots=True)
 class RunSettings:
-    upstream: ChildSpec
-    #: Set: the upstream is this remote server (streamable HTTP or SSE), not a child process.
-    upstream_http: HttpSpec | None = None
+    #: A command to start as a child process, or a remote server (streamable HTTP or SSE).
+    upstream: UpstreamSpec
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
     #: Seconds the upstream gets to exit by itself after its stdin closes, before SIGTERM.
@@ -107,11 +105,7 @@ async def run_stdio(
         finally:
             flush()
 
-    child: ChildProcess | HttpUpstream
-    if settings.upstream_http is not None:
-        child = HttpUpstream(settings.upstream_http, on_upstream_chunk)
-    else:
-        child = ChildProcess(settings.upstream, on_upstream_chunk)
+    child = open_upstream(settings.upstream, on_upstream_chunk)
     await child.start()
     to_upstream.attach(child.stdin)
 
@@ -172,7 +166,7 @@ async def run_stdio(
             await child.terminate(grace=0.0)
 
 
-async def _upstream_died(child: ChildProcess | HttpUpstream, relay: Relay, to_client: LineWriter) -> int:
+async def _upstream_died(child: Upstream, relay: Relay, to_client: LineWriter) -> int:
     await child.wait_output_done(1.0)
     reason = child.ended_because()
     answered = relay.upstream_lost(reason)

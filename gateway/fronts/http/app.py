@@ -53,8 +53,7 @@ from gateway.protocol.framing import DEFAULT_MAX_MESSAGE_BYTES, LineFramer
 from gateway.protocol.pipes import LineWriter, QueueSink
 from gateway.recording.cassette import CassetteWriter, Direction
 from gateway.session.relay import Relay
-from gateway.upstream.child import ChildProcess, ChildSpec
-from gateway.upstream.http import HttpSpec, HttpUpstream
+from gateway.upstream import Upstream, UpstreamSpec, open_upstream
 
 log = structlog.get_logger("airlock.serve")
 
@@ -77,9 +76,9 @@ class Token:
 
 @dataclass(frozen=True, slots=True)
 class ServeSettings:
-    upstream: ChildSpec
-    #: A remote upstream (`--url`): each session opens its own connection to it instead of a child.
-    upstream_http: HttpSpec | None = None
+    #: A command (each session starts its own child) or a remote server (`--url`: each session
+    #: opens its own connection to it).
+    upstream: UpstreamSpec
     host: str = "127.0.0.1"
     port: int = 8080
     path: str = "/mcp"
@@ -280,7 +279,7 @@ class HttpSession:
         self._router = _Router()
         self._direct: dict[Any, asyncio.Queue[direct.Delivery]] = {}  # request id -> its fast-path answer
         self.resumable = resumable
-        self._child: ChildProcess | HttpUpstream | None = None
+        self._child: Upstream | None = None
         if flight_log is not None:
             flight_log.defer_writes()
             self.relay.track_uncommitted()
@@ -315,11 +314,7 @@ class HttpSession:
             finally:
                 self._flush()
 
-        child: ChildProcess | HttpUpstream
-        if self.settings.upstream_http is not None:
-            child = HttpUpstream(self.settings.upstream_http, on_upstream_chunk)
-        else:
-            child = ChildProcess(self.settings.upstream, on_upstream_chunk)
+        child = open_upstream(self.settings.upstream, on_upstream_chunk)
         self._child = child
         try:
             try:
@@ -367,7 +362,7 @@ class HttpSession:
                 self.recorder.close()
             self.done.set()
 
-    async def _watch_child(self, child: ChildProcess | HttpUpstream, scope: anyio.CancelScope) -> None:
+    async def _watch_child(self, child: Upstream, scope: anyio.CancelScope) -> None:
         await child.exited.wait()
         await child.wait_output_done(1.0)
         self.relay.upstream_lost(child.ended_because())
