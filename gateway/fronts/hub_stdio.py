@@ -20,11 +20,13 @@ import structlog
 
 from gateway.errors import EXIT_OK, EXIT_UPSTREAM, MessageTooLarge
 from gateway.evidence.flightlog import FlightLog
-from gateway.fronts.stdio import DRAIN_TIMEOUT, RunSettings, commit_evidence
+from gateway.fronts import DRAIN_TIMEOUT
+from gateway.fronts.stdio import RunSettings
 from gateway.mediation.interface import Mediator
 from gateway.protocol import jsonrpc
 from gateway.protocol.framing import LineFramer
 from gateway.protocol.pipes import FlowLink, FramedReader, LineWriter, WriterProtocol, open_read_fd, open_write_fd
+from gateway.session.evidence import LineTrace, WriteAhead
 from gateway.session.hub import Hub
 from gateway.session.relay import Relay
 from gateway.upstream import Upstream, open_upstream
@@ -67,46 +69,24 @@ async def run_hub_stdio(upstreams: Sequence[HubUpstream], *, flight_log: FlightL
     relays: list[Relay] = []
     hub_lines: list[Callable[[bytes], None]] = []
 
-    # Fail closed across the hub: the hub re-encodes what a relay sends, so the lines a relay
-    # withdraws (their flight-log entries could not be written) are found in the client's buffer
-    # through `produced`: relay line id -> the ids of the client lines made from it, per flush.
-    producing: list[int] = []
-    produced: dict[int, list[int]] = {}
-
-    def hub_to_client(line: bytes) -> None:
-        to_client.add(line)
-        if producing and flight_log is not None:  # only a flight log can make a relay withdraw
-            produced.setdefault(producing[-1], []).append(id(line))
+    # Fail closed across the hub: the hub re-encodes what a relay sends, so the client lines made
+    # from the lines a relay withdraws are traced (see `LineTrace`).
+    trace = LineTrace(to_client.add, enabled=flight_log is not None)
+    write_ahead = WriteAhead(flight_log, to_client, trace=trace)
 
     def upstream_output(index: int) -> Callable[[bytes], None]:
-        def deliver(line: bytes) -> None:
-            producing.append(id(line))
-            try:
-                hub.from_upstream(index, line)
-            finally:
-                producing.pop()
-
-        return deliver
+        return trace.from_relay(lambda line: hub.from_upstream(index, line))
 
     for index, upstream in enumerate(upstreams):
         relay = Relay(upstream.mediator, upstream_output(index), writers[index].add, max_in_flight=upstream.settings.max_in_flight)
         relays.append(relay)
         hub_lines.append(relay.from_client)
-    hub = Hub([u.name for u in upstreams], hub_to_client, hub_lines)
-    if flight_log is not None:
-        flight_log.defer_writes()
-        for relay in relays:
-            relay.track_uncommitted()
-
-    sides = list(zip(relays, writers, strict=True))
-
-    def client_lines(withdrawn: set[int]) -> set[int]:
-        return {client for line in withdrawn for client in produced.get(line, ())}
+        write_ahead.track(relay, writers[index])
+    hub = Hub([u.name for u in upstreams], trace.to_client, hub_lines)
 
     def flush() -> None:
-        commit_evidence(flight_log, sides, to_client, client_lines)
+        write_ahead.commit()
         hub.commit()
-        produced.clear()
 
     children: list[Upstream] = []
     for index, upstream in enumerate(upstreams):

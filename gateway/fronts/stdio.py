@@ -10,29 +10,27 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
-import orjson
 import structlog
 
-from gateway.errors import EXIT_OK, EXIT_UPSTREAM, EvidenceUnavailable, GatewayError
+from gateway.errors import EXIT_OK, EXIT_UPSTREAM
 from gateway.evidence.flightlog import FlightLog
-from gateway.evidence.signing import key_id, load_private_key
+from gateway.evidence.rotation import rotate_key
+from gateway.fronts import DRAIN_TIMEOUT
 from gateway.mediation.interface import Mediator
 from gateway.protocol.framing import DEFAULT_MAX_MESSAGE_BYTES, LineFramer
 from gateway.protocol.inflight import DEFAULT_MAX_IN_FLIGHT
 from gateway.protocol.pipes import FlowLink, FramedReader, LineWriter, WriterProtocol, open_read_fd, open_write_fd
 from gateway.recording.cassette import CassetteWriter, Direction
+from gateway.session.evidence import WriteAhead
 from gateway.session.relay import Relay
 from gateway.upstream import Upstream, UpstreamSpec, open_upstream
 
 log = structlog.get_logger("airlock.run")
-
-#: After the client's input ends: how long open requests may take to be answered.
-DRAIN_TIMEOUT: Final = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,15 +83,12 @@ async def run_stdio(
     drained = asyncio.Event()
     draining = False
 
-    if flight_log is not None:
-        # One log write per chunk of input, always before what it decides leaves (write-ahead).
-        flight_log.defer_writes()
-        relay.track_uncommitted()
-
-    sides = [(relay, to_upstream)]
+    # One log write per chunk of input, always before what it decides leaves (write-ahead).
+    write_ahead = WriteAhead(flight_log, to_client)
+    write_ahead.track(relay, to_upstream)
 
     def flush() -> None:
-        commit_evidence(flight_log, sides, to_client)
+        write_ahead.commit()
         if draining and relay.pending_client_requests == 0:
             drained.set()
 
@@ -175,53 +170,6 @@ async def _upstream_died(child: Upstream, relay: Relay, to_client: LineWriter) -
     await child.terminate(grace=0.0)  # the rest of its process group
     await to_client.drain(2.0)
     return EXIT_UPSTREAM
-
-
-def commit_evidence(flight_log: FlightLog | None, sides: Sequence[tuple[Relay, LineWriter]], to_client: LineWriter,
-                    client_lines: Callable[[set[int]], set[int]] = lambda ids: ids) -> None:  # fmt: skip
-    """Write-ahead, once per chunk of input: write the flight-log entries decided since the last
-    call, then let out what they decide (each relay's upstream writer, then the client's). If the
-    entries cannot be written, every relay withdraws what it passed on since (fail closed):
-    requests are refused, responses replaced by the error, and the withdrawn lines are dropped
-    from the writers before they flush. `client_lines` maps a relay's withdrawn line ids to the
-    ids in `to_client` (the hub re-encodes what relays send)."""
-    if flight_log is not None:
-        try:
-            flight_log.flush()
-        except EvidenceUnavailable as error:
-            withheld = 0
-            for relay, to_upstream in sides:
-                withdrawn = relay.withdraw(error)
-                if withdrawn:
-                    withheld += len(withdrawn)
-                    to_upstream.discard(withdrawn)
-                    to_client.discard(client_lines(withdrawn))
-            log.error("flight log write failed; what it would record was withheld", messages=withheld, error=error.message)
-        for relay, _ in sides:
-            relay.commit()
-    for _, to_upstream in sides:
-        to_upstream.flush()
-    to_client.flush()
-
-
-def rotation_manifest_path(key_path: Path) -> Path:
-    return key_path.with_name(key_path.name + ".rotation.json")
-
-
-async def rotate_key(flight_log: FlightLog, key_path: Path) -> None:
-    """SIGHUP: if the key file now holds a new key with a manifest handing the current key to
-    it, continue the log with the new key. Anything else is refused, and the old key stays."""
-    try:
-        new_key = load_private_key(key_path)
-        if key_id(new_key.public_key()) == flight_log.key_id:
-            log.info("SIGHUP: the signing key is unchanged", key_id=flight_log.key_id)
-            return
-        manifest = orjson.loads(rotation_manifest_path(key_path).read_bytes())
-        await flight_log.rotate(new_key, manifest)
-    except (GatewayError, OSError, ValueError) as exc:
-        log.error("key rotation refused; still signing with the old key", error=str(exc))
-        return
-    log.info("signing key rotated", key_id=flight_log.key_id)
 
 
 async def _first(*waits: Coroutine[Any, Any, Any]) -> None:

@@ -46,12 +46,12 @@ from gateway.evidence.flightlog import FlightLog
 from gateway.fronts.http import direct
 from gateway.fronts.http.events import DEFAULT_MAX_EVENTS, SessionEvents
 from gateway.fronts.http.peer import Principal, client_certificate, with_client_certificate
-from gateway.fronts.stdio import commit_evidence
 from gateway.mediation.interface import Mediator
 from gateway.protocol import jsonrpc
 from gateway.protocol.framing import DEFAULT_MAX_MESSAGE_BYTES, LineFramer
 from gateway.protocol.pipes import LineWriter, QueueSink
 from gateway.recording.cassette import CassetteWriter, Direction
+from gateway.session.evidence import WriteAhead
 from gateway.session.relay import Relay
 from gateway.upstream import Upstream, UpstreamSpec, open_upstream
 
@@ -273,16 +273,14 @@ class HttpSession:
             return recorder.tee(direction, sink) if recorder is not None else sink
 
         self.relay = Relay(parts.mediator, tap("g2c", self._to_client.add), tap("g2u", self._to_upstream.add))
-        self._sides = [(self.relay, self._to_upstream)]
         self._from_client = tap("c2g", self.relay.from_client)
         self._from_upstream = tap("u2g", self.relay.from_upstream)
         self._router = _Router()
         self._direct: dict[Any, asyncio.Queue[direct.Delivery]] = {}  # request id -> its fast-path answer
         self.resumable = resumable
         self._child: Upstream | None = None
-        if flight_log is not None:
-            flight_log.defer_writes()
-            self.relay.track_uncommitted()
+        self._write_ahead = WriteAhead(flight_log, self._to_client)
+        self._write_ahead.track(self.relay, self._to_upstream)
 
     def is_open(self, request_id: Any) -> bool:
         return request_id in self._router.open or request_id in self._direct
@@ -303,7 +301,7 @@ class HttpSession:
             self._direct.pop(request_id, None)
 
     def _flush(self) -> None:
-        commit_evidence(self.flight_log, self._sides, self._to_client)
+        self._write_ahead.commit()
 
     async def run(self) -> None:
         framer = LineFramer(self._from_upstream, self.relay.upstream_line_too_large, self.settings.max_message_bytes)
