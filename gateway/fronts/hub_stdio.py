@@ -28,8 +28,8 @@ from gateway.protocol.framing import LineFramer
 from gateway.protocol.pipes import FlowLink, FramedReader, LineWriter, WriterProtocol, open_read_fd, open_write_fd
 from gateway.session.evidence import LineTrace, WriteAhead
 from gateway.session.hub import Hub
-from gateway.session.relay import Relay
-from gateway.upstream import Upstream, open_upstream
+from gateway.session.wiring import wire_session
+from gateway.upstream import Upstream
 
 log = structlog.get_logger("airlock.hub")
 
@@ -65,10 +65,6 @@ async def run_hub_stdio(upstreams: Sequence[HubUpstream], *, flight_log: FlightL
     Returns 0 after a requested shutdown, 3 when every upstream was lost."""
     loop = asyncio.get_running_loop()
     to_client = LineWriter("client")
-    writers = [LineWriter(f"upstream {u.name}") for u in upstreams]
-    relays: list[Relay] = []
-    hub_lines: list[Callable[[bytes], None]] = []
-
     # Fail closed across the hub: the hub re-encodes what a relay sends, so the client lines made
     # from the lines a relay withdraws are traced (see `LineTrace`).
     trace = LineTrace(to_client.add, enabled=flight_log is not None)
@@ -77,39 +73,35 @@ async def run_hub_stdio(upstreams: Sequence[HubUpstream], *, flight_log: FlightL
     def upstream_output(index: int) -> Callable[[bytes], None]:
         return trace.from_relay(lambda line: hub.from_upstream(index, line))
 
-    for index, upstream in enumerate(upstreams):
-        relay = Relay(upstream.mediator, upstream_output(index), writers[index].add, max_in_flight=upstream.settings.max_in_flight)
-        relays.append(relay)
-        hub_lines.append(relay.from_client)
-        write_ahead.track(relay, writers[index])
-    hub = Hub([u.name for u in upstreams], trace.to_client, hub_lines)
-
     def flush() -> None:
         write_ahead.commit()
         hub.commit()
 
-    children: list[Upstream] = []
-    for index, upstream in enumerate(upstreams):
-        framer = LineFramer(relays[index].from_upstream, relays[index].upstream_line_too_large, max_message_bytes)
-
-        def on_chunk(data: bytes, framer: LineFramer = framer) -> None:
-            try:
-                framer.feed(data)
-            finally:
-                flush()
-
-        children.append(open_upstream(upstream.settings.upstream, on_chunk))
+    sessions = [
+        wire_session(
+            upstream.mediator,
+            upstream.settings.upstream,
+            to_client=upstream_output(index),
+            write_ahead=write_ahead,
+            after_upstream_chunk=flush,
+            max_message_bytes=max_message_bytes,
+            max_in_flight=upstream.settings.max_in_flight,
+            name=f"upstream {upstream.name}",
+        )
+        for index, upstream in enumerate(upstreams)
+    ]
+    relays = [session.relay for session in sessions]
+    children = [session.upstream for session in sessions]
+    hub = Hub([u.name for u in upstreams], trace.to_client, [session.from_client for session in sessions])
     started: list[Upstream] = []
     try:
-        for child in children:
-            await child.start()
-            started.append(child)
+        for session in sessions:
+            await session.start()
+            started.append(session.upstream)
     except BaseException:
         for child in started:
             await child.terminate(grace=0.0)
         raise
-    for child, writer in zip(children, writers, strict=True):
-        writer.attach(child.stdin)
 
     stop = asyncio.Event()
     reason: list[str] = []

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,10 +25,11 @@ from gateway.mediation.interface import Mediator
 from gateway.protocol.framing import DEFAULT_MAX_MESSAGE_BYTES, LineFramer
 from gateway.protocol.inflight import DEFAULT_MAX_IN_FLIGHT
 from gateway.protocol.pipes import FlowLink, FramedReader, LineWriter, WriterProtocol, open_read_fd, open_write_fd
-from gateway.recording.cassette import CassetteWriter, Direction
+from gateway.recording.cassette import CassetteWriter
 from gateway.session.evidence import WriteAhead
 from gateway.session.relay import Relay
-from gateway.upstream import Upstream, UpstreamSpec, open_upstream
+from gateway.session.wiring import wire_session
+from gateway.upstream import Upstream, UpstreamSpec
 
 log = structlog.get_logger("airlock.run")
 
@@ -73,36 +74,29 @@ async def run_stdio(
     """
     loop = asyncio.get_running_loop()
     to_client = LineWriter("client")
-    to_upstream = LineWriter("upstream")
-
-    def tap(direction: Direction, handler: Callable[[bytes], None]) -> Callable[[bytes], None]:
-        return recorder.tee(direction, handler) if recorder is not None else handler
-
-    relay = Relay(mediator, tap("g2c", to_client.add), tap("g2u", to_upstream.add), max_in_flight=settings.max_in_flight)
     stop = _Stop()
     drained = asyncio.Event()
     draining = False
-
     # One log write per chunk of input, always before what it decides leaves (write-ahead).
     write_ahead = WriteAhead(flight_log, to_client)
-    write_ahead.track(relay, to_upstream)
 
     def flush() -> None:
         write_ahead.commit()
         if draining and relay.pending_client_requests == 0:
             drained.set()
 
-    upstream_framer = LineFramer(tap("u2g", relay.from_upstream), relay.upstream_line_too_large, settings.max_message_bytes)
-
-    def on_upstream_chunk(data: bytes) -> None:
-        try:
-            upstream_framer.feed(data)
-        finally:
-            flush()
-
-    child = open_upstream(settings.upstream, on_upstream_chunk)
-    await child.start()
-    to_upstream.attach(child.stdin)
+    session = wire_session(
+        mediator,
+        settings.upstream,
+        to_client=to_client.add,
+        write_ahead=write_ahead,
+        after_upstream_chunk=flush,
+        max_message_bytes=settings.max_message_bytes,
+        max_in_flight=settings.max_in_flight,
+        recorder=recorder,
+    )
+    relay, child = session.relay, session.upstream
+    await session.start()
 
     client_flow = FlowLink()  # stdout backs up -> stop reading the upstream
     client_flow.reader = child
@@ -110,7 +104,7 @@ async def run_stdio(
     to_client.attach(stdout)
     flush()  # anything the upstream said before stdout was attached
 
-    client_framer = LineFramer(tap("c2g", relay.from_client), relay.client_line_too_large, settings.max_message_bytes)
+    client_framer = LineFramer(session.from_client, relay.client_line_too_large, settings.max_message_bytes)
     reader = FramedReader(client_framer, flush, lambda: stop.set("client closed its input"))
     child.stdin_flow.reader = await open_read_fd(stdin_fd, reader)
 

@@ -48,12 +48,12 @@ from gateway.fronts.http.events import DEFAULT_MAX_EVENTS, SessionEvents
 from gateway.fronts.http.peer import Principal, client_certificate, with_client_certificate
 from gateway.mediation.interface import Mediator
 from gateway.protocol import jsonrpc
-from gateway.protocol.framing import DEFAULT_MAX_MESSAGE_BYTES, LineFramer
+from gateway.protocol.framing import DEFAULT_MAX_MESSAGE_BYTES
 from gateway.protocol.pipes import LineWriter, QueueSink
-from gateway.recording.cassette import CassetteWriter, Direction
+from gateway.recording.cassette import CassetteWriter
 from gateway.session.evidence import WriteAhead
-from gateway.session.relay import Relay
-from gateway.upstream import Upstream, UpstreamSpec, open_upstream
+from gateway.session.wiring import wire_session
+from gateway.upstream import Upstream, UpstreamSpec
 
 log = structlog.get_logger("airlock.serve")
 
@@ -267,20 +267,21 @@ class HttpSession:
         self._to_client_transport = QueueSink()
         self._to_client = LineWriter("client")
         self._to_client.attach(self._to_client_transport)
-        self._to_upstream = LineWriter("upstream")
-
-        def tap(direction: Direction, sink: Callable[[bytes], None]) -> Callable[[bytes], None]:
-            return recorder.tee(direction, sink) if recorder is not None else sink
-
-        self.relay = Relay(parts.mediator, tap("g2c", self._to_client.add), tap("g2u", self._to_upstream.add))
-        self._from_client = tap("c2g", self.relay.from_client)
-        self._from_upstream = tap("u2g", self.relay.from_upstream)
+        self._write_ahead = WriteAhead(flight_log, self._to_client)
+        self._session = wire_session(
+            parts.mediator,
+            settings.upstream,
+            to_client=self._to_client.add,
+            write_ahead=self._write_ahead,
+            after_upstream_chunk=self._flush,
+            max_message_bytes=settings.max_message_bytes,
+            recorder=recorder,
+        )
+        self.relay = self._session.relay
+        self._from_client = self._session.from_client
         self._router = _Router()
         self._direct: dict[Any, asyncio.Queue[direct.Delivery]] = {}  # request id -> its fast-path answer
         self.resumable = resumable
-        self._child: Upstream | None = None
-        self._write_ahead = WriteAhead(flight_log, self._to_client)
-        self._write_ahead.track(self.relay, self._to_upstream)
 
     def is_open(self, request_id: Any) -> bool:
         return request_id in self._router.open or request_id in self._direct
@@ -304,24 +305,14 @@ class HttpSession:
         self._write_ahead.commit()
 
     async def run(self) -> None:
-        framer = LineFramer(self._from_upstream, self.relay.upstream_line_too_large, self.settings.max_message_bytes)
-
-        def on_upstream_chunk(data: bytes) -> None:
-            try:
-                framer.feed(data)
-            finally:
-                self._flush()
-
-        child = open_upstream(self.settings.upstream, on_upstream_chunk)
-        self._child = child
+        child = self._session.upstream
         try:
             try:
-                await child.start()
+                await self._session.start()
             except UpstreamStartFailed as error:
                 self.start_error = error.message
                 log.error("session not opened: the upstream could not be started", session=self.name, error=error.message)
                 return
-            self._to_upstream.attach(child.stdin)
             assert self._connect is not None
             async with self._connect() as (read_stream, write_stream):
                 self.ready.set()
