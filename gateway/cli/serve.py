@@ -11,8 +11,11 @@ from pathlib import Path
 from gateway.cli.compose import gateway_setup, make_mediator, open_flight_log, server_names
 from gateway.cli.options import upstream_options
 from gateway.errors import ConfigError
-from gateway.fronts.http.app import TOKENS_ENV, ServeSettings, SessionParts, Token, check_settings, load_tokens, serve
+from gateway.fronts.http.app import serve
+from gateway.fronts.http.auth import TOKENS_ENV, check_settings, load_tokens
 from gateway.fronts.http.peer import Principal
+from gateway.fronts.http.session import SessionParts
+from gateway.fronts.http.settings import ServeSettings, Token
 from gateway.recording.cassette import CassetteWriter
 from gateway.screening.pins import Lock
 
