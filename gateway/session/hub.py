@@ -35,21 +35,20 @@ from typing import Any, Final
 
 import structlog
 
-from gateway import __version__
 from gateway.errors import INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, PARSE_ERROR, UPSTREAM_UNAVAILABLE
 from gateway.protocol import jsonrpc
+from gateway.session.catalogue import HUB_NAME, SEPARATOR, Catalogue
+
+__all__ = ["HUB_NAME", "SEPARATOR", "Hub"]
 
 LineSink = Callable[[bytes], None]
 
-SEPARATOR: Final = "__"
-HUB_NAME: Final = "mcp-airlock"
 _LISTS: Final = {"tools/list": "tools", "prompts/list": "prompts", "resources/list": "resources",
                  "resources/templates/list": "resourceTemplates"}  # fmt: skip
 _CAPABILITY: Final = {"tools": "tools", "prompts": "prompts", "resources": "resources", "resourceTemplates": "resources"}
 _BY_NAME: Final = frozenset({"tools/call", "prompts/get"})
 _BY_URI: Final = frozenset({"resources/read", "resources/subscribe", "resources/unsubscribe"})
 _BROADCAST: Final = frozenset({"logging/setLevel"})
-_ROUTED_CAPABILITIES: Final = frozenset({"tools", "prompts", "resources", "logging", "completions"})
 _MAX_PAGES: Final = 1000
 
 log = structlog.get_logger("airlock.hub")
@@ -103,9 +102,7 @@ class Hub:
         #: flight-log entry could not be written) answers again, with an error, under the same id.
         self._answered: dict[str, Any] = {}
         self._live: set[int] = set(range(len(names)))  # upstreams initialised (or not yet tried)
-        self._capabilities: dict[int, dict[str, Any]] = {}
-        self._uris: dict[str, int | None] = {}  # None: listed by several upstreams (ambiguous)
-        self._templates: list[tuple[str, int]] = []  # (fixed prefix of a URI template, upstream)
+        self._catalogue = Catalogue(names)
 
     # -- client -> upstreams ------------------------------------------------------------------
 
@@ -143,7 +140,7 @@ class Hub:
             self._gather(method, client_id, params, set(range(len(self.names))))
         elif method in _LISTS:
             capability = _CAPABILITY[_LISTS[method]]
-            self._gather(method, client_id, params, {i for i in self._live if capability in self._capabilities.get(i, {capability: {}})})
+            self._gather(method, client_id, params, {i for i in self._live if self._catalogue.offers(i, capability)})
         elif method in _BROADCAST:
             self._gather(method, client_id, params, set(self._live))
         elif method in _BY_NAME:
@@ -154,7 +151,7 @@ class Hub:
                 return
             self._forward(target[0], client_id, {**message, "params": {**params, "name": target[1]}})
         elif method in _BY_URI:
-            owner = self._uri_owner(params.get("uri"))
+            owner = self._catalogue.uri_owner(params.get("uri"), self._live)
             if owner is None:
                 uri = str(params.get("uri"))[:200]
                 self._error(client_id, INVALID_PARAMS, f"no upstream listed the resource {uri!r} (list resources first)")
@@ -173,7 +170,7 @@ class Hub:
                 self._forward(target[0], client_id, {**message, "params": {**params, "ref": {**ref, "name": target[1]}}})
                 return
         elif ref.get("type") == "ref/resource":
-            index = self._uri_owner(ref.get("uri"))
+            index = self._catalogue.uri_owner(ref.get("uri"), self._live)
             if index is not None:
                 self._forward(index, client_id, message)
                 return
@@ -300,7 +297,7 @@ class Hub:
             kind = _LISTS[gather.method]
             merged: list[Any] = []
             for index in sorted(gather.results):
-                merged.extend(self._exported(index, kind, item) for item in gather.results[index] if type(item) is dict)
+                merged.extend(self._catalogue.exported(index, kind, item) for item in gather.results[index] if type(item) is dict)
             for index, error in sorted(gather.errors.items()):
                 log.warning("an upstream failed a list; its items are left out", server=self.names[index], method=gather.method,
                             error=str(error)[:200])  # fmt: skip
@@ -320,47 +317,8 @@ class Hub:
             reasons = "; ".join(f"{self.names[i]}: {str(e)[:200]}" for i, e in sorted(gather.errors.items()))
             self._error(gather.client_id, UPSTREAM_UNAVAILABLE, f"no upstream server could be initialised ({reasons})")
             return
-        capabilities: dict[str, Any] = {}
-        instructions: list[str] = []
-        versions: set[str] = set()
-        for index in sorted(results):
-            result = results[index]
-            offered = jsonrpc.members(result.get("capabilities"))
-            self._capabilities[index] = offered
-            for key, value in offered.items():
-                if key not in _ROUTED_CAPABILITIES:
-                    continue  # e.g. tasks: the hub cannot route them, so it does not offer them
-                if type(value) is dict and type(capabilities.get(key)) is dict:
-                    capabilities[key] = {**capabilities[key], **{k: v for k, v in value.items() if v or k not in capabilities[key]}}
-                else:
-                    capabilities.setdefault(key, value)
-            if type(result.get("instructions")) is str and result["instructions"]:
-                instructions.append(f"## {self.names[index]}\n{result['instructions']}")
-            if type(result.get("protocolVersion")) is str:
-                versions.add(result["protocolVersion"])
-        requested = gather.params.get("protocolVersion")
-        version = requested if versions == {requested} else min(versions) if versions else requested
-        merged: dict[str, Any] = {"protocolVersion": version, "capabilities": capabilities,
-                                  "serverInfo": {"name": HUB_NAME, "version": __version__}}  # fmt: skip
-        if instructions:
-            merged["instructions"] = "\n\n".join(instructions)
+        merged = self._catalogue.initialized(results, gather.params.get("protocolVersion"))
         self._send({"jsonrpc": "2.0", "id": gather.client_id, "result": merged})
-
-    def _exported(self, index: int, kind: str, item: dict[str, Any]) -> dict[str, Any]:
-        """A listed item as the client sees it: names prefixed, resource URIs remembered."""
-        if kind in ("tools", "prompts") and type(item.get("name")) is str:
-            return {**item, "name": f"{self.names[index]}{SEPARATOR}{item['name']}"}
-        if kind == "resources" and type(item.get("uri")) is str:
-            owner = self._uris.setdefault(item["uri"], index)
-            if owner is not None and owner != index:  # two servers claim it: which one answers is not for them to decide
-                self._uris[item["uri"]] = None
-                log.warning("two upstreams list the same resource; reads of it are refused", uri=item["uri"][:200],
-                            server=self.names[owner], also=self.names[index])  # fmt: skip
-        elif kind == "resourceTemplates" and type(item.get("uriTemplate")) is str:
-            prefix = item["uriTemplate"].split("{", 1)[0]
-            if prefix and (prefix, index) not in self._templates:
-                self._templates.append((prefix, index))
-        return item
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -372,20 +330,6 @@ class Hub:
         if not sep or not rest or index is None or index not in self._live:
             return None
         return index, rest
-
-    def _uri_owner(self, uri: object) -> int | None:
-        if type(uri) is not str:
-            return None
-        if uri in self._uris:
-            index = self._uris[uri]
-            return index if index is not None and index in self._live else None
-        matches = [(len(prefix), i) for prefix, i in self._templates if uri.startswith(prefix)]
-        longest = max((n for n, _ in matches), default=0)
-        owners = {i for n, i in matches if n == longest}  # the most specific template; two owners: ambiguous
-        if not owners:  # not listed (a link in a result, say): fine if only one upstream has resources
-            owners = {i for i in self._live if "resources" in self._capabilities.get(i, {})}
-        index = owners.pop() if len(owners) == 1 else None
-        return index if index is not None and index in self._live else None
 
     def expire(self, timeout: float) -> None:
         """Answer every gathered request (initialize, a list) that has waited more than `timeout`
