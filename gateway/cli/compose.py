@@ -188,7 +188,7 @@ def server_names(given: str | None, settings: RunSettings) -> tuple[str | None, 
     """The server identity that rules and pins use (from `--name` or the config's upstream name;
     None: the server's own name, learnt at `initialize`), and the one to fall back to (the
     upstream command's file name, or the display form of its URL)."""
-    return (server_identity(given) if given else None), server_identity(Path(settings.upstream.argv[0]).name)
+    return (server_identity(given) if given else None), server_identity(Path(settings.upstream.display).name)
 
 
 def make_mediator(

@@ -11,7 +11,7 @@ import orjson
 
 from gateway.errors import EXIT_OK
 from gateway.evidence.entry import timestamp, utc_now
-from gateway.evidence.rotation import make_manifest
+from gateway.evidence.rotation import make_manifest, rotation_manifest_path
 from gateway.evidence.signing import (
     generate_key,
     key_id,
@@ -19,7 +19,6 @@ from gateway.evidence.signing import (
     public_text,
     write_private_key,
 )
-from gateway.fronts.stdio import rotation_manifest_path
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -15,9 +15,8 @@ from gateway.logs import configure_logging
 from gateway.mediation.mediator import server_identity
 from gateway.screening.descriptors import item_key
 from gateway.screening.pins import Lock, ServerPins, compare
-from gateway.upstream.child import ChildSpec
-from gateway.upstream.http import HttpSpec
-from gateway.upstream.probe import list_remote_server, list_server
+from gateway.upstream import UpstreamSpec
+from gateway.upstream.probe import list_server
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -40,7 +39,7 @@ def cmd_pin(args: argparse.Namespace) -> int:
     config = load_config(args.config) if args.config else GatewayConfig()
     argv = [a for a in args.upstream_command if a != "--"] if args.upstream_command else []
 
-    def target() -> tuple[ChildSpec | HttpSpec, str | None]:
+    def target() -> tuple[UpstreamSpec, str | None]:
         remote = http_spec(args, config)
         return remote if remote is not None else upstream_spec(args, config)
 
@@ -54,10 +53,10 @@ def cmd_pin(args: argparse.Namespace) -> int:
     old = Lock.load(args.lock) if args.lock.exists() else Lock()
     new = Lock.from_json(old.to_json(), str(args.lock))
     for spec, configured in targets:
-        listing = asyncio.run(list_remote_server(spec) if isinstance(spec, HttpSpec) else list_server(spec))
+        listing = asyncio.run(list_server(spec))
         given = args.name or configured or listing.server_name
         identity = server_identity(given) if given else None
-        identity = identity or server_identity(Path(spec.display if isinstance(spec, HttpSpec) else spec.argv[0]).name)
+        identity = identity or server_identity(Path(spec.display).name)
         pins = ServerPins()
         if listing.instructions is not None:
             pins.put("instructions", "instructions", listing.instructions)

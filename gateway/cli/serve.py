@@ -11,8 +11,11 @@ from pathlib import Path
 from gateway.cli.compose import gateway_setup, make_mediator, open_flight_log, server_names
 from gateway.cli.options import upstream_options
 from gateway.errors import ConfigError
-from gateway.fronts.http.app import TOKENS_ENV, ServeSettings, SessionParts, Token, check_settings, load_tokens, serve
+from gateway.fronts.http.app import serve
+from gateway.fronts.http.auth import TOKENS_ENV, check_settings, load_tokens
 from gateway.fronts.http.peer import Principal
+from gateway.fronts.http.session import SessionParts
+from gateway.fronts.http.settings import ServeSettings, Token
 from gateway.recording.cassette import CassetteWriter
 from gateway.screening.pins import Lock
 
@@ -69,7 +72,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not host or not port.isdigit():
         raise ConfigError(f"--listen {args.listen!r}: write HOST:PORT, e.g. 127.0.0.1:8080")
     serve_settings = ServeSettings(
-        upstream=settings.upstream, upstream_http=settings.upstream_http, host=host.strip("[]"), port=int(port), path=args.path,
+        upstream=settings.upstream, host=host.strip("[]"), port=int(port), path=args.path,
         tokens=_tokens(args),
         allow_unauthenticated=args.insecure_no_auth, allowed_hosts=tuple(args.allow_host), allowed_origins=tuple(args.allow_origin),
         max_body_bytes=args.max_body_bytes, max_message_bytes=settings.max_message_bytes, max_sessions=args.max_sessions,

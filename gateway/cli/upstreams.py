@@ -9,6 +9,7 @@ import os
 from gateway.config import GatewayConfig, load_config
 from gateway.errors import ConfigError
 from gateway.fronts.stdio import RunSettings
+from gateway.upstream import UpstreamSpec
 from gateway.upstream.child import ChildSpec, child_environment
 from gateway.upstream.http import HttpSpec
 
@@ -87,14 +88,10 @@ def settings_from(args: argparse.Namespace) -> tuple[RunSettings, GatewayConfig,
     config = load_config(args.config) if args.config else GatewayConfig()
     section = config.gateway
     remote = http_spec(args, config)
-    http = remote[0] if remote is not None else None
-    if remote is not None:
-        spec, name = ChildSpec((remote[0].display,), {}, None), remote[1]  # the display form: no query, no user part
-    else:
-        spec, name = upstream_spec(args, config)
+    target: tuple[UpstreamSpec, str | None] = remote if remote is not None else upstream_spec(args, config)
+    spec, name = target
     settings = RunSettings(
         upstream=spec,
-        upstream_http=http,
         max_message_bytes=positive(args.max_message_bytes, section.max_message_bytes, "--max-message-bytes"),
         max_in_flight=positive(args.max_in_flight, section.max_in_flight, "--max-in-flight"),
         shutdown_grace=section.shutdown_grace if args.shutdown_grace is None else max(0.0, args.shutdown_grace),

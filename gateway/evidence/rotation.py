@@ -3,18 +3,38 @@
 A manifest signed only by the new key would let anyone who steals nothing but a fresh key
 claim a log; one signed only by the old key would let a thief of the old key hand the log to
 a key the owner never made. Both signatures, over the same domain-separated RFC 8785 bytes.
+
+A running gateway switches keys on SIGHUP (`rotate_key`): `airlock key rotate` has put the new
+key in the key file and the manifest beside it (`rotation_manifest_path`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Final
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
 
+import orjson
+import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from gateway.errors import GatewayError
 from gateway.evidence.canonical import ROTATION_DOMAIN, signing_bytes
 from gateway.evidence.failures import SignatureInvalid
-from gateway.evidence.signing import key_id, public_from_text, public_raw, public_text, sign, verify_signature
+from gateway.evidence.signing import (
+    key_id,
+    load_private_key,
+    public_from_text,
+    public_raw,
+    public_text,
+    sign,
+    verify_signature,
+)
+
+if TYPE_CHECKING:  # flightlog verifies manifests with this module
+    from gateway.evidence.flightlog import FlightLog
+
+log = structlog.get_logger("airlock.run")
 
 MANIFEST_VERSION: Final = 1
 _BODY: Final = ("v", "old_key_id", "old_public_key", "new_key_id", "new_public_key", "ts")
@@ -54,3 +74,24 @@ def verify_manifest(manifest: Mapping[str, Any], current: Ed25519PublicKey) -> E
     verify_signature(old, str(manifest["sig_old"]), message)
     verify_signature(new, str(manifest["sig_new"]), message)
     return new
+
+
+def rotation_manifest_path(key_path: Path) -> Path:
+    """Where `airlock key rotate` writes the manifest for the key file `key_path`."""
+    return key_path.with_name(key_path.name + ".rotation.json")
+
+
+async def rotate_key(flight_log: FlightLog, key_path: Path) -> None:
+    """SIGHUP: if the key file now holds a new key with a manifest handing the current key to
+    it, continue the log with the new key. Anything else is refused, and the old key stays."""
+    try:
+        new_key = load_private_key(key_path)
+        if key_id(new_key.public_key()) == flight_log.key_id:
+            log.info("SIGHUP: the signing key is unchanged", key_id=flight_log.key_id)
+            return
+        manifest = orjson.loads(rotation_manifest_path(key_path).read_bytes())
+        await flight_log.rotate(new_key, manifest)
+    except (GatewayError, OSError, ValueError) as exc:
+        log.error("key rotation refused; still signing with the old key", error=str(exc))
+        return
+    log.info("signing key rotated", key_id=flight_log.key_id)

@@ -20,15 +20,16 @@ import structlog
 
 from gateway.errors import EXIT_OK, EXIT_UPSTREAM, MessageTooLarge
 from gateway.evidence.flightlog import FlightLog
-from gateway.fronts.stdio import DRAIN_TIMEOUT, RunSettings, commit_evidence
+from gateway.fronts import DRAIN_TIMEOUT
+from gateway.fronts.stdio import RunSettings
 from gateway.mediation.interface import Mediator
 from gateway.protocol import jsonrpc
 from gateway.protocol.framing import LineFramer
 from gateway.protocol.pipes import FlowLink, FramedReader, LineWriter, WriterProtocol, open_read_fd, open_write_fd
+from gateway.session.evidence import LineTrace, WriteAhead
 from gateway.session.hub import Hub
-from gateway.session.relay import Relay
-from gateway.upstream.child import ChildProcess
-from gateway.upstream.http import HttpUpstream
+from gateway.session.wiring import wire_session
+from gateway.upstream import Upstream
 
 log = structlog.get_logger("airlock.hub")
 
@@ -46,7 +47,7 @@ class HubUpstream:
 class _AllChildren:
     """Pauses and resumes reading every upstream at once (the client's output backed up)."""
 
-    def __init__(self, children: Sequence[ChildProcess | HttpUpstream]) -> None:
+    def __init__(self, children: Sequence[Upstream]) -> None:
         self._children = children
 
     def pause_reading(self) -> None:
@@ -64,75 +65,43 @@ async def run_hub_stdio(upstreams: Sequence[HubUpstream], *, flight_log: FlightL
     Returns 0 after a requested shutdown, 3 when every upstream was lost."""
     loop = asyncio.get_running_loop()
     to_client = LineWriter("client")
-    writers = [LineWriter(f"upstream {u.name}") for u in upstreams]
-    relays: list[Relay] = []
-    hub_lines: list[Callable[[bytes], None]] = []
-
-    # Fail closed across the hub: the hub re-encodes what a relay sends, so the lines a relay
-    # withdraws (their flight-log entries could not be written) are found in the client's buffer
-    # through `produced`: relay line id -> the ids of the client lines made from it, per flush.
-    producing: list[int] = []
-    produced: dict[int, list[int]] = {}
-
-    def hub_to_client(line: bytes) -> None:
-        to_client.add(line)
-        if producing and flight_log is not None:  # only a flight log can make a relay withdraw
-            produced.setdefault(producing[-1], []).append(id(line))
+    # Fail closed across the hub: the hub re-encodes what a relay sends, so the client lines made
+    # from the lines a relay withdraws are traced (see `LineTrace`).
+    trace = LineTrace(to_client.add, enabled=flight_log is not None)
+    write_ahead = WriteAhead(flight_log, to_client, trace=trace)
 
     def upstream_output(index: int) -> Callable[[bytes], None]:
-        def deliver(line: bytes) -> None:
-            producing.append(id(line))
-            try:
-                hub.from_upstream(index, line)
-            finally:
-                producing.pop()
-
-        return deliver
-
-    for index, upstream in enumerate(upstreams):
-        relay = Relay(upstream.mediator, upstream_output(index), writers[index].add, max_in_flight=upstream.settings.max_in_flight)
-        relays.append(relay)
-        hub_lines.append(relay.from_client)
-    hub = Hub([u.name for u in upstreams], hub_to_client, hub_lines)
-    if flight_log is not None:
-        flight_log.defer_writes()
-        for relay in relays:
-            relay.track_uncommitted()
-
-    sides = list(zip(relays, writers, strict=True))
-
-    def client_lines(withdrawn: set[int]) -> set[int]:
-        return {client for line in withdrawn for client in produced.get(line, ())}
+        return trace.from_relay(lambda line: hub.from_upstream(index, line))
 
     def flush() -> None:
-        commit_evidence(flight_log, sides, to_client, client_lines)
+        write_ahead.commit()
         hub.commit()
-        produced.clear()
 
-    children: list[ChildProcess | HttpUpstream] = []
-    for index, upstream in enumerate(upstreams):
-        framer = LineFramer(relays[index].from_upstream, relays[index].upstream_line_too_large, max_message_bytes)
-
-        def on_chunk(data: bytes, framer: LineFramer = framer) -> None:
-            try:
-                framer.feed(data)
-            finally:
-                flush()
-
-        spec = upstream.settings
-        child = HttpUpstream(spec.upstream_http, on_chunk) if spec.upstream_http is not None else ChildProcess(spec.upstream, on_chunk)
-        children.append(child)
-    started: list[ChildProcess | HttpUpstream] = []
+    sessions = [
+        wire_session(
+            upstream.mediator,
+            upstream.settings.upstream,
+            to_client=upstream_output(index),
+            write_ahead=write_ahead,
+            after_upstream_chunk=flush,
+            max_message_bytes=max_message_bytes,
+            max_in_flight=upstream.settings.max_in_flight,
+            name=f"upstream {upstream.name}",
+        )
+        for index, upstream in enumerate(upstreams)
+    ]
+    relays = [session.relay for session in sessions]
+    children = [session.upstream for session in sessions]
+    hub = Hub([u.name for u in upstreams], trace.to_client, [session.from_client for session in sessions])
+    started: list[Upstream] = []
     try:
-        for child in children:
-            await child.start()
-            started.append(child)
+        for session in sessions:
+            await session.start()
+            started.append(session.upstream)
     except BaseException:
         for child in started:
             await child.terminate(grace=0.0)
         raise
-    for child, writer in zip(children, writers, strict=True):
-        writer.attach(child.stdin)
 
     stop = asyncio.Event()
     reason: list[str] = []
@@ -162,7 +131,7 @@ async def run_hub_stdio(upstreams: Sequence[HubUpstream], *, flight_log: FlightL
 
     lost: set[int] = set()
 
-    async def watch(index: int, child: ChildProcess | HttpUpstream) -> None:
+    async def watch(index: int, child: Upstream) -> None:
         await child.exited.wait()
         if stop.is_set():
             return  # ended by the shutdown

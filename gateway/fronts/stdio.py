@@ -10,37 +10,34 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
-import orjson
 import structlog
 
-from gateway.errors import EXIT_OK, EXIT_UPSTREAM, EvidenceUnavailable, GatewayError
+from gateway.errors import EXIT_OK, EXIT_UPSTREAM
 from gateway.evidence.flightlog import FlightLog
-from gateway.evidence.signing import key_id, load_private_key
+from gateway.evidence.rotation import rotate_key
+from gateway.fronts import DRAIN_TIMEOUT
 from gateway.mediation.interface import Mediator
 from gateway.protocol.framing import DEFAULT_MAX_MESSAGE_BYTES, LineFramer
 from gateway.protocol.inflight import DEFAULT_MAX_IN_FLIGHT
 from gateway.protocol.pipes import FlowLink, FramedReader, LineWriter, WriterProtocol, open_read_fd, open_write_fd
-from gateway.recording.cassette import CassetteWriter, Direction
+from gateway.recording.cassette import CassetteWriter
+from gateway.session.evidence import WriteAhead
 from gateway.session.relay import Relay
-from gateway.upstream.child import ChildProcess, ChildSpec
-from gateway.upstream.http import HttpSpec, HttpUpstream
+from gateway.session.wiring import wire_session
+from gateway.upstream import Upstream, UpstreamSpec
 
 log = structlog.get_logger("airlock.run")
-
-#: After the client's input ends: how long open requests may take to be answered.
-DRAIN_TIMEOUT: Final = 5.0
 
 
 @dataclass(frozen=True, slots=True)
 class RunSettings:
-    upstream: ChildSpec
-    #: Set: the upstream is this remote server (streamable HTTP or SSE), not a child process.
-    upstream_http: HttpSpec | None = None
+    #: A command to start as a child process, or a remote server (streamable HTTP or SSE).
+    upstream: UpstreamSpec
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
     #: Seconds the upstream gets to exit by itself after its stdin closes, before SIGTERM.
@@ -77,43 +74,29 @@ async def run_stdio(
     """
     loop = asyncio.get_running_loop()
     to_client = LineWriter("client")
-    to_upstream = LineWriter("upstream")
-
-    def tap(direction: Direction, handler: Callable[[bytes], None]) -> Callable[[bytes], None]:
-        return recorder.tee(direction, handler) if recorder is not None else handler
-
-    relay = Relay(mediator, tap("g2c", to_client.add), tap("g2u", to_upstream.add), max_in_flight=settings.max_in_flight)
     stop = _Stop()
     drained = asyncio.Event()
     draining = False
-
-    if flight_log is not None:
-        # One log write per chunk of input, always before what it decides leaves (write-ahead).
-        flight_log.defer_writes()
-        relay.track_uncommitted()
-
-    sides = [(relay, to_upstream)]
+    # One log write per chunk of input, always before what it decides leaves (write-ahead).
+    write_ahead = WriteAhead(flight_log, to_client)
 
     def flush() -> None:
-        commit_evidence(flight_log, sides, to_client)
+        write_ahead.commit()
         if draining and relay.pending_client_requests == 0:
             drained.set()
 
-    upstream_framer = LineFramer(tap("u2g", relay.from_upstream), relay.upstream_line_too_large, settings.max_message_bytes)
-
-    def on_upstream_chunk(data: bytes) -> None:
-        try:
-            upstream_framer.feed(data)
-        finally:
-            flush()
-
-    child: ChildProcess | HttpUpstream
-    if settings.upstream_http is not None:
-        child = HttpUpstream(settings.upstream_http, on_upstream_chunk)
-    else:
-        child = ChildProcess(settings.upstream, on_upstream_chunk)
-    await child.start()
-    to_upstream.attach(child.stdin)
+    session = wire_session(
+        mediator,
+        settings.upstream,
+        to_client=to_client.add,
+        write_ahead=write_ahead,
+        after_upstream_chunk=flush,
+        max_message_bytes=settings.max_message_bytes,
+        max_in_flight=settings.max_in_flight,
+        recorder=recorder,
+    )
+    relay, child = session.relay, session.upstream
+    await session.start()
 
     client_flow = FlowLink()  # stdout backs up -> stop reading the upstream
     client_flow.reader = child
@@ -121,7 +104,7 @@ async def run_stdio(
     to_client.attach(stdout)
     flush()  # anything the upstream said before stdout was attached
 
-    client_framer = LineFramer(tap("c2g", relay.from_client), relay.client_line_too_large, settings.max_message_bytes)
+    client_framer = LineFramer(session.from_client, relay.client_line_too_large, settings.max_message_bytes)
     reader = FramedReader(client_framer, flush, lambda: stop.set("client closed its input"))
     child.stdin_flow.reader = await open_read_fd(stdin_fd, reader)
 
@@ -172,7 +155,7 @@ async def run_stdio(
             await child.terminate(grace=0.0)
 
 
-async def _upstream_died(child: ChildProcess | HttpUpstream, relay: Relay, to_client: LineWriter) -> int:
+async def _upstream_died(child: Upstream, relay: Relay, to_client: LineWriter) -> int:
     await child.wait_output_done(1.0)
     reason = child.ended_because()
     answered = relay.upstream_lost(reason)
@@ -181,53 +164,6 @@ async def _upstream_died(child: ChildProcess | HttpUpstream, relay: Relay, to_cl
     await child.terminate(grace=0.0)  # the rest of its process group
     await to_client.drain(2.0)
     return EXIT_UPSTREAM
-
-
-def commit_evidence(flight_log: FlightLog | None, sides: Sequence[tuple[Relay, LineWriter]], to_client: LineWriter,
-                    client_lines: Callable[[set[int]], set[int]] = lambda ids: ids) -> None:  # fmt: skip
-    """Write-ahead, once per chunk of input: write the flight-log entries decided since the last
-    call, then let out what they decide (each relay's upstream writer, then the client's). If the
-    entries cannot be written, every relay withdraws what it passed on since (fail closed):
-    requests are refused, responses replaced by the error, and the withdrawn lines are dropped
-    from the writers before they flush. `client_lines` maps a relay's withdrawn line ids to the
-    ids in `to_client` (the hub re-encodes what relays send)."""
-    if flight_log is not None:
-        try:
-            flight_log.flush()
-        except EvidenceUnavailable as error:
-            withheld = 0
-            for relay, to_upstream in sides:
-                withdrawn = relay.withdraw(error)
-                if withdrawn:
-                    withheld += len(withdrawn)
-                    to_upstream.discard(withdrawn)
-                    to_client.discard(client_lines(withdrawn))
-            log.error("flight log write failed; what it would record was withheld", messages=withheld, error=error.message)
-        for relay, _ in sides:
-            relay.commit()
-    for _, to_upstream in sides:
-        to_upstream.flush()
-    to_client.flush()
-
-
-def rotation_manifest_path(key_path: Path) -> Path:
-    return key_path.with_name(key_path.name + ".rotation.json")
-
-
-async def rotate_key(flight_log: FlightLog, key_path: Path) -> None:
-    """SIGHUP: if the key file now holds a new key with a manifest handing the current key to
-    it, continue the log with the new key. Anything else is refused, and the old key stays."""
-    try:
-        new_key = load_private_key(key_path)
-        if key_id(new_key.public_key()) == flight_log.key_id:
-            log.info("SIGHUP: the signing key is unchanged", key_id=flight_log.key_id)
-            return
-        manifest = orjson.loads(rotation_manifest_path(key_path).read_bytes())
-        await flight_log.rotate(new_key, manifest)
-    except (GatewayError, OSError, ValueError) as exc:
-        log.error("key rotation refused; still signing with the old key", error=str(exc))
-        return
-    log.info("signing key rotated", key_id=flight_log.key_id)
 
 
 async def _first(*waits: Coroutine[Any, Any, Any]) -> None:

@@ -47,7 +47,7 @@ from gateway.policy.engine import CompiledPolicy
 from gateway.protocol import jsonrpc
 from gateway.recording.cassette import Cassette, CassetteEntry
 from gateway.screening.pins import Lock
-from gateway.session.relay import Relay
+from gateway.session.wiring import wire_relay
 
 #: Public on purpose: replay logs must be reproducible by anyone, so they prove nothing.
 REPLAY_KEY_SEED: Final = b"mcp-airlock replay key/1 (public: proves nothing)"
@@ -420,7 +420,12 @@ def _with_id(message: Any, request_id: Any) -> bytes:
 
 
 class _Session:
-    """One replay: the live relay, the mock upstream, and the rows being filled in."""
+    """One replay: the live relay, the mock upstream, and the rows being filled in.
+
+    The relay is wired as every front wires one (`wire_relay`), without what does not apply: the
+    walk is synchronous and line by line, so there is no upstream process, framer or writer; and
+    the flight log is not deferred (each entry is written as it is made), so there is no
+    write-ahead to commit."""
 
     def __init__(self, cassette: Cassette, mediator: PolicyMediator, tap: _TappedLog) -> None:
         self.cassette = cassette
@@ -429,7 +434,7 @@ class _Session:
         self.rows = recorded_calls(cassette)
         self._by_seq = {row.seq: row for row in self.rows}
         self._open: dict[bytes, CallRow] = {}
-        self.relay = Relay(mediator, self._to_client, self.mock.from_gateway)
+        self.relay = wire_relay(mediator, self._to_client, self.mock.from_gateway).relay
 
     def run(self) -> None:
         relay, mock = self.relay, self.mock

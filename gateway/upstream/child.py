@@ -58,6 +58,11 @@ class ChildSpec:
     env: Mapping[str, str] = field(default_factory=dict)
     cwd: str | None = None
 
+    @property
+    def display(self) -> str:
+        """The upstream as logs and names show it: the program it runs."""
+        return self.argv[0]
+
 
 class _ChildProtocol(asyncio.SubprocessProtocol):
     def __init__(self, owner: ChildProcess) -> None:

@@ -16,8 +16,9 @@ from typing import Any, Final
 from gateway.errors import UpstreamStartFailed, UpstreamUnavailable
 from gateway.protocol import jsonrpc
 from gateway.protocol.methods import LIST_METHODS
+from gateway.upstream import UpstreamSpec, open_upstream
 from gateway.upstream.child import ChildSpec
-from gateway.upstream.http import HttpSpec, HttpUpstream
+from gateway.upstream.http import HttpSpec
 
 PROBE_PROTOCOL: Final = "2025-11-25"
 _CAPABILITY_OF: Final = {"tools": "tools", "prompts": "prompts", "resources": "resources", "resourceTemplates": "resources"}
@@ -71,12 +72,20 @@ class _Conversation:
         await self._write_line(jsonrpc.encode(message) + b"\n")
 
 
-async def list_server(spec: ChildSpec, *, timeout: float = 60.0) -> ServerListing:
-    """Everything the server shows a model.
+async def list_server(spec: UpstreamSpec, *, timeout: float = 60.0) -> ServerListing:
+    """Everything the server shows a model: a command started as a child, or a remote server
+    (streamable HTTP or SSE) over the gateway's own upstream connection.
 
     Raises:
-        UpstreamUnavailable: it could not be started, did not answer in time, or failed.
+        UpstreamUnavailable: it could not be started or reached, did not answer in time, or failed.
     """
+    if isinstance(spec, HttpSpec):
+        return await _list_remote(spec, timeout)
+    return await _list_child(spec, timeout)
+
+
+async def _list_child(spec: ChildSpec, timeout: float) -> ServerListing:
+    # A plain subprocess, not `ChildProcess`: the probe reads whole lines of any size, then kills the group.
     try:
         process = await asyncio.create_subprocess_exec(
             *spec.argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=dict(spec.env), cwd=spec.cwd,
@@ -102,13 +111,7 @@ async def list_server(spec: ChildSpec, *, timeout: float = 60.0) -> ServerListin
         await process.wait()
 
 
-async def list_remote_server(spec: HttpSpec, *, timeout: float = 60.0) -> ServerListing:
-    """`list_server` for a remote server (streamable HTTP or SSE), over the gateway's own
-    upstream connection.
-
-    Raises:
-        UpstreamUnavailable: it could not be reached, did not answer in time, or failed.
-    """
+async def _list_remote(spec: HttpSpec, timeout: float) -> ServerListing:
     lines: asyncio.Queue[bytes] = asyncio.Queue()
 
     def on_output(data: bytes) -> None:
@@ -116,7 +119,7 @@ async def list_remote_server(spec: HttpSpec, *, timeout: float = 60.0) -> Server
             if line:
                 lines.put_nowait(line)
 
-    upstream = HttpUpstream(spec, on_output)
+    upstream = open_upstream(spec, on_output)
     try:
         await upstream.start()
     except UpstreamStartFailed as error:

@@ -1,7 +1,10 @@
-"""`airlock serve`: the ASGI app and its sessions (`app`), the JSON fast path (`direct`), SSE
-resumability (`events`) and the TLS peer identity (`peer`).
+"""`airlock serve`: ASGI routing, lifespan and `serve()` (`app`); one MCP session, the `_Router`
+of server-to-client messages and the registry of open sessions that owns `max_sessions`
+(`session`); bearer tokens, authentication, the rate limiter and loopback checks (`auth`); the
+settings (`settings`); the JSON fast path (`direct`), SSE resumability (`events`) and the TLS
+peer identity (`peer`).
 
 Imports: as `gateway.fronts`.
 """
 
-__all__ = ["app", "direct", "events", "peer"]
+__all__ = ["app", "auth", "direct", "events", "peer", "session", "settings"]

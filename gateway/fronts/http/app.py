@@ -12,155 +12,43 @@ limit, and Host/Origin validation. A request without a session id that is not `i
 (e.g. the 2026-07-28 `server/discover` probe) is served by a one-shot session, ended after
 its answer.
 
-Server-to-client messages of a stdio upstream say nothing about which request they belong to:
-a progress notification is routed by its progress token, anything else to the client request
-opened most recently and still open, else to the session's standalone GET stream.
+The pieces: `settings` (`ServeSettings`), `auth` (tokens, rate limit), `session` (one session, the
+registry of them); this module routes each request and runs the server.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
-import ipaddress
 import re
 import secrets
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import MutableMapping
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Final
 
-import anyio
 import orjson
 import structlog
 from mcp.server.sse import SseServerTransport
 from mcp.server.streamable_http import StreamableHTTPServerTransport
 from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
-from mcp.shared.message import ServerMessageMetadata, SessionMessage
-from mcp_types.jsonrpc import jsonrpc_message_adapter
 from mcp_types.version import SUPPORTED_PROTOCOL_VERSIONS
 from starlette.requests import Request
 
-from gateway.errors import UPSTREAM_UNAVAILABLE, ConfigError, GatewayError, UpstreamStartFailed
-from gateway.evidence.flightlog import FlightLog
+from gateway.errors import UPSTREAM_UNAVAILABLE, ConfigError, GatewayError
 from gateway.fronts.http import direct
-from gateway.fronts.http.events import DEFAULT_MAX_EVENTS, SessionEvents
+from gateway.fronts.http.auth import TokenBucket, authenticate, check_settings
+from gateway.fronts.http.direct import Receive, Send
+from gateway.fronts.http.events import SessionEvents
 from gateway.fronts.http.peer import Principal, client_certificate, with_client_certificate
-from gateway.fronts.stdio import commit_evidence
-from gateway.mediation.interface import Mediator
-from gateway.protocol import jsonrpc
-from gateway.protocol.framing import DEFAULT_MAX_MESSAGE_BYTES, LineFramer
-from gateway.protocol.pipes import LineWriter, QueueSink
-from gateway.recording.cassette import CassetteWriter, Direction
-from gateway.session.relay import Relay
-from gateway.upstream.child import ChildProcess, ChildSpec
-from gateway.upstream.http import HttpSpec, HttpUpstream
+from gateway.fronts.http.session import HttpSession, SessionFactory, SessionRegistry
+from gateway.fronts.http.settings import ServeSettings
 
 log = structlog.get_logger("airlock.serve")
 
 Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 SESSION_HEADER: Final = b"mcp-session-id"
 _SSE_MESSAGES: Final = "/messages/"
 _SSE_SESSION: Final = re.compile(rb"session_id=([0-9a-f]{32})")
-TOKENS_ENV: Final = "AIRLOCK_TOKENS"
-DEFAULT_MAX_BODY: Final = 4 * 1024 * 1024
-
-
-@dataclass(frozen=True, slots=True)
-class Token:
-    id: str
-    secret: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class ServeSettings:
-    upstream: ChildSpec
-    #: A remote upstream (`--url`): each session opens its own connection to it instead of a child.
-    upstream_http: HttpSpec | None = None
-    host: str = "127.0.0.1"
-    port: int = 8080
-    path: str = "/mcp"
-    tokens: tuple[Token, ...] = ()
-    allow_unauthenticated: bool = False  # only ever on loopback
-    allowed_hosts: tuple[str, ...] = ()
-    allowed_origins: tuple[str, ...] = ()
-    max_body_bytes: int = DEFAULT_MAX_BODY
-    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
-    max_sessions: int = 100
-    #: The legacy (2024-11-05) HTTP+SSE endpoint, e.g. "/sse" (None: off); messages go to /messages/.
-    sse_path: str | None = None
-    #: Per-token rate limit: requests per second (0: off) and burst.
-    rate: float = 0.0
-    burst: int = 20
-    tls_cert: Path | None = None
-    tls_key: Path | None = None
-    tls_client_ca: Path | None = None  # set: clients must present a certificate this CA signed (mTLS)
-    #: Answer each POST with one JSON body instead of an SSE stream: about half the CPU per call,
-    #: but messages sent during a call (progress, sampling, elicitation, logging) have no channel.
-    json_responses: bool = False
-    #: SSE events kept per session for clients resuming with Last-Event-ID (0: no resumability).
-    resume_events: int = DEFAULT_MAX_EVENTS
-
-
-def load_tokens(path: Path) -> tuple[Token, ...]:
-    """Tokens, one per line as `ID:TOKEN` (or a bare token, id `tN`); blank lines and `#`
-    comments ignored. Several tokens allow rotation. Raises ConfigError."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the token file: {exc.strerror or exc}") from None
-    tokens: list[Token] = []
-    for number, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        token_id, sep, secret = line.partition(":")
-        if not sep:
-            token_id, secret = f"t{len(tokens) + 1}", line
-        if len(secret) < 16:
-            raise ConfigError(f"{path}:{number}: the token is shorter than 16 characters; use e.g. 'openssl rand -hex 32'")
-        tokens.append(Token(token_id.strip(), secret.strip().encode()))
-    if not tokens:
-        raise ConfigError(f"{path}: no token in the file; write one per line as ID:TOKEN")
-    return tuple(tokens)
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def check_settings(settings: ServeSettings) -> None:
-    """Fail closed: listening beyond loopback needs tokens."""
-    if not settings.tokens and not (settings.allow_unauthenticated and is_loopback(settings.host)):
-        if is_loopback(settings.host):
-            raise ConfigError("airlock serve needs bearer tokens (--token-file or AIRLOCK_TOKENS); on loopback only, "
-                              "--insecure-no-auth turns authentication off")  # fmt: skip
-        raise ConfigError(f"airlock serve on {settings.host} (beyond loopback) needs bearer tokens: pass --token-file")
-    if settings.resume_events < 0:
-        raise ConfigError(f"--resume-events {settings.resume_events}: give a count of events, or 0 to turn resumability off")
-
-
-def authenticate(settings: ServeSettings, header: bytes | None) -> str | None:
-    """The id of the token the Authorization header carries, or None. Every configured token
-    is compared, in constant time, whichever matches."""
-    if not settings.tokens:
-        return "unauthenticated-loopback" if settings.allow_unauthenticated else None
-    if header is None or header[:7].lower() != b"bearer ":
-        return None
-    offered = header[7:].strip()
-    found = None
-    for token in settings.tokens:
-        if hmac.compare_digest(offered, token.secret):
-            found = token.id
-    return found
 
 
 async def _plain(send: Send, status: int, message: str, headers: list[tuple[bytes, bytes]] | None = None, *,
@@ -171,254 +59,14 @@ async def _plain(send: Send, status: int, message: str, headers: list[tuple[byte
     await send({"type": "http.response.body", "body": body})
 
 
-@dataclass(slots=True)
-class TokenBucket:
-    """`rate` requests per second on average, `burst` at once. Pure: the caller passes the time."""
-
-    rate: float
-    burst: int
-    tokens: float = -1.0
-    stamp: float = 0.0
-
-    def take(self, now: float) -> float:
-        """0 when a request may pass (and it is counted), else the seconds until one may."""
-        if self.tokens < 0:
-            self.tokens, self.stamp = float(self.burst), now
-        self.tokens = min(float(self.burst), self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
-            return 0.0
-        return (1.0 - self.tokens) / self.rate
-
-
-@dataclass(slots=True)
-class _Router:
-    """Which client request a server-to-client message belongs to."""
-
-    open: dict[Any, None] = field(default_factory=dict)  # insertion-ordered open request ids
-    progress: dict[Any, Any] = field(default_factory=dict)  # progress token -> request id
-
-    def client_request(self, message: dict[str, Any]) -> None:
-        request_id = message.get("id")
-        params = message.get("params")
-        if message.get("method") == "notifications/cancelled" and type(params) is dict:
-            self.closed(params.get("requestId"))  # no response will come: messages must not be routed to it
-            return
-        if type(request_id) not in (int, str) or "method" not in message:
-            return
-        self.open[request_id] = None
-        meta = params.get("_meta") if type(params) is dict else None
-        token = meta.get("progressToken") if type(meta) is dict else None
-        if type(token) in (int, str):  # anything else cannot be a key (and is no valid token)
-            self.progress[token] = request_id
-
-    def closed(self, request_id: Any) -> None:
-        if type(request_id) in (int, str):
-            self.open.pop(request_id, None)
-            for token in [t for t, r in self.progress.items() if r == request_id]:
-                del self.progress[token]
-
-    def related(self, message: dict[str, Any]) -> Any:
-        if "method" not in message:  # a response: routed by its own id
-            self.closed(message.get("id"))
-            return None
-        params = message.get("params")
-        token = params.get("progressToken") if type(params) is dict else None
-        if message.get("method") == "notifications/progress" and type(token) in (int, str):
-            owner = self.progress.get(token)
-            if owner is not None:
-                return owner
-        return next(reversed(self.open), None)
-
-
-@dataclass(slots=True)
-class SessionParts:
-    """What `airlock serve` builds for each session: its mediator (label state, pins), its
-    flight log and, with `--record`, its cassette."""
-
-    mediator: Mediator
-    flight_log: FlightLog | None = None
-    recorder: CassetteWriter | None = None
-
-
-#: (session id, principal, transport: "streamable-http" | "sse") -> the session's parts
-SessionFactory = Callable[[str, Principal, str], SessionParts]
-
-
-class HttpSession:
-    """One MCP session: its transport, upstream child, relay and flight log."""
-
-    def __init__(self, settings: ServeSettings, transport: StreamableHTTPServerTransport | None, parts: SessionParts,
-                 principal: Principal, *, connect: Callable[[], Any] | None = None, name: str | None = None,
-                 resumable: bool = False) -> None:  # fmt: skip
-        """`transport`: a streamable-HTTP session; or `connect`: the streams of another transport
-        (the legacy SSE one), whose session ends with the request that opened it."""
-        self.settings = settings
-        self.transport = transport
-        self._connect = connect if connect is not None else transport.connect if transport is not None else None
-        self.name = name if name is not None else transport.mcp_session_id if transport is not None else None
-        self.principal = principal
-        self.flight_log = flight_log = parts.flight_log
-        self.recorder = recorder = parts.recorder
-        self.ready = asyncio.Event()
-        self.done = asyncio.Event()
-        self.start_error: str | None = None  # why the upstream could not be started
-        self.closing = False  # the session is ending: the fast path takes no new request
-        self._to_client_transport = QueueSink()
-        self._to_client = LineWriter("client")
-        self._to_client.attach(self._to_client_transport)
-        self._to_upstream = LineWriter("upstream")
-
-        def tap(direction: Direction, sink: Callable[[bytes], None]) -> Callable[[bytes], None]:
-            return recorder.tee(direction, sink) if recorder is not None else sink
-
-        self.relay = Relay(parts.mediator, tap("g2c", self._to_client.add), tap("g2u", self._to_upstream.add))
-        self._sides = [(self.relay, self._to_upstream)]
-        self._from_client = tap("c2g", self.relay.from_client)
-        self._from_upstream = tap("u2g", self.relay.from_upstream)
-        self._router = _Router()
-        self._direct: dict[Any, asyncio.Queue[direct.Delivery]] = {}  # request id -> its fast-path answer
-        self.resumable = resumable
-        self._child: ChildProcess | HttpUpstream | None = None
-        if flight_log is not None:
-            flight_log.defer_writes()
-            self.relay.track_uncommitted()
-
-    def is_open(self, request_id: Any) -> bool:
-        return request_id in self._router.open or request_id in self._direct
-
-    async def answer_directly(self, request_id: Any, message: dict[str, Any], body: bytes, receive: Receive, send: Send) -> None:
-        """Relay one client request and write its answer on this HTTP request (fast path)."""
-        queue: asyncio.Queue[direct.Delivery] = asyncio.Queue()
-        self._direct[request_id] = queue
-        try:
-            if self.closing:
-                queue.put_nowait(None)
-            else:
-                self._router.client_request(message)
-                self._from_client(body if b"\n" not in body else jsonrpc.encode(message))
-                self._flush()
-            await direct.answer(queue, receive, send, (self.name or "").encode())
-        finally:
-            self._direct.pop(request_id, None)
-
-    def _flush(self) -> None:
-        commit_evidence(self.flight_log, self._sides, self._to_client)
-
-    async def run(self) -> None:
-        framer = LineFramer(self._from_upstream, self.relay.upstream_line_too_large, self.settings.max_message_bytes)
-
-        def on_upstream_chunk(data: bytes) -> None:
-            try:
-                framer.feed(data)
-            finally:
-                self._flush()
-
-        child: ChildProcess | HttpUpstream
-        if self.settings.upstream_http is not None:
-            child = HttpUpstream(self.settings.upstream_http, on_upstream_chunk)
-        else:
-            child = ChildProcess(self.settings.upstream, on_upstream_chunk)
-        self._child = child
-        try:
-            try:
-                await child.start()
-            except UpstreamStartFailed as error:
-                self.start_error = error.message
-                log.error("session not opened: the upstream could not be started", session=self.name, error=error.message)
-                return
-            self._to_upstream.attach(child.stdin)
-            assert self._connect is not None
-            async with self._connect() as (read_stream, write_stream):
-                self.ready.set()
-                async with anyio.create_task_group() as tasks:
-                    tasks.start_soon(self._send_to_client, write_stream)
-                    tasks.start_soon(self._watch_child, child, tasks.cancel_scope)
-                    try:
-                        async for item in read_stream:
-                            if isinstance(item, Exception):
-                                log.info("client sent an unreadable message", error=str(item))
-                                continue
-                            message = item.message.model_dump(by_alias=True, mode="json", exclude_unset=True)
-                            self._router.client_request(message)
-                            self._from_client(jsonrpc.encode(message))
-                            self._flush()
-                            if message.get("method") == "notifications/cancelled":  # a cancelled fast-path call is answered no more
-                                cancelled = jsonrpc.members(message.get("params")).get("requestId")
-                                waiting = self._direct.get(cancelled) if type(cancelled) in (int, str) else None
-                                if waiting is not None:
-                                    waiting.put_nowait(None)
-                    except (anyio.ClosedResourceError, anyio.EndOfStream):
-                        pass  # the session was terminated (DELETE, or the upstream ended)
-                    tasks.cancel_scope.cancel()
-        finally:
-            self.closing = True
-            self.ready.set()
-            self._to_client_transport.close()
-            for queue in self._direct.values():
-                queue.put_nowait(None)
-            status = await child.terminate(grace=0.5) if child.returncode is None else child.returncode
-            log.info("session ended", session=self.name, **self.principal.describe(), upstream_status=status,
-                     **self.relay.describe())  # fmt: skip
-            if self.flight_log is not None:
-                await self.flight_log.aclose("session ended")
-            if self.recorder is not None:
-                self.recorder.close()
-            self.done.set()
-
-    async def _watch_child(self, child: ChildProcess | HttpUpstream, scope: anyio.CancelScope) -> None:
-        await child.exited.wait()
-        await child.wait_output_done(1.0)
-        self.relay.upstream_lost(child.ended_because())
-        self._flush()
-        await asyncio.sleep(0.05)  # let the sender pass the errors on
-        if self.transport is not None:
-            await self.transport.terminate()
-        scope.cancel()
-
-    async def _send_to_client(self, write_stream: Any) -> None:
-        queue = self._to_client_transport.queue
-        while True:
-            line = await queue.get()
-            if line is None:
-                return
-            message = jsonrpc.decode(line)  # as the relay wrote it (lone surrogates, big integers included)
-            if type(message) is not dict:
-                continue
-            related = self._router.related(message)
-            if self.settings.json_responses and related is not None and "method" in message:
-                if "id" in message:  # a request during a call has no channel back: the upstream gets an error, not silence
-                    error = {"code": -32603, "message": "the client connection has no channel for requests during a call "
-                             "(airlock serve --json-responses)"}  # fmt: skip
-                    self._from_client(jsonrpc.encode({"jsonrpc": "2.0", "id": message["id"], "error": error}))
-                    self._flush()
-                continue  # a notification during a call has no channel either
-            if self._direct:  # a fast-path request's response, or a message about it
-                key = message.get("id") if "method" not in message else related
-                waiting = self._direct.get(key) if type(key) in (int, str) else None
-                if waiting is not None:
-                    waiting.put_nowait((line, "method" not in message))
-                    continue
-            try:
-                typed = jsonrpc_message_adapter.validate_python(message, by_name=False)
-            except Exception as exc:  # the relay only sends valid JSON-RPC; never crash the session on it
-                log.error("message to the client not relayable over HTTP", error=str(exc)[:200])
-                continue
-            metadata = ServerMessageMetadata(related_request_id=related) if related is not None else None
-            await write_stream.send(SessionMessage(typed, metadata=metadata))
-
-
 class ServeApp:
     """The ASGI application."""
 
     def __init__(self, settings: ServeSettings, make_session: SessionFactory) -> None:
         self.settings = settings
         self.make_session = make_session
-        self.sessions: dict[str, HttpSession] = {}
+        self.sessions = SessionRegistry(settings.max_sessions)
         self._buckets: dict[str, TokenBucket] = {}
-        self._sse_owners: dict[str, Principal] = {}  # legacy SSE session id -> who opened it
-        self._tasks: set[asyncio.Task[None]] = set()
         hosts = list(settings.allowed_hosts) or [f"{settings.host}:{settings.port}", settings.host, f"localhost:{settings.port}",
                                                  "localhost", f"127.0.0.1:{settings.port}", "127.0.0.1"]  # fmt: skip
         origins = list(settings.allowed_origins) or [f"http://{h}" for h in hosts]
@@ -510,7 +158,7 @@ class ServeApp:
         return True
 
     async def _open(self, scope: Scope, receive: Receive, send: Send, principal: Principal) -> None:
-        if len(self.sessions) >= self.settings.max_sessions:
+        if self.sessions.full():
             await _plain(send, 503, "too many open sessions", [(b"retry-after", b"5")])
             return
         body = await _read_body(receive, self.settings.max_body_bytes)  # already read and checked: replayed
@@ -534,17 +182,14 @@ class ServeApp:
             await _plain(send, 500, f"the session could not be set up: {error.message}")
             return
         session = HttpSession(self.settings, transport, parts, principal, resumable=resumable)
-        task = asyncio.ensure_future(session.run())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task = self.sessions.run(session)
         await session.ready.wait()
         if session.done.is_set():
             reason = session.start_error or "it ended at once"
             await _plain(send, 502, f"the upstream server could not be started: {reason}", code=UPSTREAM_UNAVAILABLE)
             return
         if session_id is not None:
-            self.sessions[session_id] = session
-            task.add_done_callback(lambda _: self.sessions.pop(session_id, None))
+            self.sessions.add(session_id, session, task)
         log.info("session opened" if stateful else "one-shot request", session=session_id, **principal.describe())
         try:
             await transport.handle_request(scope, _replay(body, receive), send)
@@ -563,7 +208,7 @@ class ServeApp:
                 return
             query = scope.get("query_string", b"").decode("latin-1")
             sse_id = dict(part.partition("=")[::2] for part in query.split("&") if part).get("session_id", "")
-            if self._sse_owners.get(sse_id) != principal:
+            if self.sessions.sse_owner(sse_id) != principal:
                 await _plain(send, 404, f"session not found: it ended or never existed; open a new one with GET {self.settings.sse_path}")
                 return
             await self._sse.handle_post_message(scope, receive, send)
@@ -571,7 +216,7 @@ class ServeApp:
         if scope["method"] != "GET":
             await _plain(send, 405, "GET this path to open an SSE session", [(b"allow", b"GET")])
             return
-        if len(self.sessions) + len(self._sse_owners) >= self.settings.max_sessions:
+        if self.sessions.full_for_legacy():
             await _plain(send, 503, "too many open sessions", [(b"retry-after", b"5")])
             return
         owned: list[str] = []
@@ -581,7 +226,7 @@ class ServeApp:
                 found = _SSE_SESSION.search(event.get("body", b""))
                 if found:
                     owned.append(found.group(1).decode())
-                    self._sse_owners[owned[0]] = principal
+                    self.sessions.own_sse(owned[0], principal)
             await send(event)
 
         name = secrets.token_hex(16)
@@ -603,7 +248,7 @@ class ServeApp:
             pass  # refused by the SDK's Host/Origin guard: it has answered already
         finally:
             for sse_id in owned:
-                self._sse_owners.pop(sse_id, None)
+                self.sessions.release_sse(sse_id)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -616,11 +261,7 @@ class ServeApp:
                 return
 
     async def close(self) -> None:
-        for session in list(self.sessions.values()):
-            if session.transport is not None:
-                await session.transport.terminate()
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=5)
+        await self.sessions.close()
 
 
 class _BodyTooLarge(Exception):

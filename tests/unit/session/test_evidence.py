@@ -33,6 +33,7 @@ from gateway.mediation.interface import Forward, PassThrough, Refuse, Verdict
 from gateway.protocol import jsonrpc
 from gateway.protocol.jsonrpc import JsonObject, RequestId
 from gateway.protocol.pipes import LineWriter
+from gateway.session.evidence import LineTrace, WriteAhead
 from gateway.session.relay import Relay
 from tests.unit.helpers import policy_mediator
 
@@ -904,10 +905,10 @@ def test_discard_before_the_transport_is_attached_keeps_the_rest_for_it() -> Non
 
 
 class Gateway:
-    """`run_stdio`'s per-chunk plumbing without the pipes: a deferred flight log, a tracking
-    relay around a `PolicyMediator` that allows every call and records it (its lockfile pins
-    `echo`, so calls need no `tools/list` first), and a LineWriter per side. `end_chunk` does
-    what `run_stdio`'s `flush` does once a chunk of input has been relayed."""
+    """`run_stdio`'s per-chunk plumbing without the pipes: a relay around a `PolicyMediator` that
+    allows every call and records it (its lockfile pins `echo`, so calls need no `tools/list`
+    first), a LineWriter per side, and the session's `WriteAhead` (which defers the log and
+    tracks the relay). `end_chunk` commits, as every front does once a chunk has been relayed."""
 
     def __init__(self, log: FlightLog, path: Path) -> None:
         self.log = log
@@ -917,8 +918,8 @@ class Gateway:
         self.to_client.attach(self.client)
         self.to_upstream.attach(self.upstream)
         self.relay = Relay(policy_mediator(pinned=["echo"], flight_log=log), self.to_client.add, self.to_upstream.add)
-        log.defer_writes()
-        self.relay.track_uncommitted()
+        self.write_ahead = WriteAhead(log, self.to_client)
+        self.write_ahead.track(self.relay, self.to_upstream)
 
     def _entries_first(self, data: bytes) -> None:
         """Write-ahead: every call forwarded is in the log file before the upstream gets it."""
@@ -929,15 +930,7 @@ class Gateway:
                 assert message["id"] in logged, f"call {message['id']} forwarded before its entry was in the flight log"
 
     def end_chunk(self) -> None:
-        try:
-            self.log.flush()
-        except EvidenceUnavailable as error:
-            withdrawn = self.relay.withdraw(error)
-            self.to_upstream.discard(withdrawn)
-            self.to_client.discard(withdrawn)
-        self.relay.commit()
-        self.to_upstream.flush()
-        self.to_client.flush()
+        self.write_ahead.commit()
 
     def client_chunk(self, *messages: JsonObject) -> None:
         for message in messages:
@@ -1027,3 +1020,27 @@ def test_no_call_leaves_unrecorded_when_the_batch_that_fills_a_chunk_cannot_be_w
     assert [e["kind"] for e in _entries(log_path)] == ["genesis"]
     assert gateway.sent_upstream() == []  # none of these calls is in the log
     assert sorted(_unavailable(message, log_path) for message in gateway.sent_client()) == [1, 2, 3, 4, 5]
+
+
+# -- LineTrace: the client lines a re-encoding front (the hub) made from a relay's line ---------
+
+
+def test_the_client_lines_made_from_a_relay_line_are_found_by_its_id_until_the_commit() -> None:
+    sent: list[bytes] = []
+    trace = LineTrace(sent.append, enabled=True)
+    relay_line = _request(1)
+    trace.from_relay(lambda line: [trace.to_client(_line({"re-encoded": n})) for n in range(2)])(relay_line)
+    trace.to_client(_line({"made from": "nothing"}))  # not while a relay line is delivered: not traced
+    assert trace.client_lines({id(relay_line)}) == {id(sent[0]), id(sent[1])}
+    assert trace.client_lines({id(sent[2])}) == set()
+    trace.clear()
+    assert trace.client_lines({id(relay_line)}) == set()
+
+
+def test_without_a_flight_log_nothing_is_traced() -> None:
+    sent: list[bytes] = []
+    trace = LineTrace(sent.append, enabled=False)
+    relay_line = _request(1)
+    trace.from_relay(trace.to_client)(relay_line)
+    assert sent == [relay_line]
+    assert trace.client_lines({id(relay_line)}) == set()

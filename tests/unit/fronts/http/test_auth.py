@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 
 from gateway.errors import ConfigError
-from gateway.fronts.http.app import ServeSettings, Token, TokenBucket, _Router, authenticate, check_settings, is_loopback, load_tokens
+from gateway.fronts.http.auth import TokenBucket, authenticate, check_settings, is_loopback, load_tokens
+from gateway.fronts.http.session import _Router
+from gateway.fronts.http.settings import ServeSettings, Token
 from gateway.upstream.child import ChildSpec
 
 SPEC = ChildSpec(("true",), {}, None)
