@@ -7,17 +7,19 @@ import asyncio
 import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gateway.cli.compose import gateway_setup, make_mediator, open_flight_log, server_names
 from gateway.cli.options import upstream_options
 from gateway.errors import ConfigError
-from gateway.fronts.http.app import serve
 from gateway.fronts.http.auth import TOKENS_ENV, check_settings, load_tokens
-from gateway.fronts.http.peer import Principal
-from gateway.fronts.http.session import SessionParts
 from gateway.fronts.http.settings import ServeSettings, Token
 from gateway.recording.cassette import CassetteWriter
 from gateway.screening.pins import Lock
+
+if TYPE_CHECKING:
+    from gateway.fronts.http.peer import Principal
+    from gateway.fronts.http.session import SessionParts
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -67,6 +69,10 @@ def _tokens(args: argparse.Namespace) -> tuple[Token, ...]:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    # The HTTP front (uvicorn, starlette, the SDK's server transports) loads only for `serve`.
+    from gateway.fronts.http.app import serve
+    from gateway.fronts.http.session import SessionParts
+
     settings, config, upstream_name, policy, lock_path, lock = gateway_setup(args)
     host, _, port = args.listen.rpartition(":")
     if not host or not port.isdigit():

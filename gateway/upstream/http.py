@@ -17,11 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-import httpx2
 import orjson
 import structlog
-from mcp.shared.message import SessionMessage
-from mcp_types.jsonrpc import jsonrpc_message_adapter
 
 from gateway.errors import UpstreamStartFailed
 from gateway.protocol import jsonrpc
@@ -101,6 +98,9 @@ class HttpUpstream:
         log.info("upstream connected", url=self.spec.display, transport=self.spec.transport)
 
     async def _run(self) -> None:
+        # The SDK's client (and httpx2 under it) is imported when a remote upstream is opened:
+        # commands and stdio upstreams never pay for it.
+        import httpx2
         from mcp.client.sse import sse_client
         from mcp.client.streamable_http import streamable_http_client
 
@@ -138,6 +138,9 @@ class HttpUpstream:
             self.exited.set()
 
     async def _send(self, write_stream: Any) -> None:
+        from mcp.shared.message import SessionMessage
+        from mcp_types.jsonrpc import jsonrpc_message_adapter
+
         while True:
             line = await self.stdin.queue.get()
             if line is None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from gateway.errors import UpstreamStartFailed, UpstreamUnavailable
-from gateway.protocol import jsonrpc
+from gateway.protocol import jsonrpc, methods
 from gateway.protocol.methods import LIST_METHODS
 from gateway.upstream import UpstreamSpec, open_upstream
 from gateway.upstream.child import ChildSpec
@@ -151,9 +151,9 @@ async def _list_remote(spec: HttpSpec, timeout: float) -> ServerListing:
 
 async def _converse(talk: _Conversation) -> ServerListing:
     init = await talk.request(
-        "initialize", {"protocolVersion": PROBE_PROTOCOL, "capabilities": {}, "clientInfo": {"name": "airlock-pin", "version": "1"}}
+        methods.INITIALIZE, {"protocolVersion": PROBE_PROTOCOL, "capabilities": {}, "clientInfo": {"name": "airlock-pin", "version": "1"}}
     )
-    await talk.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+    await talk.send({"jsonrpc": "2.0", "method": methods.INITIALIZED})
     listing = ServerListing()
     if type(init) is dict:
         info = init.get("serverInfo")

@@ -41,6 +41,7 @@ from gateway.fronts.http.events import SessionEvents
 from gateway.fronts.http.peer import Principal, client_certificate, with_client_certificate
 from gateway.fronts.http.session import HttpSession, SessionFactory, SessionRegistry
 from gateway.fronts.http.settings import ServeSettings
+from gateway.protocol import methods
 
 log = structlog.get_logger("airlock.serve")
 
@@ -167,7 +168,7 @@ class ServeApp:
         except orjson.JSONDecodeError as exc:
             await _plain(send, 400, f"the body is not JSON: {exc}")
             return
-        stateful = type(message) is dict and message.get("method") == "initialize"
+        stateful = type(message) is dict and message.get("method") == methods.INITIALIZE
         session_id = secrets.token_hex(16) if stateful else None
         # Resumability: a session's SSE events are kept (bounded) for a client that reconnects with
         # Last-Event-ID. Not for one-shot requests, nor JSON responses (which have no event stream).

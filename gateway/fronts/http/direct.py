@@ -29,6 +29,8 @@ from typing import Any, Final
 import orjson
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
+from gateway.protocol import methods
+
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
@@ -61,7 +63,7 @@ def candidate(body: bytes, headers: MutableMapping[bytes, bytes], *, json_only: 
     if type(message) is not dict or message.get("jsonrpc") != "2.0" or type(message.get("method")) is not str:
         return None
     request_id = message.get("id")
-    if type(request_id) not in (int, str) or message["method"] == "initialize" or open_ids(request_id):
+    if type(request_id) not in (int, str) or message["method"] == methods.INITIALIZE or open_ids(request_id):
         return None
     params = message.get("params", {})
     if type(params) is not dict:

@@ -18,9 +18,10 @@ from mcp.server.streamable_http import EventCallback, EventId, EventMessage, Eve
 from mcp_types import JSONRPCMessage
 from mcp_types.jsonrpc import jsonrpc_message_adapter
 
+from gateway.fronts.http.settings import DEFAULT_MAX_EVENTS
+
 log = structlog.get_logger("airlock.serve")
 
-DEFAULT_MAX_EVENTS: Final = 1024
 DEFAULT_MAX_BYTES: Final = 8 * 1024 * 1024
 
 

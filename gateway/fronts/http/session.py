@@ -28,7 +28,7 @@ from gateway.fronts.http.direct import Receive, Send
 from gateway.fronts.http.peer import Principal
 from gateway.fronts.http.settings import ServeSettings
 from gateway.mediation.interface import Mediator
-from gateway.protocol import jsonrpc
+from gateway.protocol import jsonrpc, methods
 from gateway.protocol.pipes import LineWriter, QueueSink
 from gateway.recording.cassette import CassetteWriter
 from gateway.session.evidence import WriteAhead
@@ -48,7 +48,7 @@ class _Router:
     def client_request(self, message: dict[str, Any]) -> None:
         request_id = message.get("id")
         params = message.get("params")
-        if message.get("method") == "notifications/cancelled" and type(params) is dict:
+        if message.get("method") == methods.CANCELLED and type(params) is dict:
             self.closed(params.get("requestId"))  # no response will come: messages must not be routed to it
             return
         if type(request_id) not in (int, str) or "method" not in message:
@@ -71,7 +71,7 @@ class _Router:
             return None
         params = message.get("params")
         token = params.get("progressToken") if type(params) is dict else None
-        if message.get("method") == "notifications/progress" and type(token) in (int, str):
+        if message.get("method") == methods.PROGRESS and type(token) in (int, str):
             owner = self.progress.get(token)
             if owner is not None:
                 return owner
@@ -175,7 +175,7 @@ class HttpSession:
                             self._router.client_request(message)
                             self._from_client(jsonrpc.encode(message))
                             self._flush()
-                            if message.get("method") == "notifications/cancelled":  # a cancelled fast-path call is answered no more
+                            if message.get("method") == methods.CANCELLED:  # a cancelled fast-path call is answered no more
                                 cancelled = jsonrpc.members(message.get("params")).get("requestId")
                                 waiting = self._direct.get(cancelled) if type(cancelled) in (int, str) else None
                                 if waiting is not None:

@@ -6,9 +6,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from gateway.fronts.http.events import DEFAULT_MAX_EVENTS
 from gateway.protocol.framing import DEFAULT_MAX_MESSAGE_BYTES
 from gateway.upstream import UpstreamSpec
+
+#: SSE events kept per session by default for clients resuming with Last-Event-ID.
+DEFAULT_MAX_EVENTS: Final = 1024
 
 DEFAULT_MAX_BODY: Final = 4 * 1024 * 1024
 
