@@ -30,7 +30,7 @@ from gateway.labels import masks
 from gateway.labels.provenance import Provenance, field_values
 from gateway.mediation.interface import Fetch, Forward, Refuse, Verdict
 from gateway.policy import schemacheck
-from gateway.policy.engine import CallRequest, CompiledPolicy, Decision, SessionState, ToolView, decide
+from gateway.policy.engine import CallRequest, CompiledPolicy, Decision, SessionState, ToolView, combine, decide, server_request_decision
 from gateway.policy.flows import CompiledFlows, FlowVerdict, ToolFacts, argument_taints, check_flows, reader_values
 from gateway.protocol import jsonrpc
 from gateway.protocol.jsonrpc import JsonObject
@@ -45,7 +45,6 @@ log = structlog.get_logger("airlock.policy")
 _CALL: Final = "tools/call"
 _READS: Final = frozenset({"resources/read", "prompts/get", "tasks/result"})
 _NAMESPACE_BYTES: Final = masks.META_NAMESPACE.encode()
-_SERVER_REQUESTS: Final = {"sampling/createMessage": "sampling", "elicitation/create": "elicitation"}
 _HANDSHAKES: Final = frozenset({"initialize", "server/discover"})
 _LIST_CHANGED: Final = "notifications/tools/list_changed"
 _SERVER_INFO_META: Final = "io.modelcontextprotocol/serverInfo"
@@ -200,8 +199,7 @@ class PolicyMediator:
             facts = self._flows.facts(self.identity, tool, view.descriptor.get("annotations"), view.hash)
             if decision.forward:
                 verdict, flow_data = self._check_flows(tool, facts, arguments)
-                if verdict.outcome != "allow" and (decision.outcome == "allow" or verdict.outcome == "deny"):
-                    decision = Decision(verdict.outcome, verdict.rule or "", verdict.reason or "", decision.inject)
+                decision = combine(decision, verdict)
         entry_hash = self._record_call(message, tool, arguments, view, decision, flow_data)
         if not decision.forward:
             if verdict is not None and verdict.outcome == "deny":
@@ -283,22 +281,18 @@ class PolicyMediator:
         """Sampling and elicitation: decided by `[server_requests]`; their text is labelled
         untrusted (in `params._meta` for the client, and in the session's provenance); the
         client's answer goes through the flow rules (`on_client_response`)."""
-        setting = _SERVER_REQUESTS.get(method)
-        if setting is None:
+        decision = server_request_decision(method, self.identity, self._policy)
+        if decision is None:
             return _FORWARD
-        allowed = getattr(self._policy.source.server_requests, setting) == "allow"
-        rule = f"server-requests.{setting}"
-        reason = f"{method} from server {self.identity!r} is " + ("allowed" if allowed else
-                  f"denied by the policy (set [server_requests] {setting} = \"allow\" to let it through)")  # fmt: skip
         entry_hash = None
         if self._log is not None:
             entry_hash = self._log.record(
                 "call", self.identity, method, log_request_id(message.get("id")), None,
                 hashlib.sha256(jsonrpc.encode(message.get("params"))).hexdigest(), None,
-                "allow" if allowed else "deny", rule, reason, {"direction": "server-to-client"},
+                decision.outcome, decision.rule, decision.reason, {"direction": "server-to-client"},
             )  # fmt: skip
-        if not allowed:
-            return Refuse(PolicyDenied(rule, reason))
+        if not decision.forward:
+            return Refuse(PolicyDenied(decision.rule, decision.reason))
         params = message.get("params")
         if type(params) is not dict:
             return Forward(_ServerRequest(method, entry_hash))

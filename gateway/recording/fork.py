@@ -17,15 +17,15 @@ or is not sealed, is refused. The session is then rebuilt from the entries in or
 - Arguments: `data.arguments` when the log stored them (`--store-raw`, checked against
   `args_hash`); an empty argument object is known from its hash alone.
 
-Each call is re-decided with the live gateway's own functions (`decide`, then `check_flows` as
-`PolicyMediator` combines them). What the log cannot supply is never guessed: the arguments and
-the descriptor are handed to the engine as values that raise when read, so a decision that reads
-them is `undecidable` (and says what it needs), and one that does not is exact. Finite unknowns
-(the tool's action class when neither the new policy nor a known descriptor gives it; labels
-within their bounds; whether the recipients can already see a value) are tried at their
-extremes and every class: a call is decided only when every possibility gives the same outcome
-and rule. With the very policy the log was recorded under, the recorded class and flow outcome
-are facts of the run and settle those unknowns.
+Each call is re-decided with the live gateway's own functions (`decide`, then `check_flows`,
+the two joined by `combine`; a server request by `server_request_decision`). What the log cannot
+supply is never guessed: the arguments and the descriptor are handed to the engine as values
+that raise when read, so a decision that reads them is `undecidable` (and says what it needs),
+and one that does not is exact. Finite unknowns (the tool's action class when neither the new
+policy nor a known descriptor gives it; labels within their bounds; whether the recipients can
+already see a value) are tried at their extremes and every class: a call is decided only when
+every possibility gives the same outcome and rule. With the very policy the log was recorded
+under, the recorded class and flow outcome are facts of the run and settle those unknowns.
 
 Not modelled: results the original run never saw (a call denied then and allowed now would
 have added labels), and label-affecting changes in the new policy's `[[tools]]` declarations
@@ -52,7 +52,17 @@ from gateway.evidence.signing import public_from_text
 from gateway.evidence.verify import VerificationError, verify_lines
 from gateway.labels.masks import mask_of
 from gateway.labels.provenance import CLEAN, Taint
-from gateway.policy.engine import CallRequest, CompiledPolicy, Decision, PinState, SessionState, ToolView, decide
+from gateway.policy.engine import (
+    CallRequest,
+    CompiledPolicy,
+    Decision,
+    PinState,
+    SessionState,
+    ToolView,
+    combine,
+    decide,
+    server_request_decision,
+)
 from gateway.policy.flows import CompiledFlows, ToolFacts, check_flows
 from gateway.policy.model import load_policy
 from gateway.protocol import jsonrpc
@@ -63,7 +73,6 @@ from gateway.screening.scan import Finding
 _EMPTY_ARGUMENTS_HASH: Final = hashlib.sha256(jsonrpc.encode({})).hexdigest()
 _ALL_LABELS: Final = mask_of(["untrusted", "secret", "poisoned-suspect"])
 _CLASSES: Final = ("read", "write", "exec", "egress")
-_SERVER_REQUESTS: Final = {"sampling/createMessage": "sampling", "elicitation/create": "elicitation"}
 _NEEDS: Final = {
     "arguments": "needs the call's arguments (not stored: run the gateway with --store-raw)",
     "descriptor": "needs the tool's descriptor (pass --lock with a lockfile that pins it)",
@@ -377,11 +386,10 @@ class _Fork:
         something the log does not hold."""
         identity, tool, data = entry["server"], entry["tool"], entry["data"]
         if data.get("direction") == "server-to-client":
-            setting = _SERVER_REQUESTS.get(tool)
-            if setting is None:
+            decided = server_request_decision(tool, identity, self.policy)
+            if decided is None:
                 raise _Unknown(f"an unknown server request {tool!r}")
-            allowed = getattr(self.policy.source.server_requests, setting) == "allow"
-            return Verdict("allow" if allowed else "deny", f"server-requests.{setting}")
+            return Verdict(decided.outcome, decided.rule)
         arguments = _arguments(entry)
         known = arguments is not None
         args: Mapping[str, Any] = arguments if arguments is not None else _Hole("arguments")
@@ -407,11 +415,10 @@ class _Fork:
 
     def _with_flows(self, identity: str, tool: str, decision: Decision, facts: ToolFacts, args: Mapping[str, Any],
                     taints: Mapping[str, Taint], coarse: Taint) -> Verdict:  # fmt: skip
-        """As `PolicyMediator._call` combines the rules' decision with the flow verdict."""
+        """The rules' decision combined with the flow verdict, by the live gateway's `combine`."""
         verdict = check_flows(self.flows, identity, tool, facts, args, taints, coarse, policy_shadow=self.policy.shadow)
-        if verdict.outcome != "allow" and (decision.outcome == "allow" or verdict.outcome == "deny"):
-            return Verdict(verdict.outcome, verdict.rule or "")
-        return Verdict(decision.outcome, decision.rule)
+        combined = combine(decision, verdict)
+        return Verdict(combined.outcome, combined.rule)
 
     def _facts(self, identity: str, tool: str, entry: Mapping[str, Any], view: ToolView) -> list[ToolFacts]:
         """The tool's facts under the new policy: one, or one per action class when its class
