@@ -265,9 +265,17 @@ class PolicyMediator:
         if self._store_raw:
             data["arguments"] = encoded.decode()
         return self._log.record(
-            "call", self.identity, tool, log_request_id(message.get("id")), view.hash if view is not None else None,
-            hashlib.sha256(encoded).hexdigest(), None, decision.outcome, decision.rule, decision.reason, data,
-        )  # fmt: skip
+            kind="call",
+            server=self.identity,
+            tool=tool,
+            request_id=log_request_id(message.get("id")),
+            descriptor_hash=view.hash if view is not None else None,
+            args_hash=hashlib.sha256(encoded).hexdigest(),
+            decision=decision.outcome,
+            rule=decision.rule,
+            reason=decision.reason,
+            data=data,
+        )
 
     # -- upstream -> client -------------------------------------------------------------------
 
@@ -287,10 +295,16 @@ class PolicyMediator:
         entry_hash = None
         if self._log is not None:
             entry_hash = self._log.record(
-                "call", self.identity, method, log_request_id(message.get("id")), None,
-                hashlib.sha256(jsonrpc.encode(message.get("params"))).hexdigest(), None,
-                decision.outcome, decision.rule, decision.reason, {"direction": "server-to-client"},
-            )  # fmt: skip
+                kind="call",
+                server=self.identity,
+                tool=method,
+                request_id=log_request_id(message.get("id")),
+                args_hash=hashlib.sha256(jsonrpc.encode(message.get("params"))).hexdigest(),
+                decision=decision.outcome,
+                rule=decision.rule,
+                reason=decision.reason,
+                data={"direction": "server-to-client"},
+            )
         if not decision.forward:
             return Refuse(PolicyDenied(decision.rule, decision.reason))
         params = message.get("params")
@@ -326,10 +340,16 @@ class PolicyMediator:
         verdict, flow_data = self._check_flows(method, facts, arguments)
         if self._log is not None:
             self._log.record(
-                "result", self.identity, method, log_request_id(message.get("id")), None, None,
-                hashlib.sha256(jsonrpc.encode(message)).hexdigest(), verdict.outcome, verdict.rule, verdict.reason,
-                {"call": context.entry_hash, "direction": "client-to-server", **flow_data},
-            )  # fmt: skip
+                kind="result",
+                server=self.identity,
+                tool=method,
+                request_id=log_request_id(message.get("id")),
+                result_hash=hashlib.sha256(jsonrpc.encode(message)).hexdigest(),
+                decision=verdict.outcome,
+                rule=verdict.rule,
+                reason=verdict.reason,
+                data={"call": context.entry_hash, "direction": "client-to-server", **flow_data},
+            )
         if verdict.outcome == "deny":
             raise FlowDenied(verdict.rule or "", verdict.reason or "", verdict.error_data())
         return message
@@ -439,9 +459,14 @@ class PolicyMediator:
             if self._store_raw:
                 data["response"] = encoded.decode()
             self._log.record(
-                "result", self.identity, call.tool, log_request_id(message.get("id")), call.descriptor_hash, None,
-                result_hash, None, None, None, data,
-            )  # fmt: skip
+                kind="result",
+                server=self.identity,
+                tool=call.tool,
+                request_id=log_request_id(message.get("id")),
+                descriptor_hash=call.descriptor_hash,
+                result_hash=result_hash,
+                data=data,
+            )
         return encoded
 
     def _handshake(self, message: JsonObject) -> JsonObject:

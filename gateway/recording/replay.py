@@ -41,7 +41,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from gateway import __version__
 from gateway.errors import EXIT_DIFFERENT, EXIT_OK, FLOW_DENIED, POLICY_DENIED, UPSTREAM_UNAVAILABLE, ConfigError, GatewayError
 from gateway.evidence.entry import Decision as EntryDecision
-from gateway.evidence.entry import Kind, TimestampSource, timestamp
+from gateway.evidence.entry import Entry, TimestampSource, timestamp
 from gateway.evidence.flightlog import FlightLog, LogSettings
 from gateway.labels import masks
 from gateway.mediation.mediator import PolicyMediator, log_request_id
@@ -285,53 +285,44 @@ def load_expectations(path: Path) -> list[dict[str, Any]]:
 # -- the decision tap -------------------------------------------------------------------------
 
 
-class _TappedLog(FlightLog):
-    """The flight log, also keeping what replay compares: each call's decision and rule, and
-    descriptor listings' pin states. The entries written are exactly the live gateway's."""
+class _Tap:
+    """Sees every entry the flight log writes (its `on_entry`) and keeps what replay compares:
+    each call's decision and rule, and descriptor listings' pin states. The entries written
+    are exactly the live gateway's: the tap only reads them."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, *, lock_given: bool) -> None:
         self.decisions: dict[bytes, tuple[EntryDecision | None, str | None]] = {}
         #: A lockfile was given: a listed item it does not pin is drift.
-        self.lock_given = False
+        self.lock_given = lock_given
         self.drift: list[str] = []
         self.listed: dict[str, set[str]] = {}
 
-    def record(self, kind: Kind, server: str | None, tool: str | None, request_id: Any, descriptor_hash: str | None,
-               args_hash: str | None, result_hash: str | None, decision: EntryDecision | None, rule: str | None,
-               reason: str | None, data: dict[str, Any]) -> str:  # fmt: skip
-        if kind == "call" and data.get("direction") is None:
-            self.decisions[jsonrpc.encode(request_id)] = (decision, rule)
-        return super().record(kind, server, tool, request_id, descriptor_hash, args_hash, result_hash, decision, rule, reason, data)
-
-    def append(self, kind: Kind, **fields: Any) -> str:
-        if kind == "descriptor":
-            data = fields.get("data") or {}
-            kind_listed = str(data.get("list"))
-            for item in data.get("items") or ():
+    def __call__(self, entry: Entry) -> None:
+        if entry.kind == "call" and entry.data.get("direction") is None:
+            self.decisions[jsonrpc.encode(entry.request_id)] = (entry.decision, entry.rule)
+        elif entry.kind == "descriptor":
+            kind_listed = str(entry.data.get("list"))
+            for item in entry.data.get("items") or ():
                 name, pin = item.get("name"), item.get("pin")
                 self.listed.setdefault(kind_listed, set()).add(str(name))
                 if pin == "changed":
-                    self.drift.append(f"{fields.get('server')} {kind_listed} {name}: changed since it was pinned "
+                    self.drift.append(f"{entry.server} {kind_listed} {name}: changed since it was pinned "
                                       f"(pinned {str(item.get('pinned_hash'))[:12]}, now {str(item.get('hash'))[:12]})")  # fmt: skip
                 elif pin in ("new", "new-pinned") and self.lock_given:
-                    self.drift.append(f"{fields.get('server')} {kind_listed} {name}: not in the lockfile")
-        return super().append(kind, **fields)
+                    self.drift.append(f"{entry.server} {kind_listed} {name}: not in the lockfile")
 
 
-def _open_log(cassette: Cassette, policy: CompiledPolicy, log_path: Path | None) -> _TappedLog:
+def _open_log(cassette: Cassette, policy: CompiledPolicy, log_path: Path | None, tap: _Tap) -> FlightLog:
     key = replay_signing_key()
     session = cassette.digest[:32]
     clock = fixed_clock()
     if log_path is None:
         fd = os.open(os.devnull, os.O_WRONLY)
-        flight_log = _TappedLog(fd, Path(os.devnull), key, session=session, policy_hash=policy.hash, fsync="off", clock=clock,
-                                inline_signing=True)  # fmt: skip
+        flight_log = FlightLog(fd, Path(os.devnull), key, session=session, policy_hash=policy.hash, fsync="off", clock=clock,
+                               inline_signing=True, on_entry=tap)  # fmt: skip
     else:
-        opened = _TappedLog.open(LogSettings(log_path, fsync="off"), key, policy_hash=policy.hash, session=session, clock=clock,
-                                 inline_signing=True)  # fmt: skip
-        assert isinstance(opened, _TappedLog)
-        flight_log = opened
+        flight_log = FlightLog.open(LogSettings(log_path, fsync="off"), key, policy_hash=policy.hash, session=session, clock=clock,
+                                    inline_signing=True, on_entry=tap)  # fmt: skip
     flight_log.start(
         __version__, ephemeral=True, extra={"replay": {"cassette_sha256": cassette.digest, "recorded": cassette.header.recorded}}
     )
@@ -425,7 +416,7 @@ def _with_id(message: Any, request_id: Any) -> bytes:
 class _Session:
     """One replay: the live relay, the mock upstream, and the rows being filled in."""
 
-    def __init__(self, cassette: Cassette, mediator: PolicyMediator, tap: _TappedLog) -> None:
+    def __init__(self, cassette: Cassette, mediator: PolicyMediator, tap: _Tap) -> None:
         self.cassette = cassette
         self.tap = tap
         self.mock = _MockUpstream(cassette)
@@ -503,17 +494,17 @@ def replay(
         LogOpenFailed: `log_path` exists or cannot be created.
     """
     header = cassette.header
-    tap = _open_log(cassette, policy, log_path)
-    tap.lock_given = lock is not None
+    tap = _Tap(lock_given=lock is not None)
+    flight_log = _open_log(cassette, policy, log_path, tap)
     session_lock = Lock.from_json(lock.to_json(), "lock") if lock is not None else None
     mediator = PolicyMediator(policy, identity=header.server, fallback_identity=header.fallback_server or "upstream",
-                              lock=session_lock, flight_log=tap, clock=fixed_clock())  # fmt: skip
+                              lock=session_lock, flight_log=flight_log, clock=fixed_clock())  # fmt: skip
     session = _Session(cassette, mediator, tap)
     try:
         session.run()
     finally:
-        tap.close("replay finished")
-    report = ReplayReport(session.rows, [], list(tap.drift), None if log_path is None else tap.path)
+        flight_log.close("replay finished")
+    report = ReplayReport(session.rows, [], list(tap.drift), None if log_path is None else flight_log.path)
     if lock is not None:
         pinned = lock.servers.get(mediator.identity)
         listed = tap.listed.get("tools")
