@@ -45,10 +45,11 @@ from gateway.fronts.hub_stdio import HubUpstream, run_hub_stdio
 from gateway.fronts.stdio import RunSettings, rotation_manifest_path, run_stdio
 from gateway.install import add_install_parser
 from gateway.logs import configure_logging
-from gateway.mediation.mediator import PolicyMediator, server_identity
+from gateway.mediation.mediator import PolicyMediator
 from gateway.policy.engine import CompiledPolicy
 from gateway.policy.lint import lint
 from gateway.policy.model import PolicyError, PolicyFile, Rule, load_policy, policy_schema
+from gateway.protocol.names import server_identity
 from gateway.recording.cassette import CassetteWriter
 from gateway.recording.fork import add_fork_parser
 from gateway.recording.replay import add_replay_parser

@@ -62,8 +62,8 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 from gateway.errors import EXIT_OK, ConfigError
-from gateway.mediation.mediator import server_identity
 from gateway.policy.model import load_policy
+from gateway.protocol.names import server_identity
 from gateway.upstream.child import DEFAULT_ENV_ALLOWLIST
 from gateway.upstream.http import HttpSpec
 
