@@ -1,8 +1,8 @@
 """Sessions as data, re-run: the cassette format and writer (`cassette`), replay of a cassette
 through the live relay and mediator (`replay`), and re-deciding a flight log under another
-policy (`fork`).
+policy (`fork`, with the rebuilt session and its state machine in `redecide`).
 
 Imports: errors, logs, protocol, evidence, labels, screening, policy, mediation, session.
 """
 
-__all__ = ["cassette", "fork", "replay"]
+__all__ = ["cassette", "fork", "redecide", "replay"]
