@@ -28,7 +28,6 @@ import argparse
 import hashlib
 import os
 import sys
-from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -44,11 +43,15 @@ from gateway.evidence.entry import Decision as EntryDecision
 from gateway.evidence.entry import Entry, TimestampSource, timestamp
 from gateway.evidence.flightlog import FlightLog, LogSettings
 from gateway.labels import masks
-from gateway.mediation.mediator import PolicyMediator, log_request_id
+from gateway.mediation.mediator import PolicyMediator
 from gateway.policy.engine import CompiledPolicy
 from gateway.policy.model import load_policy
 from gateway.protocol import jsonrpc
-from gateway.recording.cassette import Cassette, CassetteEntry, read_cassette
+from gateway.recording.cassette import Cassette, read_cassette
+from gateway.recording.mock_upstream import MockUpstream as _MockUpstream
+from gateway.recording.mock_upstream import id_key as _id_key
+from gateway.recording.mock_upstream import is_request as _is_request
+from gateway.recording.mock_upstream import is_response as _is_response
 from gateway.screening.pins import Lock
 from gateway.session.relay import Relay
 
@@ -58,7 +61,6 @@ REPLAY_EPOCH: Final = datetime(2026, 1, 1, tzinfo=UTC)
 
 _CALL: Final = "tools/call"
 _DENY_CODES: Final = frozenset({POLICY_DENIED, FLOW_DENIED})
-_UNANSWERABLE_CODE: Final = -32603
 _FORWARDED: Final = frozenset({"allow", "shadow-deny"})
 
 Decision = Literal["allow", "deny", "shadow-deny", "refused", "unknown"]
@@ -140,35 +142,10 @@ class ReplayReport:
 # -- pure helpers -------------------------------------------------------------------------------
 
 
-def _id_key(request_id: Any) -> bytes:
-    """An id as a dict key that tells 1 from "1" (and big integers from each other)."""
-    return jsonrpc.encode(log_request_id(request_id))
-
-
-def _is_request(message: Any) -> bool:
-    return type(message) is dict and type(message.get("method")) is str and jsonrpc.is_valid_id(message.get("id"))
-
-
-def _is_response(message: Any) -> bool:
-    return type(message) is dict and "method" not in message and "id" in message and ("result" in message or "error" in message)
-
-
 def _tool_of(message: Mapping[str, Any]) -> str:
     params = message.get("params")
     name = params.get("name") if type(params) is dict else None
     return name if type(name) is str else "?"
-
-
-def _match_key(message: Mapping[str, Any]) -> bytes:
-    """What identifies a request's answer: `tools/call` by tool and arguments, others by params."""
-    method = message["method"]
-    params = message.get("params")
-    if method == _CALL and type(params) is dict:
-        return orjson.dumps([method, params.get("name"), params.get("arguments") or {}], option=orjson.OPT_SORT_KEYS)
-    try:
-        return orjson.dumps([method, params], option=orjson.OPT_SORT_KEYS)
-    except (TypeError, orjson.JSONEncodeError):
-        return jsonrpc.encode([method, repr(params)])
 
 
 def _labels_of(message: Mapping[str, Any]) -> tuple[str, ...]:
@@ -327,87 +304,6 @@ def _open_log(cassette: Cassette, policy: CompiledPolicy, log_path: Path | None,
         __version__, ephemeral=True, extra={"replay": {"cassette_sha256": cassette.digest, "recorded": cassette.header.recorded}}
     )
     return flight_log
-
-
-# -- the mock upstream ------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class _Exchange:
-    """One request the recording sent upstream, and where its answer is in the cassette."""
-
-    key: bytes
-    method: str
-    response: CassetteEntry | None = None
-    position: int | None = None
-    live_id: Any = None
-    delivered: bool = False
-
-
-class _MockUpstream:
-    """Answers the live relay's upstream requests from the cassette (see the module doc)."""
-
-    def __init__(self, cassette: Cassette) -> None:
-        self.outbox: deque[bytes] = deque()
-        self.unanswerable: set[bytes] = set()
-        self.cursor = -1
-        self._queues: dict[bytes, deque[_Exchange]] = {}
-        self._last_by_method: dict[str, _Exchange] = {}
-        self.at_position: dict[int, _Exchange] = {}
-        open_requests: dict[bytes, _Exchange] = {}
-        for position, entry in enumerate(cassette.entries):
-            message = entry.message
-            if entry.direction == "g2u" and _is_request(message):
-                exchange = _Exchange(_match_key(message), message["method"])
-                self._queues.setdefault(exchange.key, deque()).append(exchange)
-                open_requests[_id_key(message["id"])] = exchange
-            elif entry.direction == "u2g" and _is_response(message):
-                answered = open_requests.pop(_id_key(message["id"]), None)
-                if answered is not None:
-                    answered.response, answered.position = entry, position
-                    self.at_position[position] = answered
-                    self._last_by_method[answered.method] = answered
-
-    def from_gateway(self, line: bytes) -> None:
-        """A line the relay sent upstream: a request is matched; anything else needs no answer."""
-        try:
-            message = jsonrpc.decode(line)
-        except GatewayError:
-            return
-        if not _is_request(message):
-            return
-        queue = self._queues.get(_match_key(message))
-        exchange = queue.popleft() if queue else None
-        if exchange is not None:
-            exchange.live_id = message["id"]
-            if exchange.position is not None and exchange.position <= self.cursor:
-                self._deliver(exchange)
-            return  # else: delivered when the walk reaches its recorded place (or never answered)
-        fallback = self._last_by_method.get(message["method"])
-        if message["method"] != _CALL and fallback is not None and fallback.response is not None:
-            self.outbox.append(_with_id(fallback.response.message, message["id"]))
-            return
-        self.unanswerable.add(_id_key(message["id"]))
-        error = {"code": _UNANSWERABLE_CODE, "message": "airlock replay: the cassette has no upstream response for this request"}
-        self.outbox.append(jsonrpc.encode({"jsonrpc": "2.0", "id": message["id"], "error": error}))
-
-    def reached(self, position: int) -> bool:
-        """The walk is at a recorded response: queue it if a live request waits for it.
-        Returns False when no live request does (the recording's request was not sent now)."""
-        exchange = self.at_position.get(position)
-        if exchange is None or exchange.live_id is None or exchange.delivered:
-            return False
-        self._deliver(exchange)
-        return True
-
-    def _deliver(self, exchange: _Exchange) -> None:
-        assert exchange.response is not None
-        exchange.delivered = True
-        self.outbox.append(_with_id(exchange.response.message, exchange.live_id))
-
-
-def _with_id(message: Any, request_id: Any) -> bytes:
-    return jsonrpc.encode({**message, "id": request_id})
 
 
 # -- replay -------------------------------------------------------------------------------------

@@ -18,11 +18,10 @@ from gateway.recording.cassette import (
     CassetteError,
     CassetteWriter,
     Direction,
-    Redactor,
     parse_cassette,
-    placeholder,
     read_cassette,
 )
+from gateway.recording.redaction import Redactor, placeholder
 
 HEADER: dict[str, Any] = {
     "format": CASSETTE_FORMAT,
