@@ -112,18 +112,23 @@ class Batches:
         self._syncer: FsyncThread | None = None  # mode `group`: the fsync thread, from the first batch
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    def add(self, raw_digest: bytes, seq: int, *, checkpoint: bool = False) -> None:
-        """The entry `seq` (its raw hash) was chained: a later checkpoint must cover it. An entry
-        other than a checkpoint counts towards the batch, which is signed now if it is full
-        (and the last batch's fsync is done), else by the batch timer."""
+    def add(self, raw_digest: bytes, seq: int) -> None:
+        """The entry `seq` (its raw hash), not a checkpoint, was chained: a later checkpoint
+        must cover it. It counts towards the batch, which is signed now if it is full (and the
+        last batch's fsync is done), else by the batch timer."""
         pending = self._pending
         if not pending:
             self._first = seq
         pending.append(raw_digest)
-        if not checkpoint:
-            self._real += 1
-            if self._timer is None or self._real >= self._group_entries:
-                self._schedule()
+        self._real += 1
+        if self._timer is None or self._real >= self._group_entries:
+            self._schedule()
+
+    def add_checkpoint(self, raw_digest: bytes, seq: int) -> None:
+        """The checkpoint `seq` was chained: the next one covers it, but it starts no batch."""
+        if not self._pending:
+            self._first = seq
+        self._pending.append(raw_digest)
 
     def covered(self) -> None:
         """A self-signed entry was chained: it covers, through the chain, every entry before it."""

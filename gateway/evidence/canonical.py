@@ -149,11 +149,12 @@ class EntryTemplate:
         """The whole entry with these `members` and the template's: what `signing_bytes` takes."""
         return {**members, **self.fixed}
 
-    def entry_signing_bytes(self, members: Mapping[str, Any]) -> bytes | None:
+    def entry_signing_bytes(self, members: dict[str, Any]) -> bytes | None:
         """The signing bytes (entry domain) of `entry(members)`, or None when its kind is not
         the template's or `request_id` or `data` (or a lone surrogate anywhere) is outside the
         fast path: the caller then takes `signing_bytes(entry(members))`, which gives the same
-        bytes or says what has no canonical form."""
+        bytes or says what has no canonical form. `members` is the caller's to hand over: the
+        template adds its fixed members to it, serialised (`entry` overrides them again)."""
         request_id = members["request_id"]
         id_type = type(request_id)
         if not (id_type is str or request_id is None or (id_type is int and -_SAFE_INT <= request_id <= _SAFE_INT)):
@@ -161,8 +162,9 @@ class EntryTemplate:
         data = members["data"]
         if type(data) is not dict or (data and not _fast_ok(data)) or members["kind"] not in self._kinds:
             return None
+        members.update(self._fragments)  # no copy: this runs for every call and result
         try:
-            return ENTRY_DOMAIN + orjson.dumps({**members, **self._fragments}, option=orjson.OPT_SORT_KEYS)
+            return ENTRY_DOMAIN + orjson.dumps(members, option=orjson.OPT_SORT_KEYS)
         except orjson.JSONEncodeError:
             return None  # a lone surrogate: `signing_bytes` says so
 

@@ -288,7 +288,10 @@ class FlightLog:
         self.entries_written += 1
         if self._on_entry is not None:
             self._on_entry(Entry(**template.entry(members)))
-        self._batches.add(raw_digest, seq, checkpoint=checkpoint)
+        if checkpoint:
+            self._batches.add_checkpoint(raw_digest, seq)
+        else:
+            self._batches.add(raw_digest, seq)
         return digest
 
     def _write(self, kind: Kind, fields: Mapping[str, Any], *, self_signed: bool = False) -> str:
@@ -311,8 +314,10 @@ class FlightLog:
             self._on_entry(entry)
         if self_signed:
             self._batches.covered()  # signed by itself, and through the chain all before it
+        elif kind == "checkpoint":
+            self._batches.add_checkpoint(raw_digest, seq)
         else:
-            self._batches.add(raw_digest, seq, checkpoint=kind == "checkpoint")
+            self._batches.add(raw_digest, seq)
         return digest
 
     # -- batch signing (see `gateway.evidence.batches`) ----------------------------------
