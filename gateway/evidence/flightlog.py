@@ -177,7 +177,6 @@ class FlightLog:
         self.entries_written = 0
 
     # The members every entry repeats: read-only, since `_template` holds them serialised.
-
     @property
     def key_id(self) -> str:
         """The id of the key that signs from now on (it changes only by `rotate`)."""
@@ -283,8 +282,7 @@ class FlightLog:
         checkpoint = kind == "checkpoint"
         if checkpoint or not self._deferred:
             self._lines.write_out()
-        self._seq = seq + 1
-        self._prev = digest
+        self._seq, self._prev = seq + 1, digest
         self.entries_written += 1
         if self._on_entry is not None:
             self._on_entry(Entry(**template.entry(members)))
@@ -298,8 +296,8 @@ class FlightLog:
         """Build, chain and write an entry now (with whatever is queued before it). The chain
         state moves on only once the line is written, so a refused write leaves no gap."""
         seq = self._seq
-        entry = Entry(kind=kind, session=self.session, seq=seq, ts=self._clock(), key_id=self.key_id, prev=self._prev,
-                      policy_hash=self.policy_hash, **fields)  # fmt: skip
+        header: dict[str, Any] = {"session": self.session, "key_id": self.key_id, "policy_hash": self.policy_hash}
+        entry = Entry(kind=kind, seq=seq, ts=self._clock(), prev=self._prev, **header, **fields)
         if self._lines.failed is not None:
             raise self._lines.failed
         payload = signing_bytes(entry.to_json())
@@ -307,8 +305,7 @@ class FlightLog:
         digest = raw_digest.hex()
         self._out.append(line_from_signed(payload, ENTRY_DOMAIN, digest, sign(self._key, payload) if self_signed else None))
         self._lines.write_out()
-        self._seq = seq + 1
-        self._prev = digest
+        self._seq, self._prev = seq + 1, digest
         self.entries_written += 1
         if self._on_entry is not None:
             self._on_entry(entry)
