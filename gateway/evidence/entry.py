@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
@@ -79,14 +79,34 @@ class Entry:
 
     def to_json(self) -> dict[str, Any]:
         """The entry as a JSON object, members in storage order, `labels` sorted."""
-        out = {name: getattr(self, name) for name in MEMBERS}
-        out["labels"] = sorted(self.labels)
-        out["data"] = dict(self.data)
-        return out
+        return entry_json(**{name: getattr(self, name) for name in MEMBERS})
 
 
 #: Every member of an entry other than `hash` and `sig`, in storage order.
 MEMBERS: Final = tuple(member.name for member in fields(Entry))
+_REQUIRED: Final = frozenset(m.name for m in fields(Entry) if m.default is MISSING and m.default_factory is MISSING)
+#: Each optional member's default, in storage order (`data` and `labels` are set per entry).
+_DEFAULTS: Final = {m.name: None if m.default is MISSING else m.default for m in fields(Entry)}
+
+
+def entry_json(**members: Any) -> dict[str, Any]:
+    """`Entry(**members).to_json()` without building the `Entry` (several times cheaper: the
+    flight log writes its genesis, descriptor, rotation and seal entries through this).
+
+    Raises:
+        TypeError: a member `Entry` does not have, or one it requires is missing.
+        ValueError: an unknown kind.
+    """
+    if not members.keys() <= _DEFAULTS.keys() or not members.keys() >= _REQUIRED:
+        unknown, missing = sorted(members.keys() - _DEFAULTS.keys()), sorted(_REQUIRED - members.keys())
+        raise TypeError(f"an entry has no member(s) {unknown} and needs {missing}")
+    if members["kind"] not in KINDS:
+        raise ValueError(f"unknown entry kind {members['kind']!r}")
+    out = {**_DEFAULTS, **members}
+    out["labels"] = sorted(out["labels"] or ())
+    out["data"] = dict(out["data"] or {})
+    return out
+
 
 Clock = Callable[[], datetime]
 #: What the flight log asks for the time: an RFC 3339 timestamp string.

@@ -32,7 +32,17 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from gateway.errors import EXIT_USAGE, EvidenceUnavailable, GatewayError
 from gateway.evidence.batches import Batches
 from gateway.evidence.canonical import ENTRY_DOMAIN, EntryTemplate, batch_signing_bytes, signing_bytes
-from gateway.evidence.entry import FORMAT_VERSION, GENESIS_PREV, Decision, Entry, Kind, TimestampSource, line_from_signed, now_timestamp
+from gateway.evidence.entry import (
+    FORMAT_VERSION,
+    GENESIS_PREV,
+    Decision,
+    Entry,
+    Kind,
+    TimestampSource,
+    entry_json,
+    line_from_signed,
+    now_timestamp,
+)
 from gateway.evidence.rotation import verify_manifest
 from gateway.evidence.signing import SignatureInvalid, key_id, public_raw, public_text, sign
 
@@ -297,10 +307,10 @@ class FlightLog:
         state moves on only once the line is written, so a refused write leaves no gap."""
         seq = self._seq
         header: dict[str, Any] = {"session": self.session, "key_id": self.key_id, "policy_hash": self.policy_hash}
-        entry = Entry(kind=kind, seq=seq, ts=self._clock(), prev=self._prev, **header, **fields)
+        entry = entry_json(kind=kind, seq=seq, ts=self._clock(), prev=self._prev, **header, **fields)
         if self._lines.failed is not None:
             raise self._lines.failed
-        payload = signing_bytes(entry.to_json())
+        payload = signing_bytes(entry)
         raw_digest = hashlib.sha256(payload).digest()
         digest = raw_digest.hex()
         self._out.append(line_from_signed(payload, ENTRY_DOMAIN, digest, sign(self._key, payload) if self_signed else None))
@@ -308,7 +318,7 @@ class FlightLog:
         self._seq, self._prev = seq + 1, digest
         self.entries_written += 1
         if self._on_entry is not None:
-            self._on_entry(entry)
+            self._on_entry(Entry(**entry))
         if self_signed:
             self._batches.covered()  # signed by itself, and through the chain all before it
         elif kind == "checkpoint":

@@ -8,11 +8,13 @@ a member the template does not take, or `append`), the observer's entry must has
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import orjson
+import pytest
 
 from gateway.evidence.canonical import entry_hash
-from gateway.evidence.entry import Entry
+from gateway.evidence.entry import MEMBERS, Entry, entry_json
 from gateway.evidence.flightlog import FlightLog, LogSettings
 from gateway.evidence.signing import generate_key
 from gateway.evidence.verify import verify_file
@@ -75,3 +77,37 @@ def test_a_log_without_an_observer_writes_the_same_bytes_as_one_with(tmp_path: P
         return path.read_bytes()
 
     assert write("plain.jsonl", observe=False) == write("observed.jsonl", observe=True)
+
+
+@pytest.mark.parametrize(
+    "members",
+    [
+        pytest.param({"kind": "genesis", "data": {"format": 1}}, id="genesis"),
+        pytest.param({"kind": "descriptor", "server": "srv", "labels": ["b", "a"], "data": {"list": "tools"}}, id="labels-sorted"),
+        pytest.param({"kind": "call", "request_id": {"big_int": "1"}, "decision": "deny", "rule": "r", "reason": "x"}, id="call"),
+        pytest.param({"kind": "seal", "reason": "clean shutdown", "v": 2}, id="seal"),
+    ],
+)
+def test_entry_json_is_the_entrys_json_without_building_it(members: dict[str, Any]) -> None:
+    header = {"session": "s", "seq": 3, "ts": "t", "key_id": "k", "prev": "p", "policy_hash": None}
+    assert entry_json(**header, **members) == Entry(**header, **members).to_json()
+    assert list(entry_json(**header, **members)) == list(MEMBERS)
+
+
+@pytest.mark.parametrize(
+    ("members", "error"),
+    [
+        pytest.param({"kind": "call", "tol": "x"}, TypeError, id="unknown-member"),
+        pytest.param({"kind": "call", "session": None}, TypeError, id="missing-member"),
+        pytest.param({"kind": "nonsense"}, ValueError, id="unknown-kind"),
+    ],
+)
+def test_entry_json_refuses_what_entry_refuses(members: dict[str, Any], error: type[Exception]) -> None:
+    header = {"session": "s", "seq": 3, "ts": "t", "key_id": "k", "prev": "p", "policy_hash": None}
+    if members.get("session", "") is None:
+        del header["session"]
+        del members["session"]
+    with pytest.raises(error):
+        Entry(**{**header, **members})
+    with pytest.raises(error):
+        entry_json(**{**header, **members})
