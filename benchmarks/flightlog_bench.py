@@ -51,10 +51,27 @@ async def record_calls(path: Path, fsync: FsyncMode, calls: int) -> tuple[float,
     log.defer_writes()
     started, loop_cpu, cpu = time.perf_counter(), time.thread_time(), time.process_time()
     for i in range(calls):
-        call = log.record("call", "everything", "echo", i, "ef" * 32, "cd" * 32, None, "allow", "read-only-tools",
-                          "tool 'echo' is read-only", {})  # fmt: skip
-        log.record("result", "everything", "echo", i, "ef" * 32, None, "12" * 32, None, None, None,
-                   {"call": call, "is_error": False, "labels": ["untrusted"]})  # fmt: skip
+        call = log.record(
+            kind="call",
+            server="everything",
+            tool="echo",
+            request_id=i,
+            descriptor_hash="ef" * 32,
+            args_hash="cd" * 32,
+            decision="allow",
+            rule="read-only-tools",
+            reason="tool 'echo' is read-only",
+            data={},
+        )
+        log.record(
+            kind="result",
+            server="everything",
+            tool="echo",
+            request_id=i,
+            descriptor_hash="ef" * 32,
+            result_hash="12" * 32,
+            data={"call": call, "is_error": False, "labels": ["untrusted"]},
+        )
         if i % CHUNK_CALLS == CHUNK_CALLS - 1:
             log.flush()
             await asyncio.sleep(0)

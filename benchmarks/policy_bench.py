@@ -35,7 +35,8 @@ from typing import Any
 import orjson
 
 from gateway.mediation.interface import Forward
-from gateway.mediation.mediator import PolicyMediator, reset_memos
+from gateway.mediation.listings import reset_memos
+from gateway.mediation.mediator import PolicyMediator
 from gateway.policy.engine import CallRequest, CompiledPolicy, Decision, SessionState, ToolView, decide
 from gateway.policy.model import parse_policy
 from gateway.screening.pins import Lock

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.logs import configure_logging
-from gateway.mediation.mediator import reset_memos
+from gateway.mediation.listings import reset_memos
 from gateway.policy.engine import CompiledPolicy
 from gateway.policy.model import parse_policy
 from gateway.recording.cassette import read_cassette

@@ -29,9 +29,10 @@ from gateway.evidence.signing import (
 from gateway.fronts.stdio import RunSettings
 from gateway.labels.provenance import Provenance
 from gateway.logs import configure_logging
-from gateway.mediation.mediator import PolicyMediator, server_identity
+from gateway.mediation.mediator import PolicyMediator
 from gateway.policy.engine import CompiledPolicy
 from gateway.policy.model import PolicyError, PolicyFile, Rule, load_policy
+from gateway.protocol.names import server_identity
 from gateway.screening.pins import Lock, ServerPins
 
 DEFAULT_POLICY = Path(__file__).resolve().parents[2] / "policies" / "default.toml"

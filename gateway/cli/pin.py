@@ -12,7 +12,7 @@ from gateway.cli.upstreams import http_spec, upstream_spec
 from gateway.config import GatewayConfig, load_config
 from gateway.errors import EXIT_DIFFERENT, EXIT_OK
 from gateway.logs import configure_logging
-from gateway.mediation.mediator import server_identity
+from gateway.protocol.names import server_identity
 from gateway.screening.descriptors import item_key
 from gateway.screening.pins import Lock, ServerPins, compare
 from gateway.upstream import UpstreamSpec

@@ -12,7 +12,8 @@ from gateway.logs import configure_logging
 from gateway.policy.engine import CompiledPolicy
 from gateway.policy.model import load_policy
 from gateway.recording.cassette import read_cassette
-from gateway.recording.replay import load_expectations, replay
+from gateway.recording.replay import replay
+from gateway.recording.report import load_expectations
 from gateway.screening.pins import Lock
 
 

@@ -22,7 +22,7 @@ from gateway.config import load_config
 from gateway.errors import ConfigError
 from gateway.fronts.hub_stdio import HubUpstream, run_hub_stdio
 from gateway.fronts.stdio import run_stdio
-from gateway.mediation.mediator import server_identity
+from gateway.protocol.names import server_identity
 from gateway.recording.cassette import CassetteWriter
 from gateway.session.directory import SEPARATOR
 

@@ -1,31 +1,35 @@
 """Canonical JSON (RFC 8785, JCS) and the one function that makes signed bytes.
 
-`signing_bytes` is the only producer of bytes that are hashed or signed anywhere in the
-gateway. Storage formatting (`gateway.evidence.entry.to_line`) is a different function, and nothing
-ever verifies the stored line's bytes directly: the verifier re-derives the signing bytes.
+`signing_bytes` is the one producer of bytes that are hashed or signed anywhere in the gateway
+(`batch_signing_bytes` and `entry_hash` are it with a domain, and its digest). Storage
+formatting (`gateway.evidence.entry.to_line`) is a different function, and nothing ever
+verifies the stored line's bytes directly: the verifier re-derives the signing bytes.
 
 Fast path: orjson with sorted keys is byte-equal to RFC 8785 when every key is ASCII (JCS sorts
 by UTF-16 code units, orjson by code points: they agree on ASCII), every number is an integer
 within +/-(2**53 - 1), and there are no floats (JCS writes 1.0 as `1`, orjson as `1.0`).
-Anything else takes `rfc8785`, the reference implementation; `tests/unit/test_canonical.py`
+Anything else takes `rfc8785`, the reference implementation; `tests/unit/evidence/test_canonical.py`
 checks the equality property with `rfc8785` as the oracle.
 
-`EntryTemplate` is the flight log's hot path to `signing_bytes`: the same bytes for one log's
-`call`, `result` and `checkpoint` entries, assembled from canonical fragments instead of from an
-entry object (the members that never change within a log are serialised once). It takes what
-`signing_bytes(..., inspect=...)` takes and gives up (None) on anything else, for the caller to
-build the entry and take `signing_bytes`; the same test checks it against `rfc8785`.
+`EntryTemplate` is an optimisation of `signing_bytes` for the flight log's hot path, not a
+second producer: for one log's `call`, `result` and `checkpoint` entries it gives the bytes
+`signing_bytes` gives for the whole entry, with the members that never change within a log
+serialised once, or gives up (None) and leaves the entry to `signing_bytes`. Its members are
+the fields of `gateway.evidence.entry.Entry`; the same test checks it against `rfc8785`.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping
+from dataclasses import fields
 from typing import Any, Final
 
 import orjson
 import rfc8785
 
 from gateway.errors import EXIT_LOG_MALFORMED, GatewayError
+from gateway.evidence.entry import Entry
 
 #: Prefixes that separate what is signed for different purposes (domain separation): an entry's
 #: signature can never be replayed as a batch statement or a rotation manifest, or vice versa.
@@ -51,9 +55,8 @@ _SCALARS: Final = frozenset({str, bool, type(None)})
 #: Member names known to be ASCII (flight-log entries and their data): dicts whose keys all
 #: come from here skip the per-key check, which is most of this function's cost otherwise.
 _KNOWN_ASCII_KEYS: Final = frozenset(
-    {
-        "v", "kind", "session", "seq", "ts", "key_id", "prev", "server", "tool", "request_id", "descriptor_hash",
-        "policy_hash", "args_hash", "result_hash", "labels", "decision", "rule", "reason", "data", "hash", "sig",
+    {member.name for member in fields(Entry)} | UNSIGNED_MEMBERS | {
+        # entries' data: calls, results, descriptor listings, checkpoints
         "call", "is_error", "arguments", "response", "tools", "name", "next_cursor", "first", "last", "root", "head",
         "count", "big_int",
         # MCP descriptors and JSON Schema (descriptor hashes take this path for every listed item)
@@ -116,73 +119,52 @@ def canonical_json(value: Any) -> bytes:
 
 
 class EntryTemplate:
-    """`signing_bytes` of the entries one flight log writes most (`record`, `checkpoint`),
-    without building the entry: every member of `gateway.evidence.entry.MEMBERS`, `labels` empty,
-    `v`, `key_id`, `session` and `policy_hash` fixed here and serialised once.
+    """`signing_bytes` of the entries one flight log writes most (`record`: `call`, `result`,
+    `checkpoint`), without serialising what never changes within the log: `v`, `key_id`,
+    `session`, `policy_hash` and `labels` (empty) are `fixed`, in canonical form once. The
+    caller gives the rest, `members`: every other field of `Entry`, by name.
 
-    `entry_signing_bytes` makes the same promise as `signing_bytes(entry, inspect=("request_id",
-    "data"))`, and asks the same of its caller: every member but `request_id` and `data` is a
-    string, None, a boolean or an integer within +/-(2**53 - 1) (orjson writes those as RFC 8785
-    does; a string with a lone surrogate makes orjson refuse). `request_id` and `data` are checked
-    as there. Members follow in RFC 8785 order, which for these ASCII names is byte order.
+    `entry_signing_bytes(members)` makes the same promise as `signing_bytes(entry(members),
+    inspect=("request_id", "data"))`, and asks the same of its caller: every member but
+    `request_id` and `data` is a string, None, a boolean or an integer within +/-(2**53 - 1)
+    (orjson writes those as RFC 8785 does; a string with a lone surrogate makes orjson refuse).
+    `request_id` and `data` are checked as there. Members are written in RFC 8785 order, which
+    for these ASCII names is orjson's sorted order.
     """
 
-    __slots__ = ("_kinds", "_session", "_tail")
+    __slots__ = ("_fragments", "_kinds", "fixed", "members")
 
     def __init__(self, *, session: str, key_id: str, policy_hash: str | None, version: int, kinds: Iterable[str]) -> None:
         """Raises:
         CanonicalizationError: a fixed member has no canonical form.
         """
-        before_kind = b',"key_id":' + canonical_json(key_id) + b',"kind":'
-        after_kind = b',"labels":[],"policy_hash":' + canonical_json(policy_hash) + b',"prev":'
-        self._kinds = {kind: before_kind + canonical_json(kind) + after_kind for kind in kinds}
-        self._session = b',"session":' + canonical_json(session) + b',"tool":'
-        self._tail = b',"v":' + canonical_json(version) + b"}"
+        fixed = {"v": version, "key_id": key_id, "session": session, "policy_hash": policy_hash, "labels": []}
+        self.fixed: Final[Mapping[str, Any]] = fixed
+        #: What the caller gives: every other member of an entry.
+        self.members: Final = tuple(member.name for member in fields(Entry) if member.name not in fixed)
+        self._fragments = {name: orjson.Fragment(canonical_json(value)) for name, value in fixed.items()}
+        self._kinds = frozenset(kinds)
 
-    def entry_signing_bytes(
-        self,
-        kind: str,
-        server: str | None,
-        tool: str | None,
-        request_id: Any,
-        descriptor_hash: str | None,
-        args_hash: str | None,
-        result_hash: str | None,
-        decision: str | None,
-        rule: str | None,
-        reason: str | None,
-        data: Any,
-        seq: int,
-        prev: str,
-        ts: str,
-    ) -> bytes | None:
-        """The signing bytes (entry domain) of the entry with these members and the template's,
-        or None when `kind` is not the template's or `request_id` or `data` (or a lone surrogate
-        anywhere) is outside the fast path: the caller then builds the entry for
-        `signing_bytes`, which gives the same bytes or says what has no canonical form."""
+    def entry(self, members: Mapping[str, Any]) -> dict[str, Any]:
+        """The whole entry with these `members` and the template's: what `signing_bytes` takes."""
+        return {**members, **self.fixed}
+
+    def entry_signing_bytes(self, members: dict[str, Any]) -> bytes | None:
+        """The signing bytes (entry domain) of `entry(members)`, or None when its kind is not
+        the template's or `request_id` or `data` (or a lone surrogate anywhere) is outside the
+        fast path: the caller then takes `signing_bytes(entry(members))`, which gives the same
+        bytes or says what has no canonical form. `members` is the caller's to hand over: the
+        template adds its fixed members to it, serialised (`entry` overrides them again)."""
+        request_id = members["request_id"]
         id_type = type(request_id)
         if not (id_type is str or request_id is None or (id_type is int and -_SAFE_INT <= request_id <= _SAFE_INT)):
             return None
-        if type(data) is not dict:
+        data = members["data"]
+        if type(data) is not dict or (data and not _fast_ok(data)) or members["kind"] not in self._kinds:
             return None
-        prefix = self._kinds.get(kind)
-        if prefix is None:
-            return None
-        dumps = orjson.dumps
+        members.update(self._fragments)  # no copy: this runs for every call and result
         try:
-            if not data:
-                data_json = b"{}"
-            elif _fast_ok(data):
-                data_json = dumps(data, option=orjson.OPT_SORT_KEYS)
-            else:
-                return None
-            return b"".join((
-                ENTRY_DOMAIN, b'{"args_hash":', dumps(args_hash), b',"data":', data_json, b',"decision":', dumps(decision),
-                b',"descriptor_hash":', dumps(descriptor_hash), prefix, dumps(prev), b',"reason":', dumps(reason),
-                b',"request_id":', dumps(request_id), b',"result_hash":', dumps(result_hash), b',"rule":', dumps(rule),
-                b',"seq":', dumps(seq), b',"server":', dumps(server), self._session, dumps(tool), b',"ts":', dumps(ts),
-                self._tail,
-            ))  # fmt: skip
+            return ENTRY_DOMAIN + orjson.dumps(members, option=orjson.OPT_SORT_KEYS)
         except orjson.JSONEncodeError:
             return None  # a lone surrogate: `signing_bytes` says so
 
@@ -195,7 +177,7 @@ def signing_bytes(entry: Mapping[str, Any], domain: bytes = ENTRY_DOMAIN, *, ins
     keys are all in the known ASCII member set and whose members, except those named in
     `inspect`, are strings, None, booleans or integers within +/-(2**53 - 1). Only the named
     members are then checked for the fast path, which saves most of its cost; the bytes are the
-    same (`tests/unit/test_canonical.py` checks them against `rfc8785`)."""
+    same (`tests/unit/evidence/test_canonical.py` checks them against `rfc8785`)."""
     if inspect is not None and type(entry) is dict and "hash" not in entry and "sig" not in entry:
         for name in inspect:
             member = entry[name]
@@ -213,3 +195,13 @@ def signing_bytes(entry: Mapping[str, Any], domain: bytes = ENTRY_DOMAIN, *, ins
     if "hash" in entry or "sig" in entry:
         entry = {k: v for k, v in entry.items() if k not in UNSIGNED_MEMBERS}
     return domain + canonical_json(entry)
+
+
+def entry_hash(entry: Mapping[str, Any]) -> str:
+    """The `hash` member an entry must carry: SHA-256 (hex) of its signing bytes."""
+    return hashlib.sha256(signing_bytes(entry)).hexdigest()
+
+
+def batch_signing_bytes(statement: Mapping[str, Any]) -> bytes:
+    """What a checkpoint's signature covers: the batch domain and the statement's RFC 8785 form."""
+    return BATCH_DOMAIN + canonical_json(dict(statement))

@@ -1,14 +1,17 @@
-"""Flight-log entries (receipts) as values: build, hash, format. Pure, no I/O.
+"""Flight-log entries (receipts) as values: the typed `Entry`, hashing helpers, the line format
+and batch statements. Pure, no I/O.
 
-Every entry has every member, `null` where it does not apply, so that no field can be left
-out of what is signed and a verifier never guesses a schema:
+`Entry` is the schema, written once: every serialisation derives from its fields (`MEMBERS`,
+`canonical.EntryTemplate`, the canonical fast path's known keys). Every entry has every member,
+`null` where it does not apply, so that no field can be left out of what is signed and a
+verifier never guesses a schema:
 
     v, kind, session, seq, ts, key_id, prev, server, tool, request_id, descriptor_hash,
     policy_hash, args_hash, result_hash, labels, decision, rule, reason, data, hash [, sig]
 
-`hash` is SHA-256 over `signing_bytes(entry)` (the domain prefix and RFC 8785 form of every
-other member), so editing any member, `decision` and `rule` included, breaks it. `prev` is the
-previous entry's `hash`, which chains the log. Genesis, rotation and seal entries also carry
+`hash` is SHA-256 over `canonical.signing_bytes(entry)` (the domain prefix and RFC 8785 form of
+every other member), so editing any member, `decision` and `rule` included, breaks it. `prev` is
+the previous entry's `hash`, which chains the log. Genesis, rotation and seal entries also carry
 `sig`, an Ed25519 signature over the same bytes; every other entry is signed in a batch: a
 later `checkpoint` entry holds a signature over the Merkle root (RFC 6962) of the batch's
 hashes. A `rotation` entry carries a manifest signed by the old and the new key; entries
@@ -20,13 +23,13 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import MISSING, dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
 import orjson
 
 from gateway.evidence import merkle
-from gateway.evidence.canonical import BATCH_DOMAIN, canonical_json, signing_bytes
 
 FORMAT_VERSION: Final = 1
 GENESIS_PREV: Final = "0" * 64
@@ -37,13 +40,73 @@ KINDS: Final = frozenset({"genesis", "descriptor", "call", "result", "checkpoint
 SELF_SIGNED: Final = frozenset({"genesis", "seal", "rotation"})
 Decision = Literal["allow", "deny", "shadow-deny"]
 DECISIONS: Final = frozenset({"allow", "deny", "shadow-deny"})
+#: A request id as logged: JSON-RPC's, or `{"big_int": "<decimal>"}` beyond 2**53.
+RequestId = int | str | Mapping[str, str] | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Entry:
+    """One flight-log entry: every member but `hash` and `sig`, in storage order. Built by
+    keyword; `to_json` is the object `signing_bytes` and the line format take.
+
+    Raises:
+        ValueError: an unknown kind.
+    """
+
+    v: int = FORMAT_VERSION
+    kind: Kind
+    session: str
+    seq: int
+    ts: str
+    key_id: str
+    prev: str
+    server: str | None = None
+    tool: str | None = None
+    request_id: RequestId = None
+    descriptor_hash: str | None = None
+    policy_hash: str | None
+    args_hash: str | None = None
+    result_hash: str | None = None
+    labels: Sequence[str] = ()
+    decision: Decision | None = None
+    rule: str | None = None
+    reason: str | None = None
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown entry kind {self.kind!r}")
+
+    def to_json(self) -> dict[str, Any]:
+        """The entry as a JSON object, members in storage order, `labels` sorted."""
+        return entry_json(**{name: getattr(self, name) for name in MEMBERS})
+
 
 #: Every member of an entry other than `hash` and `sig`, in storage order.
-MEMBERS: Final = (
-    "v", "kind", "session", "seq", "ts", "key_id", "prev", "server", "tool", "request_id",
-    "descriptor_hash", "policy_hash", "args_hash", "result_hash", "labels", "decision", "rule",
-    "reason", "data",
-)  # fmt: skip
+MEMBERS: Final = tuple(member.name for member in fields(Entry))
+_REQUIRED: Final = frozenset(m.name for m in fields(Entry) if m.default is MISSING and m.default_factory is MISSING)
+#: Each optional member's default, in storage order (`data` and `labels` are set per entry).
+_DEFAULTS: Final = {m.name: None if m.default is MISSING else m.default for m in fields(Entry)}
+
+
+def entry_json(**members: Any) -> dict[str, Any]:
+    """`Entry(**members).to_json()` without building the `Entry` (several times cheaper: the
+    flight log writes its genesis, descriptor, rotation and seal entries through this).
+
+    Raises:
+        TypeError: a member `Entry` does not have, or one it requires is missing.
+        ValueError: an unknown kind.
+    """
+    if not members.keys() <= _DEFAULTS.keys() or not members.keys() >= _REQUIRED:
+        unknown, missing = sorted(members.keys() - _DEFAULTS.keys()), sorted(_REQUIRED - members.keys())
+        raise TypeError(f"an entry has no member(s) {unknown} and needs {missing}")
+    if members["kind"] not in KINDS:
+        raise ValueError(f"unknown entry kind {members['kind']!r}")
+    out = {**_DEFAULTS, **members}
+    out["labels"] = sorted(out["labels"] or ())
+    out["data"] = dict(out["data"] or {})
+    return out
+
 
 Clock = Callable[[], datetime]
 #: What the flight log asks for the time: an RFC 3339 timestamp string.
@@ -80,48 +143,6 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def build_entry(
-    kind: Kind,
-    *,
-    session: str,
-    seq: int,
-    ts: str,
-    key_id: str,
-    prev: str,
-    policy_hash: str | None,
-    labels: Sequence[str] = (),
-    data: Mapping[str, Any] | None = None,
-    server: str | None = None,
-    tool: str | None = None,
-    request_id: int | str | Mapping[str, str] | None = None,
-    descriptor_hash: str | None = None,
-    args_hash: str | None = None,
-    result_hash: str | None = None,
-    decision: Decision | None = None,
-    rule: str | None = None,
-    reason: str | None = None,
-) -> dict[str, Any]:
-    """An entry with every member present, not yet hashed.
-
-    Raises:
-        ValueError: an unknown kind.
-    """
-    if kind not in KINDS:
-        raise ValueError(f"unknown entry kind {kind!r}")
-    return {
-        "v": FORMAT_VERSION, "kind": kind, "session": session, "seq": seq, "ts": ts, "key_id": key_id, "prev": prev,
-        "server": server, "tool": tool, "request_id": request_id, "descriptor_hash": descriptor_hash,
-        "policy_hash": policy_hash, "args_hash": args_hash, "result_hash": result_hash,
-        "labels": sorted(labels) if labels else [], "decision": decision, "rule": rule, "reason": reason,
-        "data": dict(data) if data else {},
-    }  # fmt: skip
-
-
-def entry_hash(entry: Mapping[str, Any]) -> str:
-    """The `hash` member an entry must carry."""
-    return sha256_hex(signing_bytes(entry))
-
-
 def to_line(entry: Mapping[str, Any]) -> bytes:
     """Storage form of a complete entry: one compact JSON object and a newline (not what is
     signed; the verifier always re-derives the signed bytes)."""
@@ -146,12 +167,3 @@ def batch_statement(session: str, key_id: str, first: int, hashes: Sequence[str]
         "root": merkle.root(leaves).hex(),
         "head": hashes[-1],
     }
-
-
-def batch_signing_bytes(statement: Mapping[str, Any]) -> bytes:
-    return BATCH_DOMAIN + canonical_json(dict(statement))
-
-
-def descriptor_hash(descriptor: Any) -> str:
-    """SHA-256 of the RFC 8785 form of a descriptor (a tool, prompt or resource as listed)."""
-    return sha256_hex(canonical_json(descriptor))

@@ -21,8 +21,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from gateway.errors import EXIT_LOG_MALFORMED, GatewayError
 from gateway.evidence import merkle
-from gateway.evidence.canonical import signing_bytes
-from gateway.evidence.entry import SELF_SIGNED, batch_signing_bytes, sha256_hex
+from gateway.evidence.canonical import batch_signing_bytes, signing_bytes
+from gateway.evidence.entry import SELF_SIGNED, sha256_hex
 from gateway.evidence.failures import LogMalformed, SignatureInvalid, WrongKey
 from gateway.evidence.signing import key_id, public_from_text, public_raw, verify_signature
 

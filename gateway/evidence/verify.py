@@ -16,7 +16,7 @@ import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from gateway.errors import GatewayError
-from gateway.evidence.canonical import ENTRY_DOMAIN, CanonicalizationError, signing_bytes
+from gateway.evidence.canonical import ENTRY_DOMAIN, CanonicalizationError, batch_signing_bytes, signing_bytes
 from gateway.evidence.entry import (
     DECISIONS,
     FORMAT_VERSION,
@@ -24,7 +24,6 @@ from gateway.evidence.entry import (
     KINDS,
     MEMBERS,
     SELF_SIGNED,
-    batch_signing_bytes,
     batch_statement,
     line_from_signed,
     sha256_hex,

@@ -5,7 +5,7 @@ the `airlock run` line inside a wrapped one (`entry`), wrapping and unwrapping (
 pure), the edit planned for one file (`plan`), the file, its backup and its atomic replacement
 (`files`), and the failures (`errors`). The command itself is `gateway.cli.install`.
 
-Imports: errors, mediation, upstream.
+Imports: errors, protocol, upstream.
 """
 
 __all__ = ["entry", "errors", "files", "jsonc", "locate", "plan", "unwrap", "wrap"]

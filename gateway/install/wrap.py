@@ -48,7 +48,7 @@ from gateway.install.entry import (
 )
 from gateway.install.jsonc import json_type
 from gateway.install.locate import Launcher
-from gateway.mediation.mediator import server_identity
+from gateway.protocol.names import server_identity
 from gateway.upstream.child import DEFAULT_ENV_ALLOWLIST
 
 _WEBSOCKET_TYPES: Final = frozenset({"ws", "websocket"})

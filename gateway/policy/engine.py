@@ -2,26 +2,34 @@
 the gateway saw it, the session's state and the policy. No I/O, no clock, no randomness: the
 same inputs always give the same Decision, and concurrent callers share nothing mutable except
 a memo of which rules can match a tool name (a cache of a pure function).
+
+Also the two rules the live gateway and `airlock fork` must apply alike: `combine` (a decision
+and the flow verdict on the same call) and `server_request_decision` (`[server_requests]`).
 """
 
 from __future__ import annotations
 
 import fnmatch
-import posixpath
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
-from gateway.policy.model import ArgumentConstraint, PolicyFile, Rule, compile_pattern
+from gateway.policy.constraints import Check
+from gateway.policy.model import PolicyFile, Rule, compile_pattern
 from gateway.policy.schemacheck import SchemaCheck, schema_check
-from gateway.protocol import jsonrpc
+from gateway.protocol import methods
 from gateway.protocol.names import name_problem, normalise
 from gateway.screening.scan import Finding
+
+if TYPE_CHECKING:  # flows builds on this module (`Outcome`, `tool_glob`): only its verdict type is needed here
+    from gateway.policy.flows import FlowVerdict
 
 Outcome = Literal["allow", "deny", "shadow-deny"]
 PinState = Literal["pinned", "changed", "new"]
 _RULE_CACHE_LIMIT: Final = 10_000
+#: Requests a server sends the client that `[server_requests]` decides, by their setting there.
+SERVER_REQUESTS: Final = {methods.SAMPLING: "sampling", methods.ELICITATION: "elicitation"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,104 +93,12 @@ class SessionState:
     server_blocked: str | None = None
 
 
-# -- compiled constraints -------------------------------------------------------------------------
-
-
-def _json_equal(a: Any, b: Any) -> bool:
-    """Equality of JSON values by type as well as value (1, 1.0 and true are not the same)."""
-    if type(a) is bool or type(b) is bool:
-        return type(a) is type(b) and a == b
-    if isinstance(a, int | float) and isinstance(b, int | float):
-        return a == b
-    return type(a) is type(b) and a == b
-
-
-def _number(value: Any) -> bool:
-    return (type(value) is int or type(value) is float) and value == value and value not in (float("inf"), float("-inf"))
-
-
-@dataclass(frozen=True, slots=True)
-class _Check:
-    name: str
-    spec: ArgumentConstraint
-    pattern: Any
-    validator: SchemaCheck | None
-
-    def failure(self, arguments: Mapping[str, Any], condition: bool = False) -> str | None:
-        """Why the argument does not satisfy the constraint, or None when it does. `condition`:
-        the constraint is a deny rule's condition, so a value whose meaning cannot be told
-        (see `_under`) satisfies it: fail closed either way."""
-        spec, name = self.spec, self.name
-        if name not in arguments:
-            return None if spec.optional else f"argument {name!r} is required"
-        value = arguments[name]
-        # A deny rule's condition holds for a value of the wrong type (a number sent as a
-        # string, a path inside a list): the upstream may read it as the value the rule is
-        # about, and the gateway cannot tell, so it fails closed.
-        composite = type(value) is list or type(value) is dict
-        if spec.enum is not None and not any(_json_equal(value, allowed) for allowed in spec.enum) and not (condition and composite):
-            return f"argument {name!r} must be one of {jsonrpc.encode(spec.enum).decode()}"
-        if (spec.minimum is not None or spec.maximum is not None) and not (condition and not _number(value)):
-            if not _number(value):
-                return f"argument {name!r} must be a finite number"
-            if spec.minimum is not None and value < spec.minimum:
-                return f"argument {name!r} must be at least {spec.minimum}"
-            if spec.maximum is not None and value > spec.maximum:
-                return f"argument {name!r} must be at most {spec.maximum}"
-        stringy = spec.prefix is not None or spec.path_prefix is not None or spec.pattern is not None or spec.max_length is not None
-        if stringy and not (condition and type(value) is not str):
-            if type(value) is not str:
-                return f"argument {name!r} must be a string"
-            if spec.max_length is not None and len(value) > spec.max_length:
-                return f"argument {name!r} is longer than {spec.max_length} characters"
-            if spec.prefix is not None and not value.startswith(spec.prefix):
-                return f"argument {name!r} must start with {spec.prefix!r}"
-            if spec.path_prefix is not None:
-                under = _under(value, spec.path_prefix)
-                if under is None and not condition:
-                    return f"argument {name!r} must be an absolute path without '//' or NUL under {spec.path_prefix!r}"
-                if under is False:
-                    return f"argument {name!r} must be a path under {spec.path_prefix!r}"
-            if self.pattern is not None:
-                matched = _full_match(self.pattern, value)
-                if matched is None and condition:
-                    pass  # a string no pattern can read: the condition holds
-                elif not matched:
-                    return f"argument {name!r} must match the pattern {spec.pattern!r}"
-        if self.validator is not None:
-            problem = self.validator.problem(value)
-            if problem is not None:
-                return f"argument {name!r} does not satisfy the rule's schema: {problem}"
-        return None
-
-
-def _full_match(pattern: Any, value: str) -> bool | None:
-    """Whether the whole string matches; None for a string RE2 cannot read (a lone
-    surrogate): not text any pattern can vouch for."""
-    try:
-        return pattern.fullmatch(value) is not None
-    except UnicodeEncodeError:
-        return None
-
-
-def _under(path: str, directory: str) -> bool | None:
-    """Whether `path` names `directory` or something below it; None when that cannot be told
-    from the text: a relative path (depends on the working directory), a NUL byte (C truncates
-    there), a leading '//' (implementation-defined in POSIX, a network root on some systems).
-    The caller resolves None against itself: an allow rule is not satisfied, a deny rule holds."""
-    if "\x00" in path or not path.startswith("/") or path.startswith("//"):
-        return None
-    resolved = posixpath.normpath(path)
-    base = "/" + posixpath.normpath(directory).lstrip("/")
-    return resolved == base or resolved.startswith(base.rstrip("/") + "/")
-
-
 @dataclass(frozen=True, slots=True)
 class CompiledRule:
     rule: Rule
     index: int
     matchers: tuple[re.Pattern[str], ...]
-    checks: tuple[_Check, ...]
+    checks: tuple[Check, ...]
     fixed: Mapping[str, Any]
     shadow: bool
 
@@ -272,7 +188,7 @@ class CompiledPolicy:
                     continue
                 pattern = compile_pattern(spec.pattern) if spec.pattern is not None else None
                 validator = SchemaCheck(spec.schema_) if spec.schema_ is not None else None
-                checks.append(_Check(name, spec, pattern, validator))
+                checks.append(Check(name, spec, pattern, validator))
             shadow = (rule.mode or policy.mode) == "shadow"
             rules.append(CompiledRule(rule, index, tuple(tool_glob(p) for p in rule.tools), tuple(checks), fixed, shadow))
         compiled = cls(policy, policy.policy_hash(), tuple(rules), policy.mode == "shadow")
@@ -422,3 +338,26 @@ def _checked_allow(policy: CompiledPolicy, rule: str, reason: str, tool: ToolVie
 def tool_matches(pattern: str, server: str, tool: str) -> bool:
     """Whether a rule's tool glob matches `server.tool` (for lints and tests)."""
     return fnmatch.fnmatchcase(normalise(f"{server}.{tool}"), normalise(pattern).replace("[", "[[]"))
+
+
+def combine(decision: Decision, verdict: FlowVerdict) -> Decision:
+    """The decision on a call from the rules' `decision` and the flow rules' `verdict` on it (the
+    flow check runs only on a call the rules forward). A flow denial overrides every forwarding
+    decision; a flow `shadow-deny` overrides only an `allow` (a rule's `shadow-deny` keeps
+    naming its rule); an allowing verdict leaves the decision as it is. Fixed arguments stay."""
+    if verdict.outcome != "allow" and (decision.outcome == "allow" or verdict.outcome == "deny"):
+        return Decision(verdict.outcome, verdict.rule or "", verdict.reason or "", decision.inject)
+    return decision
+
+
+def server_request_decision(method: str, server: str, policy: CompiledPolicy) -> Decision | None:
+    """How `[server_requests]` decides the request `method` that `server` sends the client
+    (sampling, elicitation), or None for a method it does not decide (forwarded as it is)."""
+    setting = SERVER_REQUESTS.get(method)
+    if setting is None:
+        return None
+    allowed = getattr(policy.source.server_requests, setting) == "allow"
+    reason = f"{method} from server {server!r} is " + (
+        "allowed" if allowed else f'denied by the policy (set [server_requests] {setting} = "allow" to let it through)'
+    )
+    return Decision("allow" if allowed else "deny", f"server-requests.{setting}", reason)

@@ -1,4 +1,5 @@
-"""Tool names: the form they are matched in, and the checks a name must pass. Pure.
+"""Tool names: the form they are matched in, and the checks a name must pass; and the name a
+server goes by in rules and pins (`server_identity`). Pure.
 
 MCP (2025-11-25, "Tool names") says a tool name SHOULD be 1 to 128 characters of ASCII letters,
 digits, `_`, `-` and `.`. Airlock enforces that: a name outside the alphabet cannot be matched
@@ -74,3 +75,16 @@ def name_problem(name: str) -> str | None:
                 "ASCII letters, digits, '_', '-' and '.'"
             )
     return "the tool name is not a valid MCP tool name"  # pragma: no cover - the loops find the character
+
+
+def server_identity(name: str) -> str:
+    """A server's name as rules and pins use it: normalised, runs of characters other than
+    a-z, 0-9, '_' and '-' made one '-' (so `server.tool` splits at the first dot)."""
+    out = []
+    for char in normalise(name):
+        ok = char.isascii() and (char.isalnum() or char in "_-")
+        if ok:
+            out.append(char)
+        elif not out or out[-1] != "-":
+            out.append("-")
+    return "".join(out).strip("-") or "upstream"

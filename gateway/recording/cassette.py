@@ -53,7 +53,7 @@ from gateway import __version__
 from gateway.errors import ConfigError, GatewayError
 from gateway.evidence.entry import timestamp, utc_now
 from gateway.protocol import jsonrpc
-from gateway.recording.redaction import Redactor, dump_sorted
+from gateway.recording.redaction import Redactor, sorted_json
 
 CASSETTE_FORMAT: Final = "mcp-airlock-cassette/1"
 _FORMAT_PREFIX: Final = "mcp-airlock-cassette/"
@@ -136,7 +136,7 @@ class Cassette:
 
 
 def header_line(header: CassetteHeader) -> bytes:
-    return dump_sorted(header.to_json()) + b"\n"
+    return sorted_json(header.to_json()) + b"\n"
 
 
 def entry_line(seq: int, direction: Direction, line: bytes, redactor: Redactor | None = None) -> bytes:
@@ -147,10 +147,10 @@ def entry_line(seq: int, direction: Direction, line: bytes, redactor: Redactor |
         # Not JSON: no fields to redact, but secrets already seen are; kept as text so a replay
         # feeds the gateway the same garbage.
         raw = line.decode("utf-8", "backslashreplace")
-        return dump_sorted({"dir": direction, "raw": redactor.apply_text(raw) if redactor else raw, "seq": seq}) + b"\n"
+        return sorted_json({"dir": direction, "raw": redactor.apply_text(raw) if redactor else raw, "seq": seq}) + b"\n"
     if redactor:
         message = redactor.apply(message)
-    return dump_sorted({"dir": direction, "msg": message, "seq": seq}) + b"\n"
+    return sorted_json({"dir": direction, "msg": message, "seq": seq}) + b"\n"
 
 
 # -- pure: parsing ------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
-"""Redaction of recorded messages: the values at dotted paths become stable placeholders, and a
-redacted string is also replaced wherever it occurs later (the cassette module's docstring says
-what that protects and what it does not). Pure."""
+"""Redaction of recorded messages (see `cassette` for the format): values at dotted paths
+replaced by stable placeholders, and every redacted string replaced wherever it shows up
+later. Pure, but `Redactor` is stateful per cassette.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from gateway.errors import ConfigError
 _MIN_SPREAD: Final = 6  # shortest redacted string also replaced inside other strings
 
 
-def dump_sorted(value: Any) -> bytes:
+def sorted_json(value: Any) -> bytes:
     """Sorted keys, compact, UTF-8. Integers beyond 64 bits and lone surrogates take the
     standard library (as `jsonrpc.encode` does)."""
     try:
@@ -28,7 +29,7 @@ def dump_sorted(value: Any) -> bytes:
 
 def placeholder(value: Any) -> str:
     """The stable stand-in for a redacted value: equal values give equal placeholders."""
-    return "<redacted:" + hashlib.sha256(dump_sorted(value)).hexdigest()[:12] + ">"
+    return "<redacted:" + hashlib.sha256(sorted_json(value)).hexdigest()[:12] + ">"
 
 
 class Redactor:

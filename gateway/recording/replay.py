@@ -26,26 +26,34 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections import deque
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final
 
-import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gateway import __version__
-from gateway.errors import EXIT_DIFFERENT, EXIT_OK, FLOW_DENIED, POLICY_DENIED, UPSTREAM_UNAVAILABLE, ConfigError, GatewayError
+from gateway.errors import FLOW_DENIED, POLICY_DENIED, UPSTREAM_UNAVAILABLE, GatewayError
 from gateway.evidence.entry import Decision as EntryDecision
-from gateway.evidence.entry import Kind, TimestampSource, timestamp
+from gateway.evidence.entry import Entry, TimestampSource, timestamp
 from gateway.evidence.flightlog import FlightLog, LogSettings
-from gateway.labels import masks
-from gateway.mediation.mediator import PolicyMediator, log_request_id
+from gateway.mediation.mediator import PolicyMediator
 from gateway.policy.engine import CompiledPolicy
-from gateway.protocol import jsonrpc
-from gateway.recording.cassette import Cassette, CassetteEntry
+from gateway.protocol import jsonrpc, methods
+from gateway.recording.cassette import Cassette
+from gateway.recording.mock_upstream import MockUpstream as _MockUpstream
+from gateway.recording.mock_upstream import id_key as _id_key
+from gateway.recording.mock_upstream import is_response as _is_response
+from gateway.recording.report import (
+    CallRow,
+    Difference,
+    Outcome,
+    ReplayReport,
+    compare,
+    labels_of,
+    recorded_calls,
+    wire_outcome,
+)
 from gateway.screening.pins import Lock
 from gateway.session.wiring import wire_relay
 
@@ -53,185 +61,9 @@ from gateway.session.wiring import wire_relay
 REPLAY_KEY_SEED: Final = b"mcp-airlock replay key/1 (public: proves nothing)"
 REPLAY_EPOCH: Final = datetime(2026, 1, 1, tzinfo=UTC)
 
-_CALL: Final = "tools/call"
+_CALL: Final = methods.TOOLS_CALL
 _DENY_CODES: Final = frozenset({POLICY_DENIED, FLOW_DENIED})
-_UNANSWERABLE_CODE: Final = -32603
 _FORWARDED: Final = frozenset({"allow", "shadow-deny"})
-
-Decision = Literal["allow", "deny", "shadow-deny", "refused", "unknown"]
-DifferenceKind = Literal["decision", "expectation", "drift", "unanswerable"]
-
-
-class ExpectationsError(ConfigError):
-    """The expectations file cannot be read or is malformed."""
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What happened to one call. `rule`: the deciding rule (for a recorded outcome, known only
-    for a denial); `code`: the JSON-RPC error code the client got, if any."""
-
-    decision: Decision
-    rule: str | None = None
-    labels: tuple[str, ...] = ()
-    code: int | None = None
-
-    def wire(self) -> tuple[str, str | None]:
-        """What a client could tell apart: forwarded, or refused by which rule."""
-        if self.decision in _FORWARDED:
-            return ("forwarded", None)
-        if self.decision == "deny":
-            return ("deny", self.rule)
-        return (self.decision, str(self.code) if self.code is not None else None)
-
-    def describe(self) -> str:
-        return f"{self.decision}({self.rule})" if self.rule else self.decision
-
-
-@dataclass(slots=True)
-class CallRow:
-    """One `tools/call` the client sent: where it is in the cassette, and both outcomes."""
-
-    index: int
-    seq: int
-    request_id: Any
-    tool: str
-    recorded: Outcome
-    live: Outcome = Outcome("unknown")
-    note: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Difference:
-    kind: DifferenceKind
-    message: str
-    call: int | None = None
-
-    def describe(self) -> str:
-        return f"{self.kind}: " + (f"call {self.call}: " if self.call is not None else "") + self.message
-
-
-@dataclass(slots=True)
-class ReplayReport:
-    rows: list[CallRow]
-    differences: list[Difference]
-    drift: list[str] = field(default_factory=list)
-    log_path: Path | None = None
-
-    @property
-    def exit_code(self) -> int:
-        return EXIT_DIFFERENT if self.differences else EXIT_OK
-
-    def table(self) -> str:
-        """One line per call: index, cassette seq, tool, recorded and live outcome, labels."""
-        head = ("#", "seq", "tool", "recorded", "replayed", "labels", "note")
-        lines = [(str(r.index), str(r.seq), r.tool, r.recorded.describe(), r.live.describe(), ",".join(r.live.labels) or "-",
-                  r.note or "") for r in self.rows]  # fmt: skip
-        widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h) for i, h in enumerate(head)]
-        out = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in (head, *lines)]
-        out.extend(d.describe() for d in self.differences)
-        out.append(f"{len(self.rows)} call(s), {len(self.differences)} difference(s)")
-        return "\n".join(out)
-
-
-# -- pure helpers -------------------------------------------------------------------------------
-
-
-def _id_key(request_id: Any) -> bytes:
-    """An id as a dict key that tells 1 from "1" (and big integers from each other)."""
-    return jsonrpc.encode(log_request_id(request_id))
-
-
-def _is_request(message: Any) -> bool:
-    return type(message) is dict and type(message.get("method")) is str and jsonrpc.is_valid_id(message.get("id"))
-
-
-def _is_response(message: Any) -> bool:
-    return type(message) is dict and "method" not in message and "id" in message and ("result" in message or "error" in message)
-
-
-def _tool_of(message: Mapping[str, Any]) -> str:
-    params = message.get("params")
-    name = params.get("name") if type(params) is dict else None
-    return name if type(name) is str else "?"
-
-
-def _match_key(message: Mapping[str, Any]) -> bytes:
-    """What identifies a request's answer: `tools/call` by tool and arguments, others by params."""
-    method = message["method"]
-    params = message.get("params")
-    if method == _CALL and type(params) is dict:
-        return orjson.dumps([method, params.get("name"), params.get("arguments") or {}], option=orjson.OPT_SORT_KEYS)
-    try:
-        return orjson.dumps([method, params], option=orjson.OPT_SORT_KEYS)
-    except (TypeError, orjson.JSONEncodeError):
-        return jsonrpc.encode([method, repr(params)])
-
-
-def _labels_of(message: Mapping[str, Any]) -> tuple[str, ...]:
-    """The labels the gateway told the client: the result's `_meta`, or a flow refusal's data."""
-    result = message.get("result")
-    if type(result) is dict:
-        meta = result.get("_meta")
-        told = meta.get(masks.META_KEY) if type(meta) is dict else None
-        if type(told) is dict:
-            names = []
-            if told.get("integrity") == "untrusted":
-                names.append("untrusted")
-            if told.get("confidentiality") in ("private", "secret"):
-                names.append(str(told["confidentiality"]))
-            flags = told.get("flags")
-            names.extend(str(f) for f in flags if type(f) is str) if type(flags) is list else None
-            return tuple(names)
-    error = message.get("error")
-    data = error.get("data") if type(error) is dict else None
-    if type(data) is dict and type(data.get("labels")) is list:
-        return tuple(str(n) for n in data["labels"])
-    return ()
-
-
-def _wire_outcome(response: Mapping[str, Any] | None, forwarded: bool) -> Outcome:
-    if forwarded:
-        return Outcome("allow", None, _labels_of(response) if response is not None else ())
-    if response is None:
-        return Outcome("unknown")
-    error = response.get("error")
-    if type(error) is dict:
-        code = error.get("code") if type(error.get("code")) is int else None
-        data = error.get("data")
-        rule = data.get("rule") if type(data) is dict else None
-        if code in _DENY_CODES and type(rule) is str:
-            return Outcome("deny", rule, _labels_of(response), code)
-        return Outcome("refused", None, (), code)
-    return Outcome("unknown")
-
-
-def recorded_calls(cassette: Cassette) -> list[CallRow]:
-    """Every `tools/call` request the client sent, with its outcome as the recording shows it
-    (forwarded upstream: `allow`; refused with a rule: `deny`; refused otherwise: `refused`)."""
-    rows: list[CallRow] = []
-    open_calls: dict[bytes, tuple[CallRow, list[bool]]] = {}
-    responses: dict[int, tuple[Mapping[str, Any] | None, bool]] = {}
-    for entry in cassette.entries:
-        message = entry.message
-        if entry.direction == "c2g" and _is_request(message) and message["method"] == _CALL:
-            row = CallRow(len(rows) + 1, entry.seq, message["id"], _tool_of(message), Outcome("unknown"))
-            rows.append(row)
-            open_calls[_id_key(message["id"])] = (row, [False])
-            responses[row.index] = (None, False)
-        elif entry.direction == "g2u" and _is_request(message) and message["method"] == _CALL:
-            found = open_calls.get(_id_key(message["id"]))
-            if found is not None:
-                found[1][0] = True
-                responses[found[0].index] = (None, True)
-        elif entry.direction == "g2c" and _is_response(message):
-            opened = open_calls.pop(_id_key(message["id"]), None)
-            if opened is not None:
-                responses[opened[0].index] = (message, opened[1][0])
-    for row in rows:
-        response, forwarded = responses[row.index]
-        row.recorded = _wire_outcome(response, forwarded)
-    return rows
 
 
 def replay_signing_key() -> Ed25519PrivateKey:
@@ -253,167 +85,51 @@ def fixed_clock(start: datetime = REPLAY_EPOCH) -> TimestampSource:
     return now
 
 
-def load_expectations(path: Path) -> list[dict[str, Any]]:
-    """`{"calls": [{"tool": T, "decision": D, "rule": R?}, ...]}`, compared in call order.
-
-    Raises:
-        ExpectationsError: unreadable, not JSON, or not of that shape.
-    """
-    try:
-        raw = orjson.loads(path.read_bytes())
-    except OSError as exc:
-        raise ExpectationsError(f"{path}: cannot read the expectations file: {exc.strerror or exc}") from None
-    except orjson.JSONDecodeError as exc:
-        raise ExpectationsError(f"{path}: not JSON: {exc}") from None
-    calls = raw.get("calls") if type(raw) is dict else None
-    if type(calls) is not list:
-        raise ExpectationsError(f'{path}: expected {{"calls": [{{"tool": ..., "decision": ..., "rule": ...}}, ...]}}')
-    for index, call in enumerate(calls, 1):
-        if type(call) is not dict or type(call.get("tool")) is not str or call.get("decision") not in (*_FORWARDED, "deny", "refused"):
-            raise ExpectationsError(f"{path}: calls[{index - 1}]: needs \"tool\" (a string) and \"decision\" "
-                                    "(allow, deny, shadow-deny or refused)")  # fmt: skip
-        if set(call) - {"tool", "decision", "rule"}:
-            raise ExpectationsError(
-                f"{path}: calls[{index - 1}]: unknown key(s) {', '.join(sorted(set(call) - {'tool', 'decision', 'rule'}))}"
-            )
-    return calls
-
-
 # -- the decision tap -------------------------------------------------------------------------
 
 
-class _TappedLog(FlightLog):
-    """The flight log, also keeping what replay compares: each call's decision and rule, and
-    descriptor listings' pin states. The entries written are exactly the live gateway's."""
+class _Tap:
+    """Sees every entry the flight log writes (its `on_entry`) and keeps what replay compares:
+    each call's decision and rule, and descriptor listings' pin states. The entries written
+    are exactly the live gateway's: the tap only reads them."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, *, lock_given: bool) -> None:
         self.decisions: dict[bytes, tuple[EntryDecision | None, str | None]] = {}
         #: A lockfile was given: a listed item it does not pin is drift.
-        self.lock_given = False
+        self.lock_given = lock_given
         self.drift: list[str] = []
         self.listed: dict[str, set[str]] = {}
 
-    def record(self, kind: Kind, server: str | None, tool: str | None, request_id: Any, descriptor_hash: str | None,
-               args_hash: str | None, result_hash: str | None, decision: EntryDecision | None, rule: str | None,
-               reason: str | None, data: dict[str, Any]) -> str:  # fmt: skip
-        if kind == "call" and data.get("direction") is None:
-            self.decisions[jsonrpc.encode(request_id)] = (decision, rule)
-        return super().record(kind, server, tool, request_id, descriptor_hash, args_hash, result_hash, decision, rule, reason, data)
-
-    def append(self, kind: Kind, **fields: Any) -> str:
-        if kind == "descriptor":
-            data = fields.get("data") or {}
-            kind_listed = str(data.get("list"))
-            for item in data.get("items") or ():
+    def __call__(self, entry: Entry) -> None:
+        if entry.kind == "call" and entry.data.get("direction") is None:
+            self.decisions[jsonrpc.encode(entry.request_id)] = (entry.decision, entry.rule)
+        elif entry.kind == "descriptor":
+            kind_listed = str(entry.data.get("list"))
+            for item in entry.data.get("items") or ():
                 name, pin = item.get("name"), item.get("pin")
                 self.listed.setdefault(kind_listed, set()).add(str(name))
                 if pin == "changed":
-                    self.drift.append(f"{fields.get('server')} {kind_listed} {name}: changed since it was pinned "
+                    self.drift.append(f"{entry.server} {kind_listed} {name}: changed since it was pinned "
                                       f"(pinned {str(item.get('pinned_hash'))[:12]}, now {str(item.get('hash'))[:12]})")  # fmt: skip
                 elif pin in ("new", "new-pinned") and self.lock_given:
-                    self.drift.append(f"{fields.get('server')} {kind_listed} {name}: not in the lockfile")
-        return super().append(kind, **fields)
+                    self.drift.append(f"{entry.server} {kind_listed} {name}: not in the lockfile")
 
 
-def _open_log(cassette: Cassette, policy: CompiledPolicy, log_path: Path | None) -> _TappedLog:
+def _open_log(cassette: Cassette, policy: CompiledPolicy, log_path: Path | None, tap: _Tap) -> FlightLog:
     key = replay_signing_key()
     session = cassette.digest[:32]
     clock = fixed_clock()
     if log_path is None:
         fd = os.open(os.devnull, os.O_WRONLY)
-        flight_log = _TappedLog(fd, Path(os.devnull), key, session=session, policy_hash=policy.hash, fsync="off", clock=clock,
-                                inline_signing=True)  # fmt: skip
+        flight_log = FlightLog(fd, Path(os.devnull), key, session=session, policy_hash=policy.hash, fsync="off", clock=clock,
+                               inline_signing=True, on_entry=tap)  # fmt: skip
     else:
-        opened = _TappedLog.open(LogSettings(log_path, fsync="off"), key, policy_hash=policy.hash, session=session, clock=clock,
-                                 inline_signing=True)  # fmt: skip
-        assert isinstance(opened, _TappedLog)
-        flight_log = opened
+        flight_log = FlightLog.open(LogSettings(log_path, fsync="off"), key, policy_hash=policy.hash, session=session, clock=clock,
+                                    inline_signing=True, on_entry=tap)  # fmt: skip
     flight_log.start(
         __version__, ephemeral=True, extra={"replay": {"cassette_sha256": cassette.digest, "recorded": cassette.header.recorded}}
     )
     return flight_log
-
-
-# -- the mock upstream ------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class _Exchange:
-    """One request the recording sent upstream, and where its answer is in the cassette."""
-
-    key: bytes
-    method: str
-    response: CassetteEntry | None = None
-    position: int | None = None
-    live_id: Any = None
-    delivered: bool = False
-
-
-class _MockUpstream:
-    """Answers the live relay's upstream requests from the cassette (see the module doc)."""
-
-    def __init__(self, cassette: Cassette) -> None:
-        self.outbox: deque[bytes] = deque()
-        self.unanswerable: set[bytes] = set()
-        self.cursor = -1
-        self._queues: dict[bytes, deque[_Exchange]] = {}
-        self._last_by_method: dict[str, _Exchange] = {}
-        self.at_position: dict[int, _Exchange] = {}
-        open_requests: dict[bytes, _Exchange] = {}
-        for position, entry in enumerate(cassette.entries):
-            message = entry.message
-            if entry.direction == "g2u" and _is_request(message):
-                exchange = _Exchange(_match_key(message), message["method"])
-                self._queues.setdefault(exchange.key, deque()).append(exchange)
-                open_requests[_id_key(message["id"])] = exchange
-            elif entry.direction == "u2g" and _is_response(message):
-                answered = open_requests.pop(_id_key(message["id"]), None)
-                if answered is not None:
-                    answered.response, answered.position = entry, position
-                    self.at_position[position] = answered
-                    self._last_by_method[answered.method] = answered
-
-    def from_gateway(self, line: bytes) -> None:
-        """A line the relay sent upstream: a request is matched; anything else needs no answer."""
-        try:
-            message = jsonrpc.decode(line)
-        except GatewayError:
-            return
-        if not _is_request(message):
-            return
-        queue = self._queues.get(_match_key(message))
-        exchange = queue.popleft() if queue else None
-        if exchange is not None:
-            exchange.live_id = message["id"]
-            if exchange.position is not None and exchange.position <= self.cursor:
-                self._deliver(exchange)
-            return  # else: delivered when the walk reaches its recorded place (or never answered)
-        fallback = self._last_by_method.get(message["method"])
-        if message["method"] != _CALL and fallback is not None and fallback.response is not None:
-            self.outbox.append(_with_id(fallback.response.message, message["id"]))
-            return
-        self.unanswerable.add(_id_key(message["id"]))
-        error = {"code": _UNANSWERABLE_CODE, "message": "airlock replay: the cassette has no upstream response for this request"}
-        self.outbox.append(jsonrpc.encode({"jsonrpc": "2.0", "id": message["id"], "error": error}))
-
-    def reached(self, position: int) -> bool:
-        """The walk is at a recorded response: queue it if a live request waits for it.
-        Returns False when no live request does (the recording's request was not sent now)."""
-        exchange = self.at_position.get(position)
-        if exchange is None or exchange.live_id is None or exchange.delivered:
-            return False
-        self._deliver(exchange)
-        return True
-
-    def _deliver(self, exchange: _Exchange) -> None:
-        assert exchange.response is not None
-        exchange.delivered = True
-        self.outbox.append(_with_id(exchange.response.message, exchange.live_id))
-
-
-def _with_id(message: Any, request_id: Any) -> bytes:
-    return jsonrpc.encode({**message, "id": request_id})
 
 
 # -- replay -------------------------------------------------------------------------------------
@@ -427,7 +143,7 @@ class _Session:
     the flight log is not deferred (each entry is written as it is made), so there is no
     write-ahead to commit."""
 
-    def __init__(self, cassette: Cassette, mediator: PolicyMediator, tap: _TappedLog) -> None:
+    def __init__(self, cassette: Cassette, mediator: PolicyMediator, tap: _Tap) -> None:
         self.cassette = cassette
         self.tap = tap
         self.mock = _MockUpstream(cassette)
@@ -472,10 +188,10 @@ class _Session:
         if row is None:
             return
         decided = self.tap.decisions.pop(key, None)
-        wire = _wire_outcome(message, forwarded=False)
+        wire = wire_outcome(message, forwarded=False)
         if decided is not None and decided[0] is not None:
             code = wire.code if decided[0] == "deny" else None
-            row.live = Outcome(decided[0], decided[1], _labels_of(message), code)
+            row.live = Outcome(decided[0], decided[1], labels_of(message), code)
         else:
             row.live = wire
         if key in self.mock.unanswerable:
@@ -505,17 +221,17 @@ def replay(
         LogOpenFailed: `log_path` exists or cannot be created.
     """
     header = cassette.header
-    tap = _open_log(cassette, policy, log_path)
-    tap.lock_given = lock is not None
+    tap = _Tap(lock_given=lock is not None)
+    flight_log = _open_log(cassette, policy, log_path, tap)
     session_lock = Lock.from_json(lock.to_json(), "lock") if lock is not None else None
     mediator = PolicyMediator(policy, identity=header.server, fallback_identity=header.fallback_server or "upstream",
-                              lock=session_lock, flight_log=tap, clock=fixed_clock())  # fmt: skip
+                              lock=session_lock, flight_log=flight_log, clock=fixed_clock())  # fmt: skip
     session = _Session(cassette, mediator, tap)
     try:
         session.run()
     finally:
-        tap.close("replay finished")
-    report = ReplayReport(session.rows, [], list(tap.drift), None if log_path is None else tap.path)
+        flight_log.close("replay finished")
+    report = ReplayReport(session.rows, [], list(tap.drift), None if log_path is None else flight_log.path)
     if lock is not None:
         pinned = lock.servers.get(mediator.identity)
         listed = tap.listed.get("tools")
@@ -524,26 +240,5 @@ def replay(
                 if name not in listed:
                     report.drift.append(f"{mediator.identity} tools {name}: pinned but no longer listed")
     report.differences.extend(Difference("drift", text) for text in report.drift)
-    _compare(report, expect)
+    compare(report, expect)
     return report
-
-
-def _compare(report: ReplayReport, expect: list[dict[str, Any]] | None) -> None:
-    differences = report.differences
-    for row in report.rows:
-        if row.note and row.note.startswith("unanswerable") and row.recorded.decision == "allow":
-            differences.append(Difference("unanswerable", f"{row.tool}: recorded as forwarded, but the cassette cannot answer it "
-                                          "now (the gateway forwards different arguments)", row.index))  # fmt: skip
-    if expect is None:
-        for row in report.rows:
-            if row.live.wire() != row.recorded.wire():
-                differences.append(Difference("decision", f"{row.tool}: recorded {row.recorded.describe()}, "
-                                              f"now {row.live.describe()}", row.index))  # fmt: skip
-        return
-    for index, (row, wanted) in enumerate(zip(report.rows, expect, strict=False), 1):
-        got = row.live
-        if wanted["tool"] != row.tool or wanted["decision"] != got.decision or ("rule" in wanted and wanted["rule"] != got.rule):
-            shown = wanted["decision"] + (f"({wanted['rule']})" if wanted.get("rule") else "")
-            differences.append(Difference("expectation", f"expected {wanted['tool']} {shown}, got {row.tool} {got.describe()}", index))
-    if len(expect) != len(report.rows):
-        differences.append(Difference("expectation", f"expected {len(expect)} call(s), the cassette has {len(report.rows)}"))

@@ -16,6 +16,14 @@ GATEWAY = Path(__file__).resolve().parents[2] / "gateway"
 ROOTS = {"__init__", "__main__"}
 MAX_MODULE_LINES = 400
 MAX_CLASS_LINES = 250
+#: Classes allowed past MAX_CLASS_LINES, each with the size it may not outgrow and why.
+LARGE_CLASSES = {
+    # One message in, one out, on the hot path of every call: the relay keeps both directions'
+    # in-flight tables, the held requests of a fetch and the uncommitted lines in one object, and
+    # splitting it by direction would put a call between every message and its state. Its
+    # fail-closed ladder (mediation.interface.ask) and the hub's routing tables already left it.
+    ("session/relay.py", "Relay"): 340,
+}
 
 
 def unit_of(path: Path) -> str:
@@ -105,7 +113,8 @@ def test_no_module_or_class_outgrows_what_a_reader_holds(path: Path) -> None:
     for node in ast.walk(ast.parse(text)):
         if isinstance(node, ast.ClassDef):
             size = (node.end_lineno or node.lineno) - node.lineno + 1
-            assert size <= MAX_CLASS_LINES, f"{path.relative_to(GATEWAY)}: class {node.name} has {size} lines; split it"
+            limit = LARGE_CLASSES.get((str(path.relative_to(GATEWAY)), node.name), MAX_CLASS_LINES)
+            assert size <= limit, f"{path.relative_to(GATEWAY)}: class {node.name} has {size} lines; split it"
 
 
 def test_every_package_declares_its_public_modules() -> None:

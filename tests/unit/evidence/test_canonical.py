@@ -21,6 +21,7 @@ from gateway.evidence.canonical import (
     canonical_json,
     signing_bytes,
 )
+from gateway.evidence.entry import MEMBERS
 
 # Bound before any test patches the module attribute: the oracle is always the real thing.
 _reference = rfc8785.dumps
@@ -405,6 +406,7 @@ def _hot_entry(**members: Any) -> dict[str, Any]:
         "request_id": 1, "result_hash": None, "rule": "default.allow", "seq": 1, "server": "everything",
         "session": "ef" * 16, "tool": "echo", "ts": "2026-01-02T03:04:05.678901Z", "v": 1,
     }  # fmt: skip
+    assert sorted(entry) == sorted(MEMBERS)  # every member of `Entry`, as the flight log writes them
     assert members.keys() <= entry.keys()
     return {**entry, **members}
 
@@ -511,8 +513,6 @@ def test_signing_bytes_inspecting_still_leave_out_hash_and_sig() -> None:
 # give up, so that `signing_bytes` raises.
 
 _TEMPLATE_KINDS = ("call", "result", "checkpoint")
-_TEMPLATE_ARGUMENTS = ("kind", "server", "tool", "request_id", "descriptor_hash", "args_hash", "result_hash", "decision",
-                       "rule", "reason", "data", "seq", "prev", "ts")  # fmt: skip
 
 
 def _template_for(entry: dict[str, Any]) -> EntryTemplate:
@@ -521,8 +521,16 @@ def _template_for(entry: dict[str, Any]) -> EntryTemplate:
 
 
 def _assembled(entry: dict[str, Any]) -> bytes | None:
-    assert entry["labels"] == []
-    return _template_for(entry).entry_signing_bytes(*(entry[name] for name in _TEMPLATE_ARGUMENTS))
+    """The template's bytes for `entry`, given exactly the members it does not fix."""
+    template = _template_for(entry)
+    assert template.entry({name: entry[name] for name in template.members}) == entry
+    return template.entry_signing_bytes({name: entry[name] for name in template.members})
+
+
+def test_the_entry_template_fixes_or_takes_every_member_of_an_entry_once() -> None:
+    template = _template_for(_hot_entry())
+    assert sorted([*template.fixed, *template.members]) == sorted(MEMBERS)
+    assert not set(template.fixed) & set(template.members)
 
 
 @st.composite

@@ -11,8 +11,8 @@ import orjson
 import rfc8785
 
 from gateway.evidence import merkle
-from gateway.evidence.canonical import signing_bytes
-from gateway.evidence.entry import batch_signing_bytes, sha256_hex
+from gateway.evidence.canonical import batch_signing_bytes, signing_bytes
+from gateway.evidence.entry import sha256_hex
 from gateway.evidence.signing import public_from_text, verify_signature
 from gateway.evidence.verify import verify_file
 

@@ -23,8 +23,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from gateway import cli
-from gateway.evidence.canonical import signing_bytes
-from gateway.evidence.entry import GENESIS_PREV, MEMBERS, Kind, batch_signing_bytes, batch_statement, entry_hash, timestamp, to_line
+from gateway.evidence.canonical import batch_signing_bytes, entry_hash, signing_bytes
+from gateway.evidence.entry import GENESIS_PREV, MEMBERS, Kind, batch_statement, timestamp, to_line
 from gateway.evidence.failures import (
     ChainBroken,
     CheckpointInvalid,

@@ -17,7 +17,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.policy.engine import CallRequest, CompiledPolicy, Decision, PinState, SessionState, ToolView, decide
+from gateway.policy.engine import (
+    CallRequest,
+    CompiledPolicy,
+    Decision,
+    PinState,
+    SessionState,
+    ToolView,
+    combine,
+    decide,
+    server_request_decision,
+)
+from gateway.policy.flows import FlowVerdict
 from gateway.policy.model import load_policy, parse_policy
 from gateway.protocol.names import name_problem, normalise
 from gateway.screening.scan import Finding
@@ -511,3 +522,44 @@ def test_a_huge_integer_against_multiple_of_is_answered_not_raised(policy: dict[
 def test_a_deny_rules_path_condition_holds_whenever_the_path_might_be_under_it(path: str, denied: bool) -> None:
     decision = _decide(Case(NO_ETC_WRITES, tool("write"), {"path": path}, "deny", "no-etc"))
     assert (decision.outcome == "deny" and decision.rule == "no-etc") is denied
+
+
+# -- combining a decision with the flow verdict, and server requests -------------------------
+#
+# One function each, shared by the live mediator and `airlock fork`: these rows are the rule.
+
+
+@pytest.mark.parametrize(
+    ("decision", "flow", "outcome", "rule"),
+    [
+        pytest.param("allow", "allow", "allow", "r1", id="both-allow"),
+        pytest.param("allow", "deny", "deny", "f1", id="flow-deny-overrides-allow"),
+        pytest.param("allow", "shadow-deny", "shadow-deny", "f1", id="flow-shadow-deny-overrides-allow"),
+        pytest.param("shadow-deny", "deny", "deny", "f1", id="flow-deny-overrides-rule-shadow-deny"),
+        pytest.param("shadow-deny", "shadow-deny", "shadow-deny", "r1", id="rule-shadow-deny-keeps-its-rule"),
+        pytest.param("shadow-deny", "allow", "shadow-deny", "r1", id="flow-allow-keeps-rule-shadow-deny"),
+    ],
+)
+def test_a_flow_verdict_overrides_the_rules_decision_by_precedence(decision: Any, flow: Any, outcome: str, rule: str) -> None:
+    combined = combine(Decision(decision, "r1", "by rule", {"fixed": 1}), FlowVerdict(flow, "f1" if flow != "allow" else None, "by flow"))
+    assert (combined.outcome, combined.rule) == (outcome, rule)
+    assert combined.inject == {"fixed": 1}
+
+
+@pytest.mark.parametrize(
+    ("method", "settings_", "outcome", "rule"),
+    [
+        pytest.param("sampling/createMessage", {}, "allow", "server-requests.sampling", id="sampling-allowed-by-default"),
+        pytest.param("sampling/createMessage", {"sampling": "deny"}, "deny", "server-requests.sampling", id="sampling-denied"),
+        pytest.param("elicitation/create", {"elicitation": "deny"}, "deny", "server-requests.elicitation", id="elicitation-denied"),
+        pytest.param("roots/list", {}, None, None, id="not-decided-by-the-policy"),
+    ],
+)
+def test_server_requests_are_decided_by_their_setting(
+    method: str, settings_: dict[str, str], outcome: str | None, rule: str | None
+) -> None:
+    policy = _compile({"default": "allow", "server_requests": settings_})
+    decided = server_request_decision(method, SERVER, policy)
+    assert (decided.outcome, decided.rule) == (outcome, rule) if decided is not None else outcome is None
+    if decided is not None and decided.outcome == "deny":
+        assert f'[server_requests] {rule.rpartition(".")[2] if rule else ""} = "allow"' in decided.reason

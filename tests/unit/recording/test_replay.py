@@ -24,7 +24,8 @@ from gateway.evidence.verify import verify_file
 from gateway.policy.model import PolicyError
 from gateway.protocol import jsonrpc
 from gateway.recording.cassette import CassetteError, read_cassette
-from gateway.recording.replay import ExpectationsError, ReplayReport, replay
+from gateway.recording.replay import replay
+from gateway.recording.report import ExpectationsError, ReplayReport
 from gateway.screening.pins import Lock
 from tests.unit.helpers import compiled
 

@@ -78,7 +78,17 @@ def _dev_full_log(*, group_entries: int = 256) -> FlightLog:
 
 def _record(log: FlightLog, request_id: Any) -> str:
     """A `call` entry as `PolicyMediator` records an allowed call."""
-    return log.record("call", "srv", "echo", request_id, None, "ab" * 32, None, "allow", "default.allow", "no rule denies this call", {})
+    return log.record(
+        kind="call",
+        server="srv",
+        tool="echo",
+        request_id=request_id,
+        args_hash="ab" * 32,
+        decision="allow",
+        rule="default.allow",
+        reason="no rule denies this call",
+        data={},
+    )
 
 
 def _entries(path: Path) -> list[dict[str, Any]]:
