@@ -61,8 +61,7 @@ def load_run_policy(path: Path | None, deny: Sequence[str] = ()) -> CompiledPoli
             )
             for index, name in enumerate(deny, 1)
         ]
-        policy = PolicyFile.model_validate({**policy.model_dump(by_alias=True, exclude_unset=True),
-                                            "rules": [*rules, *policy.rules]})  # fmt: skip
+        policy = PolicyFile.model_validate({**policy.model_dump(by_alias=True, exclude_unset=True), "rules": [*rules, *policy.rules]})
     return CompiledPolicy.from_file(policy)
 
 
@@ -100,8 +99,9 @@ def signing_key(args: argparse.Namespace, section: FlightLogSection) -> tuple[Ed
     return load_private_key(path), False
 
 
-def open_flight_log(args: argparse.Namespace, config: GatewayConfig, policy_hash: str,
-                     extra: dict[str, Any] | None = None, session: str | None = None) -> FlightLog | None:  # fmt: skip
+def open_flight_log(
+    args: argparse.Namespace, config: GatewayConfig, policy_hash: str, extra: dict[str, Any] | None = None, session: str | None = None
+) -> FlightLog | None:
     section = config.flight_log
     path = args.log or (Path(section.path).expanduser() if section.path else None)
     if path is None:
@@ -110,8 +110,13 @@ def open_flight_log(args: argparse.Namespace, config: GatewayConfig, policy_hash
         structlog.get_logger("airlock").warning("no flight log: decisions are not recorded (add --log DIR and --key KEY)")
         return None
     key, ephemeral = signing_key(args, section)
-    settings = LogSettings(path=path, fsync=args.fsync or section.fsync, group_entries=section.group_entries,
-                           group_ms=section.group_ms, store_raw=args.store_raw or section.store_raw)  # fmt: skip
+    settings = LogSettings(
+        path=path,
+        fsync=args.fsync or section.fsync,
+        group_entries=section.group_entries,
+        group_ms=section.group_ms,
+        store_raw=args.store_raw or section.store_raw,
+    )
     flight_log = FlightLog.open(settings, key, policy_hash=policy_hash, session=session)
     flight_log.start(__version__, ephemeral=ephemeral, extra=extra)
     structlog.get_logger("airlock").info("flight log opened", path=str(flight_log.path), key_id=flight_log.key_id)

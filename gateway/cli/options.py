@@ -25,8 +25,14 @@ def remote_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url-env", metavar="VAR", help="as --url, the URL read from environment variable VAR (a URL holding a token)")
     parser.add_argument("--transport", choices=["streamable-http", "sse"], default="streamable-http", help="transport of --url")
     parser.add_argument("--header", action="append", default=[], type=env_pair, metavar="NAME=VALUE", help="HTTP header for --url")
-    parser.add_argument("--header-env", action="append", default=[], type=env_pair, metavar="NAME=VAR",
-                        help="HTTP header for --url whose value is in environment variable VAR (never logged)")  # fmt: skip
+    parser.add_argument(
+        "--header-env",
+        action="append",
+        default=[],
+        type=env_pair,
+        metavar="NAME=VAR",
+        help="HTTP header for --url whose value is in environment variable VAR (never logged)",
+    )
     parser.add_argument("--bearer-env", metavar="VAR", help="send 'Authorization: Bearer $VAR' to --url (the token is never logged)")
     parser.add_argument("--timeout", type=float, metavar="SECONDS", help="--url: how long a request may wait for an answer (default 30)")
 
@@ -63,6 +69,11 @@ def upstream_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fsync", choices=list(FSYNC_MODES), help="flight-log durability: always | group (default) | off")
     parser.add_argument("--store-raw", action="store_true", help="keep raw arguments and results in the flight log (for replay)")
     parser.add_argument("--record", type=Path, metavar="CASSETTE", help="record every message, both ways, to a new cassette file")
-    parser.add_argument("--redact", action="append", default=[], metavar="PATH",
-                        help="in the cassette, replace this field (e.g. params.arguments.password) by a stable placeholder")  # fmt: skip
+    parser.add_argument(
+        "--redact",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="in the cassette, replace this field (e.g. params.arguments.password) by a stable placeholder",
+    )
     parser.add_argument("upstream_command", nargs=argparse.REMAINDER, metavar="-- CMD [ARG...]")

@@ -33,8 +33,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="wrap a stdio MCP server: airlock run [options] -- CMD [ARG...]",
         description="Run CMD as the upstream MCP server and relay this process's stdio to it, mediated.",
     )
-    run.add_argument("--all", action="store_true",
-                     help="serve every [upstreams.NAME] of --config as one server (tools NAME__TOOL), with one label state")  # fmt: skip
+    run.add_argument(
+        "--all", action="store_true", help="serve every [upstreams.NAME] of --config as one server (tools NAME__TOOL), with one label state"
+    )
     upstream_options(run)
     run.set_defaults(handler=cmd_run)
 
@@ -46,8 +47,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     on_new_pins = tofu_saver(policy, lock, lock_path)
     flight_log = open_flight_log(args, config, policy.hash)
     identity, fallback = server_names(args.name or upstream_name, settings)
-    mediator = make_mediator(args, config, policy, identity=identity, fallback_identity=fallback, lock=lock,
-                             flight_log=flight_log, on_new_pins=on_new_pins)  # fmt: skip
+    mediator = make_mediator(
+        args, config, policy, identity=identity, fallback_identity=fallback, lock=lock, flight_log=flight_log, on_new_pins=on_new_pins
+    )
     recorder = None
     if args.record is not None:
         recorder = CassetteWriter(args.record, redact=args.redact, server=identity, fallback_server=fallback, policy_hash=policy.hash)
@@ -81,8 +83,9 @@ def _run_all(args: argparse.Namespace) -> int:
         identity = server_identity(name)
         if SEPARATOR in identity or identity.endswith("_"):
             raise ConfigError(f"[upstreams.{name}]: with --all, tools are named SERVER{SEPARATOR}TOOL: rename it without {SEPARATOR!r}")
-        mediator = make_mediator(args, config, policy, identity=identity, lock=lock, flight_log=flight_log,
-                                 on_new_pins=on_new_pins, provenance=provenance)  # fmt: skip
+        mediator = make_mediator(
+            args, config, policy, identity=identity, lock=lock, flight_log=flight_log, on_new_pins=on_new_pins, provenance=provenance
+        )
         provenance = mediator.provenance
         upstreams.append(HubUpstream(identity, settings, mediator))
     limit = upstreams[0].settings.max_message_bytes

@@ -43,10 +43,18 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     serve.add_argument("--tls-key", type=Path, help="the certificate's private key (PEM)")
     serve.add_argument("--tls-client-ca", type=Path, help="require client certificates signed by this CA (mTLS)")
     serve.add_argument("--sse-path", metavar="PATH", help="also serve the legacy HTTP+SSE transport here (e.g. /sse; messages: /messages/)")
-    serve.add_argument("--json-responses", action="store_true",
-                       help="answer POSTs with JSON, not SSE: faster, but no progress/sampling/logging during a call")  # fmt: skip
-    serve.add_argument("--resume-events", type=int, default=1024, metavar="N",
-                       help="SSE events kept per session for clients resuming with Last-Event-ID (0: off; default 1024)")  # fmt: skip
+    serve.add_argument(
+        "--json-responses",
+        action="store_true",
+        help="answer POSTs with JSON, not SSE: faster, but no progress/sampling/logging during a call",
+    )
+    serve.add_argument(
+        "--resume-events",
+        type=int,
+        default=1024,
+        metavar="N",
+        help="SSE events kept per session for clients resuming with Last-Event-ID (0: off; default 1024)",
+    )
     upstream_options(serve)
     serve.set_defaults(handler=cmd_serve)
 
@@ -78,13 +86,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not host or not port.isdigit():
         raise ConfigError(f"--listen {args.listen!r}: write HOST:PORT, e.g. 127.0.0.1:8080")
     serve_settings = ServeSettings(
-        upstream=settings.upstream, host=host.strip("[]"), port=int(port), path=args.path,
+        upstream=settings.upstream,
+        host=host.strip("[]"),
+        port=int(port),
+        path=args.path,
         tokens=_tokens(args),
-        allow_unauthenticated=args.insecure_no_auth, allowed_hosts=tuple(args.allow_host), allowed_origins=tuple(args.allow_origin),
-        max_body_bytes=args.max_body_bytes, max_message_bytes=settings.max_message_bytes, max_sessions=args.max_sessions,
-        rate=args.rate, burst=args.burst, tls_cert=args.tls_cert, tls_key=args.tls_key, tls_client_ca=args.tls_client_ca,
-        json_responses=args.json_responses, sse_path=args.sse_path, resume_events=args.resume_events,
-    )  # fmt: skip
+        allow_unauthenticated=args.insecure_no_auth,
+        allowed_hosts=tuple(args.allow_host),
+        allowed_origins=tuple(args.allow_origin),
+        max_body_bytes=args.max_body_bytes,
+        max_message_bytes=settings.max_message_bytes,
+        max_sessions=args.max_sessions,
+        rate=args.rate,
+        burst=args.burst,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        tls_client_ca=args.tls_client_ca,
+        json_responses=args.json_responses,
+        sse_path=args.sse_path,
+        resume_events=args.resume_events,
+    )
     check_settings(serve_settings)
     identity, fallback = server_names(args.name or upstream_name, settings)
     log_dir = args.log or (Path(config.flight_log.path).expanduser() if config.flight_log.path else None)
@@ -100,16 +121,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # cassette. The log's genesis names who opened it: the token id (never the token) and,
         # under mTLS, the client certificate's subject and fingerprint.
         session_lock = Lock.from_json(lock.to_json(), str(lock_path)) if lock is not None else None
-        flight_log = (open_flight_log(args, config, policy.hash, extra=principal.describe(), session=session)
-                      if log_dir is not None else None)  # fmt: skip
+        flight_log = (
+            open_flight_log(args, config, policy.hash, extra=principal.describe(), session=session) if log_dir is not None else None
+        )
         recorder = None
         if record_dir is not None:
             stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-            recorder = CassetteWriter(record_dir / f"airlock-{stamp}-{session}.cassette.jsonl", redact=args.redact,
-                                      server=identity, fallback_server=fallback,
-                                      policy_hash=policy.hash, session=session, transport=transport)  # fmt: skip
-        mediator = make_mediator(args, config, policy, identity=identity, fallback_identity=fallback, lock=session_lock,
-                                 flight_log=flight_log)  # fmt: skip
+            recorder = CassetteWriter(
+                record_dir / f"airlock-{stamp}-{session}.cassette.jsonl",
+                redact=args.redact,
+                server=identity,
+                fallback_server=fallback,
+                policy_hash=policy.hash,
+                session=session,
+                transport=transport,
+            )
+        mediator = make_mediator(
+            args, config, policy, identity=identity, fallback_identity=fallback, lock=session_lock, flight_log=flight_log
+        )
         return SessionParts(mediator, flight_log, recorder)
 
     return asyncio.run(serve(serve_settings, make_session))

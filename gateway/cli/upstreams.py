@@ -30,8 +30,9 @@ def upstream_spec(args: argparse.Namespace, config: GatewayConfig) -> tuple[Chil
     if upstream.command is None:
         raise ConfigError(f"[upstreams.{name}] is a remote server (url): this command needs a local one ('-- CMD' or a 'command')")
     env = {**upstream.env, **dict(args.env)}
-    spec = ChildSpec((upstream.command, *upstream.args), child_environment([*upstream.pass_env, *args.pass_env], env),
-                     args.cwd or upstream.cwd)  # fmt: skip
+    spec = ChildSpec(
+        (upstream.command, *upstream.args), child_environment([*upstream.pass_env, *args.pass_env], env), args.cwd or upstream.cwd
+    )
     return spec, name
 
 

@@ -36,8 +36,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
     except VerificationError as error:
         if args.json:
             detail = error.report.to_json() if error.report else {}
-            print(orjson.dumps({"ok": False, "error": error.kind, "exit_code": error.exit_code, "line": error.line,
-                                "message": error.message, **detail}).decode())  # fmt: skip
+            print(
+                orjson.dumps(
+                    {"ok": False, "error": error.kind, "exit_code": error.exit_code, "line": error.line, "message": error.message, **detail}
+                ).decode()
+            )
         else:
             print(f"airlock verify: {error.kind}: {error.message}", file=sys.stderr)
         return error.exit_code

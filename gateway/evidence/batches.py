@@ -96,8 +96,7 @@ class Batches:
     batches are signed as soon as they are full, within `add` (no timer, no thread). `sync`:
     fsync each batch (the log's fsync mode `group`)."""
 
-    def __init__(self, owner: BatchedLog, fd: int, path: Path, *, sync: bool, group_entries: int, group_ms: float,
-                 inline: bool) -> None:  # fmt: skip
+    def __init__(self, owner: BatchedLog, fd: int, path: Path, *, sync: bool, group_entries: int, group_ms: float, inline: bool) -> None:
         self._owner = owner
         self._fd = fd
         self._path = path

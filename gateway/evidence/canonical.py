@@ -55,18 +55,67 @@ _SCALARS: Final = frozenset({str, bool, type(None)})
 #: Member names known to be ASCII (flight-log entries and their data): dicts whose keys all
 #: come from here skip the per-key check, which is most of this function's cost otherwise.
 _KNOWN_ASCII_KEYS: Final = frozenset(
-    {member.name for member in fields(Entry)} | UNSIGNED_MEMBERS | {
+    {member.name for member in fields(Entry)}
+    | UNSIGNED_MEMBERS
+    | {
         # entries' data: calls, results, descriptor listings, checkpoints
-        "call", "is_error", "arguments", "response", "tools", "name", "next_cursor", "first", "last", "root", "head",
-        "count", "big_int",
+        "call",
+        "is_error",
+        "arguments",
+        "response",
+        "tools",
+        "name",
+        "next_cursor",
+        "first",
+        "last",
+        "root",
+        "head",
+        "count",
+        "big_int",
         # MCP descriptors and JSON Schema (descriptor hashes take this path for every listed item)
-        "title", "description", "inputSchema", "outputSchema", "annotations", "_meta", "icons", "type", "properties",
-        "required", "additionalProperties", "enum", "default", "minimum", "maximum", "exclusiveMinimum",
-        "exclusiveMaximum", "minLength", "maxLength", "minItems", "maxItems", "format", "pattern", "$schema", "$ref",
-        "$defs", "anyOf", "oneOf", "allOf", "const", "examples", "readOnlyHint", "destructiveHint", "idempotentHint",
-        "openWorldHint", "uri", "uriTemplate", "mimeType", "size", "execution", "taskSupport",
+        "title",
+        "description",
+        "inputSchema",
+        "outputSchema",
+        "annotations",
+        "_meta",
+        "icons",
+        "type",
+        "properties",
+        "required",
+        "additionalProperties",
+        "enum",
+        "default",
+        "minimum",
+        "maximum",
+        "exclusiveMinimum",
+        "exclusiveMaximum",
+        "minLength",
+        "maxLength",
+        "minItems",
+        "maxItems",
+        "format",
+        "pattern",
+        "$schema",
+        "$ref",
+        "$defs",
+        "anyOf",
+        "oneOf",
+        "allOf",
+        "const",
+        "examples",
+        "readOnlyHint",
+        "destructiveHint",
+        "idempotentHint",
+        "openWorldHint",
+        "uri",
+        "uriTemplate",
+        "mimeType",
+        "size",
+        "execution",
+        "taskSupport",
     }
-)  # fmt: skip
+)
 
 
 def _fast_ok(value: Any, depth: int = 0) -> bool:

@@ -72,9 +72,17 @@ class VerifyReport:
 
 
 _TYPES: dict[str, tuple[type, ...]] = {
-    "v": (int,), "kind": (str,), "session": (str,), "seq": (int,), "ts": (str,), "key_id": (str,),
-    "prev": (str,), "labels": (list,), "data": (dict,), "hash": (str,),
-}  # fmt: skip
+    "v": (int,),
+    "kind": (str,),
+    "session": (str,),
+    "seq": (int,),
+    "ts": (str,),
+    "key_id": (str,),
+    "prev": (str,),
+    "labels": (list,),
+    "data": (dict,),
+    "hash": (str,),
+}
 
 
 class Verifier:

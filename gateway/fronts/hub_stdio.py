@@ -59,8 +59,9 @@ class _AllChildren:
             child.resume_reading()
 
 
-async def run_hub_stdio(upstreams: Sequence[HubUpstream], *, flight_log: FlightLog | None = None, max_message_bytes: int,
-                        stdin_fd: int = 0, stdout_fd: int = 1) -> int:  # fmt: skip
+async def run_hub_stdio(
+    upstreams: Sequence[HubUpstream], *, flight_log: FlightLog | None = None, max_message_bytes: int, stdin_fd: int = 0, stdout_fd: int = 1
+) -> int:
     """Serve every upstream as one server on this process's stdin/stdout until the client ends.
     Returns 0 after a requested shutdown, 3 when every upstream was lost."""
     loop = asyncio.get_running_loop()

@@ -104,8 +104,17 @@ class Provenance:
     def size(self) -> int:
         return len(self._prints)
 
-    def add(self, server: str, tool: str, result_hash: str, time: str, mask: int, values: list[tuple[str, int, bool]],
-            readers: frozenset[str] = frozenset(), own: frozenset[int] = frozenset()) -> tuple[Source, bool]:  # fmt: skip
+    def add(
+        self,
+        server: str,
+        tool: str,
+        result_hash: str,
+        time: str,
+        mask: int,
+        values: list[tuple[str, int, bool]],
+        readers: frozenset[str] = frozenset(),
+        own: frozenset[int] = frozenset(),
+    ) -> tuple[Source, bool]:
         """Record a result with labels `mask`; `values` are its (text, its own labels, is a
         structured field) triples. `own`: fingerprints of the arguments of the call this result
         answers; a value the result merely echoes came from the client: the echo does not make it
@@ -234,8 +243,9 @@ def _strings(value: Any) -> Iterator[str]:
             yield from _strings(member)
 
 
-def field_values(structured: Any, levels: Mapping[str, int], base: int,
-                 trusted: tuple[str, ...] = ()) -> tuple[list[tuple[str, int, bool]], dict[str, int]]:  # fmt: skip
+def field_values(
+    structured: Any, levels: Mapping[str, int], base: int, trusted: tuple[str, ...] = ()
+) -> tuple[list[tuple[str, int, bool]], dict[str, int]]:
     """The string leaves and object keys of `structuredContent` with their labels (numbers
     only under a field the policy declares confidential: an amount equal to a balance is not a
     copy of it): `base` joined with the

@@ -84,8 +84,9 @@ class Labelling:
         meta[masks.META_KEY] = masks.to_meta(joined, fields=matched or None, source={"server": self.identity, "tool": tool})
         result = {**result, "_meta": meta}
         if forged:
-            log.warning("upstream result carried labels in airlock's _meta namespace: removed", server=self.identity, tool=tool,
-                        keys=forged)  # fmt: skip
+            log.warning(
+                "upstream result carried labels in airlock's _meta namespace: removed", server=self.identity, tool=tool, keys=forged
+            )
         return {**message, "result": result}, PendingLabels(joined, values, readers, tuple(forged))
 
     def remember(self, tool: str, result_hash: str, pending: PendingLabels, own: frozenset[int] = frozenset()) -> dict[str, Any]:
@@ -101,8 +102,11 @@ class Labelling:
         stamp = self._clock()
         _, ok = self.provenance.add(self.identity, tool, result_hash, stamp, mask, pending.values, pending.readers, own)
         if not ok:
-            log.warning("label provenance is full for this session: flow checks are coarse from now on", server=self.identity,
-                        cap=self.provenance.cap)  # fmt: skip
+            log.warning(
+                "label provenance is full for this session: flow checks are coarse from now on",
+                server=self.identity,
+                cap=self.provenance.cap,
+            )
             data["provenance"] = "saturated: flow checks are coarse from now on"
         return data
 

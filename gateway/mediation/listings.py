@@ -40,8 +40,15 @@ class Listings:
     model (`tools`, what calls are decided on), which kinds were listed completely (`listed`),
     and why the whole server is blocked, if it is (`blocked_server`)."""
 
-    def __init__(self, policy: CompiledPolicy, *, identity: str, lock: Lock | None,
-                 on_new_pins: Callable[[str, ServerPins], None] | None, flight_log: FlightLog | None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        policy: CompiledPolicy,
+        *,
+        identity: str,
+        lock: Lock | None,
+        on_new_pins: Callable[[str, ServerPins], None] | None,
+        flight_log: FlightLog | None,
+    ) -> None:
         self._policy = policy
         self.identity = identity
         self._lock = lock
@@ -70,8 +77,12 @@ class Listings:
     def _other_servers(self) -> dict[str, str]:
         if self._lock is None:
             return {}
-        return {normalise(name): server for server, pins in self._lock.servers.items() if server != self.identity
-                for name in pins.names("tools")}  # fmt: skip
+        return {
+            normalise(name): server
+            for server, pins in self._lock.servers.items()
+            if server != self.identity
+            for name in pins.names("tools")
+        }
 
     def pinned_view(self, tool: str) -> ToolView | None:
         """A tool the session has not listed but the lockfile pins: decided on its pinned form."""
@@ -80,8 +91,9 @@ class Listings:
             return None
         return self._view(pin.descriptor, pin.hash, "pinned", None, ())
 
-    def _view(self, descriptor: Mapping[str, Any], digest: str, pin: Any, pinned_hash: str | None,
-              findings: tuple[Finding, ...]) -> ToolView:  # fmt: skip
+    def _view(
+        self, descriptor: Mapping[str, Any], digest: str, pin: Any, pinned_hash: str | None, findings: tuple[Finding, ...]
+    ) -> ToolView:
         key = (digest, pin)
         view = self._views.get(key)
         if view is None or view.pinned_hash != pinned_hash or view.findings != findings:
@@ -178,8 +190,9 @@ class Listings:
                 if shown:
                     item = _hide_arguments(item, self._policy.hidden_arguments(self.identity, key, item))
             if blocked is not None and blocked != "denied by the policy":
-                log.warning(f"{kind[:-1] if kind.endswith('s') else kind} withheld from the model", server=self.identity, name=key,
-                            why=blocked)  # fmt: skip
+                log.warning(
+                    f"{kind[:-1] if kind.endswith('s') else kind} withheld from the model", server=self.identity, name=key, why=blocked
+                )
             listed.append(_item(key, digest, status, pinned_hash, findings, shown))
             if shown:
                 kept.append(item)
@@ -232,8 +245,14 @@ def reset_memos() -> None:
 
 
 def _item(key: str | None, digest: str, status: str, pinned_hash: str | None, findings: tuple[Finding, ...], shown: bool) -> dict[str, Any]:
-    return {"name": key, "hash": digest, "pin": status, "pinned_hash": pinned_hash, "shown": shown,
-            "findings": [f.to_json() for f in findings]}  # fmt: skip
+    return {
+        "name": key,
+        "hash": digest,
+        "pin": status,
+        "pinned_hash": pinned_hash,
+        "shown": shown,
+        "findings": [f.to_json() for f in findings],
+    }
 
 
 def _hide_arguments(tool: dict[str, Any], hidden: frozenset[str]) -> dict[str, Any]:

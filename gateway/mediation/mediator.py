@@ -338,8 +338,15 @@ class PolicyMediator:
         return self._listings.instructions(message)
 
 
-def _check_flows(flows: CompiledFlows, provenance: Provenance, server: str, tool: str, facts: ToolFacts, arguments: Mapping[str, Any],
-                 policy: CompiledPolicy) -> tuple[FlowVerdict, dict[str, Any]]:  # fmt: skip
+def _check_flows(
+    flows: CompiledFlows,
+    provenance: Provenance,
+    server: str,
+    tool: str,
+    facts: ToolFacts,
+    arguments: Mapping[str, Any],
+    policy: CompiledPolicy,
+) -> tuple[FlowVerdict, dict[str, Any]]:
     """The flow verdict on a call of `server.tool`, and what the flight log records of it: the
     labels of every argument (those that carry any), the session's, and the exceptions used."""
     if not flows.flows:

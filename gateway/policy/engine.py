@@ -69,8 +69,16 @@ class ToolView:
     properties: frozenset[str] | None = None  # declared argument names; None: the schema declares none
 
     @classmethod
-    def build(cls, server: str, descriptor: Mapping[str, Any], digest: str, pin: PinState, *,
-              pinned_hash: str | None = None, findings: tuple[Finding, ...] = ()) -> ToolView:  # fmt: skip
+    def build(
+        cls,
+        server: str,
+        descriptor: Mapping[str, Any],
+        digest: str,
+        pin: PinState,
+        *,
+        pinned_hash: str | None = None,
+        findings: tuple[Finding, ...] = (),
+    ) -> ToolView:
         schema = descriptor.get("inputSchema")
         check, problem, properties = None, None, None
         if type(schema) is dict:
@@ -81,8 +89,7 @@ class ToolView:
         elif schema is not None:
             problem = "the tool's inputSchema is not an object"
         name = descriptor.get("name")
-        return cls(server, name if type(name) is str else "", digest, descriptor, pin, pinned_hash, findings, check, problem,
-                   properties)  # fmt: skip
+        return cls(server, name if type(name) is str else "", digest, descriptor, pin, pinned_hash, findings, check, problem, properties)
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,20 +261,36 @@ def decide(request: CallRequest, tool: ToolView | None, session: SessionState, p
     if session.server_blocked is not None:
         return _deny(policy, "pins.changed", session.server_blocked)
     if tool is None:
-        return _deny(policy, "pins.unknown-tool", f"tool {name!r} was not in the tools server {server!r} listed; call tools/list "
-                     "first (only listed, checked tools can be called)")  # fmt: skip
+        return _deny(
+            policy,
+            "pins.unknown-tool",
+            f"tool {name!r} was not in the tools server {server!r} listed; call tools/list "
+            "first (only listed, checked tools can be called)",
+        )
     pins = policy.source.pins
     if tool.pin == "changed":
-        return _deny(policy, "pins.changed", f"tool {name!r} of server {server!r} changed since it was pinned (pinned "
-                     f"{(tool.pinned_hash or '')[:12]}, now {tool.hash[:12]}); review with 'airlock pin --diff' and, if the change "
-                     "is expected, re-pin with 'airlock pin'")  # fmt: skip
+        return _deny(
+            policy,
+            "pins.changed",
+            f"tool {name!r} of server {server!r} changed since it was pinned (pinned "
+            f"{(tool.pinned_hash or '')[:12]}, now {tool.hash[:12]}); review with 'airlock pin --diff' and, if the change "
+            "is expected, re-pin with 'airlock pin'",
+        )
     if tool.pin == "new" and pins.unpinned == "block":
-        return _deny(policy, "pins.unpinned", f"tool {name!r} of server {server!r} is not in the lockfile; review it and pin it "
-                     "with 'airlock pin' (or set [pins] unpinned in the policy)")  # fmt: skip
+        return _deny(
+            policy,
+            "pins.unpinned",
+            f"tool {name!r} of server {server!r} is not in the lockfile; review it and pin it "
+            "with 'airlock pin' (or set [pins] unpinned in the policy)",
+        )
     if tool.findings and pins.suspect == "block":
         first = tool.findings[0]
-        return _deny(policy, "scan.poisoned-suspect", f"tool {name!r} is poisoned-suspect: {first.reason} in {first.path} "
-                     f"({first.excerpt!r}); {len(tool.findings)} finding(s) in all")  # fmt: skip
+        return _deny(
+            policy,
+            "scan.poisoned-suspect",
+            f"tool {name!r} is poisoned-suspect: {first.reason} in {first.path} "
+            f"({first.excerpt!r}); {len(tool.findings)} finding(s) in all",
+        )
     decision = _by_rules(request, tool, policy)
     return decision
 
@@ -310,8 +333,9 @@ def _by_rules(request: CallRequest, tool: ToolView, policy: CompiledPolicy) -> D
     return decision
 
 
-def _checked_allow(policy: CompiledPolicy, rule: str, reason: str, tool: ToolView, arguments: Mapping[str, Any],
-                   fixed: Mapping[str, Any]) -> Decision:  # fmt: skip
+def _checked_allow(
+    policy: CompiledPolicy, rule: str, reason: str, tool: ToolView, arguments: Mapping[str, Any], fixed: Mapping[str, Any]
+) -> Decision:
     """The allow, once the arguments fit the tool's pinned schema and no fixed argument was set
     by the caller. These are the gateway's own checks: a rule's trial mode does not relax them,
     only the policy's."""
@@ -324,8 +348,9 @@ def _checked_allow(policy: CompiledPolicy, rule: str, reason: str, tool: ToolVie
     if policy.source.extra_arguments == "deny" and tool.properties is not None:
         extra = sorted(set(merged) - tool.properties)
         if extra:
-            return _deny(policy, "schema.extra-arguments", f"argument(s) {', '.join(map(repr, extra))} are not in the tool's "
-                         "pinned input schema")  # fmt: skip
+            return _deny(
+                policy, "schema.extra-arguments", f"argument(s) {', '.join(map(repr, extra))} are not in the tool's pinned input schema"
+            )
     if tool.schema is not None:
         problem = tool.schema.problem(merged)
         if problem is not None and problem == tool.schema.schema_problem():

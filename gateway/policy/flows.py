@@ -70,8 +70,12 @@ class FlowVerdict:
     exceptions: tuple[str, ...] = ()  # declassification and reader exceptions that were used
 
     def error_data(self) -> dict[str, Any]:
-        return {"rule": self.rule, "argument": self.argument, "labels": list(self.labels),
-                "source": self.source.to_json() if self.source is not None else None}  # fmt: skip
+        return {
+            "rule": self.rule,
+            "argument": self.argument,
+            "labels": list(self.labels),
+            "source": self.source.to_json() if self.source is not None else None,
+        }
 
 
 ALLOWED: Final = FlowVerdict("allow")
@@ -167,8 +171,17 @@ def argument_taints(provenance: Provenance, arguments: Mapping[str, Any]) -> dic
     return {name: provenance.taint(value) for name, value in arguments.items()}
 
 
-def check_flows(flows: CompiledFlows, server: str, tool: str, facts: ToolFacts, arguments: Mapping[str, Any],
-                taints: Mapping[str, Taint], coarse: Taint, *, policy_shadow: bool) -> FlowVerdict:  # fmt: skip
+def check_flows(
+    flows: CompiledFlows,
+    server: str,
+    tool: str,
+    facts: ToolFacts,
+    arguments: Mapping[str, Any],
+    taints: Mapping[str, Taint],
+    coarse: Taint,
+    *,
+    policy_shadow: bool,
+) -> FlowVerdict:
     """The first flow rule that fires on this call, or ALLOWED. Shadow rules (and a shadow
     policy) are remembered and evaluation goes on, so a trial rule never weakens the policy."""
     if not flows.flows:
@@ -200,12 +213,20 @@ def check_flows(flows: CompiledFlows, server: str, tool: str, facts: ToolFacts, 
     return FlowVerdict("allow", exceptions=tuple(exceptions)) if exceptions else ALLOWED
 
 
-def _denial(flow: _Flow, facts: ToolFacts, server: str, tool: str, argument: str, hit: int, taint: Taint, policy_shadow: bool,
-            exceptions: tuple[str, ...]) -> FlowVerdict:  # fmt: skip
+def _denial(
+    flow: _Flow,
+    facts: ToolFacts,
+    server: str,
+    tool: str,
+    argument: str,
+    hit: int,
+    taint: Taint,
+    policy_shadow: bool,
+    exceptions: tuple[str, ...],
+) -> FlowVerdict:
     culprit = taint.culprit(hit)
     labels = tuple(names_of(hit))
-    origin = (f" from {culprit.server}.{culprit.tool} (result {culprit.result_hash[:12]} at {culprit.time})" if culprit is not None
-              else "")  # fmt: skip
+    origin = f" from {culprit.server}.{culprit.tool} (result {culprit.result_hash[:12]} at {culprit.time})" if culprit is not None else ""
     how = "contains a value" if flow.rule.mode == "precise" else "is sent in a session that has seen data"
     reason = (
         f"flow rule {flow.rule.id!r}: argument {argument!r} {how} labelled {'/'.join(labels)}{origin}; "

@@ -247,8 +247,10 @@ class PolicyFile(_Strict):
     def _unique_ids(self) -> PolicyFile:
         seen: set[str] = set()
         tables: list[tuple[str, list[str]]] = [
-            ("rules", [r.id for r in self.rules]), ("flows", [f.id for f in self.flows]), ("declassify", [d.id for d in self.declassify])
-        ]  # fmt: skip
+            ("rules", [r.id for r in self.rules]),
+            ("flows", [f.id for f in self.flows]),
+            ("declassify", [d.id for d in self.declassify]),
+        ]
         for table, ids in tables:
             for index, rule_id in enumerate(ids):
                 if rule_id in seen:

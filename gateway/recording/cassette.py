@@ -175,8 +175,9 @@ def parse_cassette(data: bytes, source: str) -> Cassette:
     for index, raw_line in enumerate(lines[1:], start=2):
         entry = _parse_entry(_load(raw_line, source, index), source, index)
         if last_seq is not None and entry.seq <= last_seq:
-            raise CassetteError(source, index, f"seq {entry.seq} does not increase (the line before has seq {last_seq}): "
-                                "lines reordered or duplicated?")  # fmt: skip
+            raise CassetteError(
+                source, index, f"seq {entry.seq} does not increase (the line before has seq {last_seq}): lines reordered or duplicated?"
+            )
         last_seq = entry.seq
         entries.append(entry)
     return Cassette(header, tuple(entries), hashlib.sha256(data).hexdigest())
@@ -214,8 +215,16 @@ def _parse_header(raw: dict[str, Any], source: str) -> CassetteHeader:
     redact = raw["redact"]
     if type(redact) is not list or any(type(p) is not str for p in redact):
         raise CassetteError(source, 1, "header: redact must be a list of dotted paths (strings)")
-    return CassetteHeader(raw["recorded"], raw["server"], raw["policy_hash"], tuple(redact), raw.get("fallback_server"),
-                          raw.get("gateway_version"), raw.get("session"), raw.get("transport"))  # fmt: skip
+    return CassetteHeader(
+        raw["recorded"],
+        raw["server"],
+        raw["policy_hash"],
+        tuple(redact),
+        raw.get("fallback_server"),
+        raw.get("gateway_version"),
+        raw.get("session"),
+        raw.get("transport"),
+    )
 
 
 def _parse_entry(raw: dict[str, Any], source: str, number: int) -> CassetteEntry:
@@ -224,8 +233,12 @@ def _parse_entry(raw: dict[str, Any], source: str, number: int) -> CassetteEntry
         missing = sorted({"seq", "dir"} - keys) + ([] if "msg" in keys or "raw" in keys else ["msg"])
         if missing:
             raise CassetteError(source, number, f"missing key(s) {', '.join(missing)}")
-        raise CassetteError(source, number, f"unexpected key(s) {', '.join(sorted(keys - {'seq', 'dir', 'msg'}))} "
-                            '(a message line has "seq", "dir" and one of "msg" or "raw")')  # fmt: skip
+        raise CassetteError(
+            source,
+            number,
+            f"unexpected key(s) {', '.join(sorted(keys - {'seq', 'dir', 'msg'}))} "
+            '(a message line has "seq", "dir" and one of "msg" or "raw")',
+        )
     seq = raw["seq"]
     if type(seq) is not int or seq < 0:
         raise CassetteError(source, number, f"seq must be a non-negative integer, got {seq!r}")
@@ -284,8 +297,9 @@ class CassetteWriter:
         """
         self.path = path
         self._redactor = Redactor(redact)
-        header = CassetteHeader(recorded or timestamp(utc_now()), server, policy_hash, tuple(redact), fallback_server, __version__,
-                                session, transport)  # fmt: skip
+        header = CassetteHeader(
+            recorded or timestamp(utc_now()), server, policy_hash, tuple(redact), fallback_server, __version__, session, transport
+        )
         try:
             self._fd: int | None = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
         except FileExistsError:
@@ -321,8 +335,12 @@ class CassetteWriter:
                     self.write(direction, line)
                 except CassetteError as error:
                     self.failed = error
-                    log.error("recording stopped: the rest of the session is not in the cassette",
-                              cassette=str(self.path), last_seq=self._seq - 1, error=error.problem)  # fmt: skip
+                    log.error(
+                        "recording stopped: the rest of the session is not in the cassette",
+                        cassette=str(self.path),
+                        last_seq=self._seq - 1,
+                        error=error.problem,
+                    )
             sink(line)
 
         return recorded

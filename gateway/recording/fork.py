@@ -90,10 +90,15 @@ class ForkRow:
         return f"{self.recorded.describe()} -> {self.forked.describe() if self.forked else 'undecidable'}"
 
     def to_json(self) -> dict[str, Any]:
-        return {"seq": self.seq, "server": self.server, "tool": self.tool, "status": self.status,
-                "recorded": {"decision": self.recorded.outcome, "rule": self.recorded.rule},
-                "forked": {"decision": self.forked.outcome, "rule": self.forked.rule} if self.forked else None,
-                "note": self.note}  # fmt: skip
+        return {
+            "seq": self.seq,
+            "server": self.server,
+            "tool": self.tool,
+            "status": self.status,
+            "recorded": {"decision": self.recorded.outcome, "rule": self.recorded.rule},
+            "forked": {"decision": self.forked.outcome, "rule": self.forked.rule} if self.forked else None,
+            "note": self.note,
+        }
 
 
 @dataclass(slots=True)
@@ -118,15 +123,19 @@ class ForkReport:
 
     def summary(self) -> str:
         same = " (the policy the log was recorded under)" if self.policy_hash == self.recorded_policy_hash else ""
-        return (f"{len(self.rows)} call(s) re-decided under policy {self.policy_hash[:12]}{same}: {len(self.of('flip'))} flip(s), "
-                f"{len(self.of('undecidable'))} undecidable, {len(self.of('unchanged'))} unchanged")  # fmt: skip
+        return (
+            f"{len(self.rows)} call(s) re-decided under policy {self.policy_hash[:12]}{same}: {len(self.of('flip'))} flip(s), "
+            f"{len(self.of('undecidable'))} undecidable, {len(self.of('unchanged'))} unchanged"
+        )
 
     def table(self) -> str:
         """Flipped and undecidable calls (unchanged ones are not listed), the counts, the summary."""
         head = ("seq", "tool", "recorded", "forked", "note")
         shown = [r for r in self.rows if r.status != "unchanged"]
-        lines = [(str(r.seq), f"{r.server}.{r.tool}", r.recorded.describe(), r.forked.describe() if r.forked else "undecidable",
-                  r.note or "") for r in shown]  # fmt: skip
+        lines = [
+            (str(r.seq), f"{r.server}.{r.tool}", r.recorded.describe(), r.forked.describe() if r.forked else "undecidable", r.note or "")
+            for r in shown
+        ]
         widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h) for i, h in enumerate(head)]
         out = ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in (head, *lines)] if lines else []
         out.extend(f"{count:>5}  {kind}" for kind, count in self.flip_counts.items())
@@ -136,10 +145,17 @@ class ForkReport:
         return "\n".join(out)
 
     def to_json(self) -> dict[str, Any]:
-        return {"policy_hash": self.policy_hash, "recorded_policy_hash": self.recorded_policy_hash, "calls": len(self.rows),
-                "flips": len(self.of("flip")), "undecidable": len(self.of("undecidable")), "unchanged": len(self.of("unchanged")),
-                "flip_counts": self.flip_counts, "rows": [r.to_json() for r in self.rows if r.status != "unchanged"],
-                "exit_code": self.exit_code}  # fmt: skip
+        return {
+            "policy_hash": self.policy_hash,
+            "recorded_policy_hash": self.recorded_policy_hash,
+            "calls": len(self.rows),
+            "flips": len(self.of("flip")),
+            "undecidable": len(self.of("undecidable")),
+            "unchanged": len(self.of("unchanged")),
+            "flip_counts": self.flip_counts,
+            "rows": [r.to_json() for r in self.rows if r.status != "unchanged"],
+            "exit_code": self.exit_code,
+        }
 
 
 # -- entry points -------------------------------------------------------------------------------

@@ -79,8 +79,17 @@ class _PartialView:
     """A `ToolView` with holes. `decide` reads a tool's pin, findings and hashes, and its
     descriptor and schema only on some paths; reading a hole raises `Unknown`."""
 
-    def __init__(self, server: str, name: str, digest: str, pin: PinState | None, pinned_hash: str | None,
-                 findings: tuple[Finding, ...], full: ToolView | None, arguments_known: bool) -> None:  # fmt: skip
+    def __init__(
+        self,
+        server: str,
+        name: str,
+        digest: str,
+        pin: PinState | None,
+        pinned_hash: str | None,
+        findings: tuple[Finding, ...],
+        full: ToolView | None,
+        arguments_known: bool,
+    ) -> None:
         self.server, self.name, self.hash = server, name, digest
         self.pinned_hash, self.findings = pinned_hash, findings
         self._pin, self._full, self._arguments_known = pin, full, arguments_known
@@ -169,8 +178,16 @@ def _findings(raw: Any) -> tuple[Finding, ...]:
         if type(item) is not dict:
             continue
         span = item.get("span") or [0, 0]
-        out.append(Finding(str(item.get("technique")), str(item.get("path")), int(span[0]), int(span[1]), str(item.get("excerpt")),
-                           str(item.get("reason"))))  # fmt: skip
+        out.append(
+            Finding(
+                str(item.get("technique")),
+                str(item.get("path")),
+                int(span[0]),
+                int(span[1]),
+                str(item.get("excerpt")),
+                str(item.get("reason")),
+            )
+        )
     return tuple(out)
 
 
@@ -187,8 +204,10 @@ def apply_listing(server: _Server, identity: str, data: Mapping[str, Any], polic
         blocks = pins.changed == "block-server" and not policy.shadow
         server.blocked_unknown |= blocks and pin is None and status == "changed"
         if pin == "changed" and blocks and server.blocked is None:
-            server.blocked = (f"a tool of server {identity!r} ({name!r}) changed since it was pinned and the policy blocks the whole "
-                              "server; review with 'airlock pin --diff', re-pin with 'airlock pin'")  # fmt: skip
+            server.blocked = (
+                f"a tool of server {identity!r} ({name!r}) changed since it was pinned and the policy blocks the whole "
+                "server; review with 'airlock pin --diff', re-pin with 'airlock pin'"
+            )
     if type(data.get("next_cursor")) is not str:
         server.listed = True
 
@@ -247,8 +266,9 @@ class ForkState:
         descriptor = self.descriptors.get((identity, digest))
         full = None
         if descriptor is not None:
-            full = ToolView.build(identity, descriptor, digest, listed.pin or "pinned", pinned_hash=listed.pinned_hash,
-                                  findings=listed.findings)  # fmt: skip
+            full = ToolView.build(
+                identity, descriptor, digest, listed.pin or "pinned", pinned_hash=listed.pinned_hash, findings=listed.findings
+            )
             if listed.pin is not None and arguments_known:
                 return full
         partial = _PartialView(identity, tool, digest, listed.pin, listed.pinned_hash, listed.findings, full, arguments_known)
@@ -286,8 +306,16 @@ class ForkState:
             raise Unknown("labels")
         return outcomes.pop()
 
-    def _with_flows(self, identity: str, tool: str, decision: Decision, facts: ToolFacts, args: Mapping[str, Any],
-                    taints: Mapping[str, Taint], coarse: Taint) -> Verdict:  # fmt: skip
+    def _with_flows(
+        self,
+        identity: str,
+        tool: str,
+        decision: Decision,
+        facts: ToolFacts,
+        args: Mapping[str, Any],
+        taints: Mapping[str, Taint],
+        coarse: Taint,
+    ) -> Verdict:
         """The rules' decision combined with the flow verdict, by the live gateway's `combine`."""
         verdict = check_flows(self.flows, identity, tool, facts, args, taints, coarse, policy_shadow=self.policy.shadow)
         combined = combine(decision, verdict)

@@ -109,8 +109,10 @@ class _Tap:
                 name, pin = item.get("name"), item.get("pin")
                 self.listed.setdefault(kind_listed, set()).add(str(name))
                 if pin == "changed":
-                    self.drift.append(f"{entry.server} {kind_listed} {name}: changed since it was pinned "
-                                      f"(pinned {str(item.get('pinned_hash'))[:12]}, now {str(item.get('hash'))[:12]})")  # fmt: skip
+                    self.drift.append(
+                        f"{entry.server} {kind_listed} {name}: changed since it was pinned "
+                        f"(pinned {str(item.get('pinned_hash'))[:12]}, now {str(item.get('hash'))[:12]})"
+                    )
                 elif pin in ("new", "new-pinned") and self.lock_given:
                     self.drift.append(f"{entry.server} {kind_listed} {name}: not in the lockfile")
 
@@ -121,11 +123,19 @@ def _open_log(cassette: Cassette, policy: CompiledPolicy, log_path: Path | None,
     clock = fixed_clock()
     if log_path is None:
         fd = os.open(os.devnull, os.O_WRONLY)
-        flight_log = FlightLog(fd, Path(os.devnull), key, session=session, policy_hash=policy.hash, fsync="off", clock=clock,
-                               inline_signing=True, on_entry=tap)  # fmt: skip
+        flight_log = FlightLog(
+            fd, Path(os.devnull), key, session=session, policy_hash=policy.hash, fsync="off", clock=clock, inline_signing=True, on_entry=tap
+        )
     else:
-        flight_log = FlightLog.open(LogSettings(log_path, fsync="off"), key, policy_hash=policy.hash, session=session, clock=clock,
-                                    inline_signing=True, on_entry=tap)  # fmt: skip
+        flight_log = FlightLog.open(
+            LogSettings(log_path, fsync="off"),
+            key,
+            policy_hash=policy.hash,
+            session=session,
+            clock=clock,
+            inline_signing=True,
+            on_entry=tap,
+        )
     flight_log.start(
         __version__, ephemeral=True, extra={"replay": {"cassette_sha256": cassette.digest, "recorded": cassette.header.recorded}}
     )
@@ -224,8 +234,14 @@ def replay(
     tap = _Tap(lock_given=lock is not None)
     flight_log = _open_log(cassette, policy, log_path, tap)
     session_lock = Lock.from_json(lock.to_json(), "lock") if lock is not None else None
-    mediator = PolicyMediator(policy, identity=header.server, fallback_identity=header.fallback_server or "upstream",
-                              lock=session_lock, flight_log=flight_log, clock=fixed_clock())  # fmt: skip
+    mediator = PolicyMediator(
+        policy,
+        identity=header.server,
+        fallback_identity=header.fallback_server or "upstream",
+        lock=session_lock,
+        flight_log=flight_log,
+        clock=fixed_clock(),
+    )
     session = _Session(cassette, mediator, tap)
     try:
         session.run()

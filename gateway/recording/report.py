@@ -91,8 +91,10 @@ class ReplayReport:
     def table(self) -> str:
         """One line per call: index, cassette seq, tool, recorded and live outcome, labels."""
         head = ("#", "seq", "tool", "recorded", "replayed", "labels", "note")
-        lines = [(str(r.index), str(r.seq), r.tool, r.recorded.describe(), r.live.describe(), ",".join(r.live.labels) or "-",
-                  r.note or "") for r in self.rows]  # fmt: skip
+        lines = [
+            (str(r.index), str(r.seq), r.tool, r.recorded.describe(), r.live.describe(), ",".join(r.live.labels) or "-", r.note or "")
+            for r in self.rows
+        ]
         widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h) for i, h in enumerate(head)]
         out = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in (head, *lines)]
         out.extend(d.describe() for d in self.differences)
@@ -192,8 +194,9 @@ def load_expectations(path: Path) -> list[dict[str, Any]]:
         raise ExpectationsError(f'{path}: expected {{"calls": [{{"tool": ..., "decision": ..., "rule": ...}}, ...]}}')
     for index, call in enumerate(calls, 1):
         if type(call) is not dict or type(call.get("tool")) is not str or call.get("decision") not in (*_FORWARDED, "deny", "refused"):
-            raise ExpectationsError(f"{path}: calls[{index - 1}]: needs \"tool\" (a string) and \"decision\" "
-                                    "(allow, deny, shadow-deny or refused)")  # fmt: skip
+            raise ExpectationsError(
+                f'{path}: calls[{index - 1}]: needs "tool" (a string) and "decision" (allow, deny, shadow-deny or refused)'
+            )
         if set(call) - {"tool", "decision", "rule"}:
             raise ExpectationsError(
                 f"{path}: calls[{index - 1}]: unknown key(s) {', '.join(sorted(set(call) - {'tool', 'decision', 'rule'}))}"
@@ -205,13 +208,19 @@ def compare(report: ReplayReport, expect: list[dict[str, Any]] | None) -> None:
     differences = report.differences
     for row in report.rows:
         if row.note and row.note.startswith("unanswerable") and row.recorded.decision == "allow":
-            differences.append(Difference("unanswerable", f"{row.tool}: recorded as forwarded, but the cassette cannot answer it "
-                                          "now (the gateway forwards different arguments)", row.index))  # fmt: skip
+            differences.append(
+                Difference(
+                    "unanswerable",
+                    f"{row.tool}: recorded as forwarded, but the cassette cannot answer it now (the gateway forwards different arguments)",
+                    row.index,
+                )
+            )
     if expect is None:
         for row in report.rows:
             if row.live.wire() != row.recorded.wire():
-                differences.append(Difference("decision", f"{row.tool}: recorded {row.recorded.describe()}, "
-                                              f"now {row.live.describe()}", row.index))  # fmt: skip
+                differences.append(
+                    Difference("decision", f"{row.tool}: recorded {row.recorded.describe()}, now {row.live.describe()}", row.index)
+                )
         return
     for index, (row, wanted) in enumerate(zip(report.rows, expect, strict=False), 1):
         got = row.live

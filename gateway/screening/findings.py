@@ -20,8 +20,13 @@ class Finding:
     reason: str
 
     def to_json(self) -> dict[str, Any]:
-        return {"technique": self.technique, "path": self.path, "span": [self.start, self.end], "excerpt": self.excerpt,
-                "reason": self.reason}  # fmt: skip
+        return {
+            "technique": self.technique,
+            "path": self.path,
+            "span": [self.start, self.end],
+            "excerpt": self.excerpt,
+            "reason": self.reason,
+        }
 
 
 def character_class(codes: Iterable[int]) -> str:

@@ -28,8 +28,10 @@ _SECRET_VARIABLE = (
     r"|[A-Z0-9]+_(?:SECRET|TOKEN|PASSWORD|PASSWD|PAT|CREDENTIALS?))\b|\*_(?:TOKEN|KEY|SECRET|PASSWORD)\b)"
 )
 #: "you must read" is only an attack when what is read is private (a path, a file, a secret).
-_READ_TARGET = (r"[^.;!?\n]{0,40}?(?:[~$%]|/[\w.]|\b(?:files?|keys?|secrets?|credentials?|tokens?|passwords?|config(?:uration)?"
-                r"|env(?:ironment)?|history|conversation)\b)")  # fmt: skip
+_READ_TARGET = (
+    r"[^.;!?\n]{0,40}?(?:[~$%]|/[\w.]|\b(?:files?|keys?|secrets?|credentials?|tokens?|passwords?|config(?:uration)?"
+    r"|env(?:ironment)?|history|conversation)\b)"
+)
 _HOME = r"(?:~|\$\{?HOME\}?|%USERPROFILE%|/home/[^/\s]+|/Users/[^/\s]+|/root)"
 
 
@@ -40,8 +42,10 @@ def _words(text: str) -> frozenset[str]:
 _MOVE_WORDS: Final = _words(
     "send include pass append forward upload copy paste post email e mail transmit share embed leak exfiltrate dump reveal disclose"
 )
-_SECRET_WORDS: Final = _words("key keys apikey apikeys password passwords passphrase passphrases passwd secret secrets credential "
-                              "credentials token tokens cookie cookies phrase phrases mnemonic mnemonics")  # fmt: skip
+_SECRET_WORDS: Final = _words(
+    "key keys apikey apikeys password passwords passphrase passphrases passwd secret secrets credential "
+    "credentials token tokens cookie cookies phrase phrases mnemonic mnemonics"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,63 +69,104 @@ def _phrase(name: str, reason: str, pattern: str, *needs: str, marks: str = "") 
 
 #: IGNORECASE and DOTALL: a newline between the words of a phrase changes nothing.
 PHRASES: Final = (
-    _phrase("tag", "a tag addressed to the model",
-            r"<\s*/?\s*(?:important|critical|urgent|system(?:[\s_-]?(?:reminder|prompt|message|instructions?|note|notice|override"
-            r"|directive))?|instructions?|secret|hidden|admin|assistant|sys|s|reminder)(?:\s[^<>]{0,200})?\s*/?\s*>", marks="<"),
-    _phrase("template", "chat-template control markup",
-            r"\[/?(?:inst|system|sys)\]|<<\s*/?\s*sys\s*>>"
-            r"|<\|\s*(?:im_start|im_end|im_sep|system|user|assistant|endoftext|start_header_id|end_header_id|eot_id|begin_of_text)\s*\|>",
-            marks="[<"),
+    _phrase(
+        "tag",
+        "a tag addressed to the model",
+        r"<\s*/?\s*(?:important|critical|urgent|system(?:[\s_-]?(?:reminder|prompt|message|instructions?|note|notice|override"
+        r"|directive))?|instructions?|secret|hidden|admin|assistant|sys|s|reminder)(?:\s[^<>]{0,200})?\s*/?\s*>",
+        marks="<",
+    ),
+    _phrase(
+        "template",
+        "chat-template control markup",
+        r"\[/?(?:inst|system|sys)\]|<<\s*/?\s*sys\s*>>"
+        r"|<\|\s*(?:im_start|im_end|im_sep|system|user|assistant|endoftext|start_header_id|end_header_id|eot_id|begin_of_text)\s*\|>",
+        marks="[<",
+    ),
     _phrase("comment", "an HTML comment (hidden when rendered)", r"<!--", marks="<"),
-    _phrase("ignore", "an instruction to ignore other instructions",
-            r"\b(?:ignore|disregard|forget|override|bypass)\b.{0,40}?\b(?:previous|prior|above|earlier|all|any|other|system|preceding"
-            r"|your)\b.{0,20}?\b(?:instructions?|prompts?|rules?|messages?|directives?|guidelines?|guardrails?)\b",
-            "ignore disregard forget override bypass",
-            "instruction instructions prompt prompts rule rules message messages directive directives guideline guidelines guardrail "
-            "guardrails"),
-    _phrase("conceal", "an instruction to keep something from the user",
-            r"\b(?:do\s+not|don['’]?t|never|must\s+not)\b.{0,30}?\b(?:tell|mention|inform|reveal|show|notify|alert|disclose)\b.{0,30}?"
-            r"\b(?:user|human|anyone)\b|\bwithout\s+(?:telling|informing|notifying|alerting)\s+(?:the\s+)?(?:user|human|anyone)\b",
-            "tell mention inform reveal show notify alert disclose telling informing notifying alerting",
-            "do don dont never must without", "user human anyone"),
-    _phrase("tool_use", "an instruction about other tool use",
-            r"\b(?:before|prior\s+to|after|when(?:ever)?|each\s+time)\s+(?:you\s+)?(?:use|using|call|calling|run|running|invoke"
-            r"|invoking|execute|executing)\s+(?:this|any|the|every|each|another)\s+(?:other\s+)?tools?\b[\s,]*(?:(?:you\s+)?(?:must"
-            r"|should|need\s+to|have\s+to|always|first|also|please|make\s+sure\s+(?:to|you)|be\s+sure\s+to|remember\s+to)\s+)*"
-            r"(?:read|call|send|include|pass|upload|forward|copy|paste|fetch|open|cat|append|e-?mail|post|share|invoke|get|retrieve"
-            r"|collect|gather|write|delete|attach)\b",
-            "before prior after when whenever each", "tool tools"),
-    _phrase("imperative", "an imperative addressed to the model",
-            r"\byou\s+(?:must|should|have\s+to|need\s+to|are\s+required\s+to)\s+(?:(?:first|also|always|now|immediately)\s+)*"
-            rf"(?:{_MOVE}\b|read\b(?={_READ_TARGET}))",
-            "you", "must should have need required", " ".join(_MOVE_WORDS | {"read"})),
-    _phrase("credentials", "a reference to credential files",
-            rf"{_HOME}[/\\]\.(?:ssh|aws|gnupg|config|kube|docker|azure|gcloud|password-store)\b"
-            r"|(?<![\w.-])\.(?:netrc|git-credentials|pgpass|npmrc|pypirc|vault-token|env(?:\.[\w-]+)?)\b"
-            r"|\.aws[/\\](?:credentials|config)\b|\.docker[/\\]config\.json\b|\.kube[/\\]config\b|\.ssh[/\\]"
-            r"|\bid_(?:rsa|dsa|ecdsa|ed25519)(?:_sk)?\b|\bmcp\.json\b|\bclaude_desktop_config\.json\b|/etc/(?:shadow|gshadow|sudoers)\b",
-            "ssh aws gnupg config kube docker azure gcloud store netrc credentials pgpass npmrc pypirc token env rsa dsa ecdsa ed25519 "
-            "mcp claude shadow gshadow sudoers"),
-    _phrase("conversation", "a request to move the conversation",
-            rf"\b{_MOVE}\b[^.;!?\n]{{0,60}}?\b(?:(?:whole|entire|full|complete)\s+(?:conversation|chat|dialog(?:ue)?|transcript"
-            r"|context)|(?:conversation|chat|message)\s+history|(?:all\s+)?(?:previous|prior|earlier)\s+messages"
-            r"|your\s+(?:system\s+)?(?:instructions|prompt))\b",
-            "conversation chat dialog dialogue transcript context history messages instructions prompt", " ".join(_MOVE_WORDS)),
-    _phrase("secret", "a request to move secrets",
-            rf"\b{_MOVE}\b\s+(?:[\w'’-]+\s+){{0,4}}?{_SECRET}\b|\b{_SECRET}\s*[:=—–-]+\s*{_MOVE}\b"
-            rf"|\b{_SECRET}\b[^.;!?\n]{{0,40}}?\b(?:must|should|has\s+to|have\s+to|needs?\s+to|is\s+to|are\s+to)\s+(?:also\s+|always\s+)?"
-            r"be\s+(?:sent|included|passed|appended|forwarded|uploaded|copied|pasted|posted|e-?mailed|transmitted|shared|embedded|leaked)\b",
-            " ".join(_SECRET_WORDS)),
-    _phrase("variable", "a request to move secrets from environment variables",
-            rf"\b(?:{_MOVE}|read|give|provide|fetch|get)\b[^.;!?\n]{{0,40}}?{_SECRET_VARIABLE}",
-            "key token secret password passwd pat credential credentials apikey",
-            " ".join(_MOVE_WORDS | _words("read give provide fetch get"))),
+    _phrase(
+        "ignore",
+        "an instruction to ignore other instructions",
+        r"\b(?:ignore|disregard|forget|override|bypass)\b.{0,40}?\b(?:previous|prior|above|earlier|all|any|other|system|preceding"
+        r"|your)\b.{0,20}?\b(?:instructions?|prompts?|rules?|messages?|directives?|guidelines?|guardrails?)\b",
+        "ignore disregard forget override bypass",
+        "instruction instructions prompt prompts rule rules message messages directive directives guideline guidelines guardrail "
+        "guardrails",
+    ),
+    _phrase(
+        "conceal",
+        "an instruction to keep something from the user",
+        r"\b(?:do\s+not|don['’]?t|never|must\s+not)\b.{0,30}?\b(?:tell|mention|inform|reveal|show|notify|alert|disclose)\b.{0,30}?"
+        r"\b(?:user|human|anyone)\b|\bwithout\s+(?:telling|informing|notifying|alerting)\s+(?:the\s+)?(?:user|human|anyone)\b",
+        "tell mention inform reveal show notify alert disclose telling informing notifying alerting",
+        "do don dont never must without",
+        "user human anyone",
+    ),
+    _phrase(
+        "tool_use",
+        "an instruction about other tool use",
+        r"\b(?:before|prior\s+to|after|when(?:ever)?|each\s+time)\s+(?:you\s+)?(?:use|using|call|calling|run|running|invoke"
+        r"|invoking|execute|executing)\s+(?:this|any|the|every|each|another)\s+(?:other\s+)?tools?\b[\s,]*(?:(?:you\s+)?(?:must"
+        r"|should|need\s+to|have\s+to|always|first|also|please|make\s+sure\s+(?:to|you)|be\s+sure\s+to|remember\s+to)\s+)*"
+        r"(?:read|call|send|include|pass|upload|forward|copy|paste|fetch|open|cat|append|e-?mail|post|share|invoke|get|retrieve"
+        r"|collect|gather|write|delete|attach)\b",
+        "before prior after when whenever each",
+        "tool tools",
+    ),
+    _phrase(
+        "imperative",
+        "an imperative addressed to the model",
+        r"\byou\s+(?:must|should|have\s+to|need\s+to|are\s+required\s+to)\s+(?:(?:first|also|always|now|immediately)\s+)*"
+        rf"(?:{_MOVE}\b|read\b(?={_READ_TARGET}))",
+        "you",
+        "must should have need required",
+        " ".join(_MOVE_WORDS | {"read"}),
+    ),
+    _phrase(
+        "credentials",
+        "a reference to credential files",
+        rf"{_HOME}[/\\]\.(?:ssh|aws|gnupg|config|kube|docker|azure|gcloud|password-store)\b"
+        r"|(?<![\w.-])\.(?:netrc|git-credentials|pgpass|npmrc|pypirc|vault-token|env(?:\.[\w-]+)?)\b"
+        r"|\.aws[/\\](?:credentials|config)\b|\.docker[/\\]config\.json\b|\.kube[/\\]config\b|\.ssh[/\\]"
+        r"|\bid_(?:rsa|dsa|ecdsa|ed25519)(?:_sk)?\b|\bmcp\.json\b|\bclaude_desktop_config\.json\b|/etc/(?:shadow|gshadow|sudoers)\b",
+        "ssh aws gnupg config kube docker azure gcloud store netrc credentials pgpass npmrc pypirc token env rsa dsa ecdsa ed25519 "
+        "mcp claude shadow gshadow sudoers",
+    ),
+    _phrase(
+        "conversation",
+        "a request to move the conversation",
+        rf"\b{_MOVE}\b[^.;!?\n]{{0,60}}?\b(?:(?:whole|entire|full|complete)\s+(?:conversation|chat|dialog(?:ue)?|transcript"
+        r"|context)|(?:conversation|chat|message)\s+history|(?:all\s+)?(?:previous|prior|earlier)\s+messages"
+        r"|your\s+(?:system\s+)?(?:instructions|prompt))\b",
+        "conversation chat dialog dialogue transcript context history messages instructions prompt",
+        " ".join(_MOVE_WORDS),
+    ),
+    _phrase(
+        "secret",
+        "a request to move secrets",
+        rf"\b{_MOVE}\b\s+(?:[\w'’-]+\s+){{0,4}}?{_SECRET}\b|\b{_SECRET}\s*[:=—–-]+\s*{_MOVE}\b"
+        rf"|\b{_SECRET}\b[^.;!?\n]{{0,40}}?\b(?:must|should|has\s+to|have\s+to|needs?\s+to|is\s+to|are\s+to)\s+(?:also\s+|always\s+)?"
+        r"be\s+(?:sent|included|passed|appended|forwarded|uploaded|copied|pasted|posted|e-?mailed|transmitted|shared|embedded|leaked)\b",
+        " ".join(_SECRET_WORDS),
+    ),
+    _phrase(
+        "variable",
+        "a request to move secrets from environment variables",
+        rf"\b(?:{_MOVE}|read|give|provide|fetch|get)\b[^.;!?\n]{{0,40}}?{_SECRET_VARIABLE}",
+        "key token secret password passwd pat credential credentials apikey",
+        " ".join(_MOVE_WORDS | _words("read give provide fetch get")),
+    ),
     _phrase("system_prompt", "a reference to the system prompt", r"\bsystem\s+prompt\b", "prompt", "system"),
-    _phrase("redirect", "tool-redirection text",
-            r"\b(?:this|the)\s+tool\s+(?:has\s+(?:been\s+)?|is\s+(?:now\s+)?|was\s+)?(?:updated|changed|deprecated|replaced|moved|renamed"
-            r"|disabled)\b.{0,60}?\b(?:use|call)\b",
-            "updated changed deprecated replaced moved renamed disabled", "tool", "use call"),
-)  # fmt: skip
+    _phrase(
+        "redirect",
+        "tool-redirection text",
+        r"\b(?:this|the)\s+tool\s+(?:has\s+(?:been\s+)?|is\s+(?:now\s+)?|was\s+)?(?:updated|changed|deprecated|replaced|moved|renamed"
+        r"|disabled)\b.{0,60}?\b(?:use|call)\b",
+        "updated changed deprecated replaced moved renamed disabled",
+        "tool",
+        "use call",
+    ),
+)
 _PHRASE_WORDS: Final = frozenset().union(*(words for phrase in PHRASES for words in phrase.needs[:1]))
 assert {mark for phrase in PHRASES for mark in phrase.marks} <= {"<", "["}, "_phrase_matches looks for these two"
 _NOT_WORD: Final = str.maketrans({c: " " for c in map(chr, range(128)) if not ("a" <= c <= "z" or "0" <= c <= "9")})

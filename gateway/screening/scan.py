@@ -55,8 +55,16 @@ def _scan_into(out: list[Finding], text: str, path: str) -> None:
     if len(text) >= 80 and (not printable or SPACES in text):  # the only whitespace a printable string holds is U+0020
         for match in PADDING.finditer(text):
             start, end = match.span()
-            out.append(Finding("hidden-instruction", path, start, end, excerpt(text, start, end),
-                               f"{end - start} whitespace characters push text out of view"))  # fmt: skip
+            out.append(
+                Finding(
+                    "hidden-instruction",
+                    path,
+                    start,
+                    end,
+                    excerpt(text, start, end),
+                    f"{end - start} whitespace characters push text out of view",
+                )
+            )
 
 
 def scan_text(text: str, path: str) -> Iterator[Finding]:
@@ -160,9 +168,25 @@ def scan_tool(tool: Mapping[str, Any], *, siblings: Iterable[str] = (), other_se
     names = siblings if type(siblings) is tuple else tuple(siblings)
     for sibling in _normalised_names(names).get(key, ()) if names else ():
         if sibling != name:
-            findings.append(Finding("confusable-name", "name", 0, len(name), visible(name)[:EXCERPT],
-                                    f"the name equals another tool's name {sibling!r} after normalisation"))  # fmt: skip
+            findings.append(
+                Finding(
+                    "confusable-name",
+                    "name",
+                    0,
+                    len(name),
+                    visible(name)[:EXCERPT],
+                    f"the name equals another tool's name {sibling!r} after normalisation",
+                )
+            )
     if other_servers and key in other_servers:
-        findings.append(Finding("shadowing", "name", 0, len(name), visible(name)[:EXCERPT],
-                                f"server {other_servers[key]!r} already has a tool with this name"))  # fmt: skip
+        findings.append(
+            Finding(
+                "shadowing",
+                "name",
+                0,
+                len(name),
+                visible(name)[:EXCERPT],
+                f"server {other_servers[key]!r} already has a tool with this name",
+            )
+        )
     return findings

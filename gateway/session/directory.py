@@ -46,8 +46,7 @@ class Directory:
         the session; when all failed, the error says why each did."""
         for index, error in errors.items():
             self.live.discard(index)
-            log.error("an upstream failed to initialise; it is left out of this session", server=self.names[index],
-                      error=str(error)[:300])  # fmt: skip
+            log.error("an upstream failed to initialise; it is left out of this session", server=self.names[index], error=str(error)[:300])
         answered = {i: r for i, r in results.items() if type(r) is dict}
         if not answered:
             reasons = "; ".join(f"{self.names[i]}: {str(e)[:200]}" for i, e in sorted(errors.items()))
@@ -71,8 +70,11 @@ class Directory:
             if type(result.get("protocolVersion")) is str:
                 versions.add(result["protocolVersion"])
         version = requested if versions == {requested} else min(versions) if versions else requested
-        merged: dict[str, Any] = {"protocolVersion": version, "capabilities": capabilities,
-                                  "serverInfo": {"name": HUB_NAME, "version": __version__}}  # fmt: skip
+        merged: dict[str, Any] = {
+            "protocolVersion": version,
+            "capabilities": capabilities,
+            "serverInfo": {"name": HUB_NAME, "version": __version__},
+        }
         if instructions:
             merged["instructions"] = "\n\n".join(instructions)
         return merged
@@ -89,8 +91,12 @@ class Directory:
             owner = self._uris.setdefault(item["uri"], index)
             if owner is not None and owner != index:  # two servers claim it: which one answers is not for them to decide
                 self._uris[item["uri"]] = None
-                log.warning("two upstreams list the same resource; reads of it are refused", uri=item["uri"][:200],
-                            server=self.names[owner], also=self.names[index])  # fmt: skip
+                log.warning(
+                    "two upstreams list the same resource; reads of it are refused",
+                    uri=item["uri"][:200],
+                    server=self.names[owner],
+                    also=self.names[index],
+                )
         elif kind == "resourceTemplates" and type(item.get("uriTemplate")) is str:
             prefix = item["uriTemplate"].split("{", 1)[0]
             if prefix and (prefix, index) not in self._templates:

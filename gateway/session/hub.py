@@ -90,8 +90,12 @@ def _gathered_answer(gather: _Gather, directory: Directory) -> dict[str, Any]:
         for index in sorted(gather.results):
             items.extend(directory.exported(index, kind, item) for item in gather.results[index] if type(item) is dict)
         for index, error in sorted(gather.errors.items()):
-            log.warning("an upstream failed a list; its items are left out", server=directory.names[index], method=gather.method,
-                        error=str(error)[:200])  # fmt: skip
+            log.warning(
+                "an upstream failed a list; its items are left out",
+                server=directory.names[index],
+                method=gather.method,
+                error=str(error)[:200],
+            )
         return {**reply, "result": {kind: items}}
     if gather.errors and not gather.results:
         return {**reply, "error": next(iter(gather.errors.values()))}
@@ -108,8 +112,9 @@ class _Route:
 
 
 class Hub:
-    def __init__(self, names: Sequence[str], to_client: LineSink, to_upstreams: Sequence[LineSink], *,
-                 clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
+    def __init__(
+        self, names: Sequence[str], to_client: LineSink, to_upstreams: Sequence[LineSink], *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         """`names[i]`: upstream i's server name (its prefix); `to_upstreams[i]`: feeds a line to
         upstream i's relay as if the client sent it."""
         self.directory = Directory(names)
@@ -168,8 +173,13 @@ class Hub:
         elif method in _BY_NAME:
             target = self.directory.split(params.get("name"))
             if target is None:
-                self._error(client_id, InvalidParams(f"unknown name {str(params.get('name'))[:200]!r}: through Airlock, names are "
-                            f"SERVER{SEPARATOR}NAME with SERVER one of {', '.join(self.names)} (list them again)"))  # fmt: skip
+                self._error(
+                    client_id,
+                    InvalidParams(
+                        f"unknown name {str(params.get('name'))[:200]!r}: through Airlock, names are "
+                        f"SERVER{SEPARATOR}NAME with SERVER one of {', '.join(self.names)} (list them again)"
+                    ),
+                )
                 return
             self._forward(target[0], client_id, {**message, "params": {**params, "name": target[1]}})
         elif method in _BY_URI:

@@ -88,9 +88,14 @@ async def _list_child(spec: ChildSpec, timeout: float) -> ServerListing:
     # A plain subprocess, not `ChildProcess`: the probe reads whole lines of any size, then kills the group.
     try:
         process = await asyncio.create_subprocess_exec(
-            *spec.argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=dict(spec.env), cwd=spec.cwd,
-            start_new_session=True, limit=64 * 1024 * 1024,
-        )  # fmt: skip
+            *spec.argv,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            env=dict(spec.env),
+            cwd=spec.cwd,
+            start_new_session=True,
+            limit=64 * 1024 * 1024,
+        )
     except OSError as exc:
         raise UpstreamUnavailable(f"cannot start the upstream {spec.argv[0]!r}: {exc.strerror or exc}") from None
     stdin, stdout = process.stdin, process.stdout

@@ -52,8 +52,7 @@ _SSE_MESSAGES: Final = "/messages/"
 _SSE_SESSION: Final = re.compile(rb"session_id=([0-9a-f]{32})")
 
 
-async def _plain(send: Send, status: int, message: str, headers: list[tuple[bytes, bytes]] | None = None, *,
-                 code: int = -32600) -> None:  # fmt: skip
+async def _plain(send: Send, status: int, message: str, headers: list[tuple[bytes, bytes]] | None = None, *, code: int = -32600) -> None:
     body = orjson.dumps({"jsonrpc": "2.0", "id": None, "error": {"code": code, "message": message}})
     fixed = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": [*fixed, *(headers or [])]})
@@ -68,8 +67,14 @@ class ServeApp:
         self.make_session = make_session
         self.sessions = SessionRegistry(settings.max_sessions)
         self._buckets: dict[str, TokenBucket] = {}
-        hosts = list(settings.allowed_hosts) or [f"{settings.host}:{settings.port}", settings.host, f"localhost:{settings.port}",
-                                                 "localhost", f"127.0.0.1:{settings.port}", "127.0.0.1"]  # fmt: skip
+        hosts = list(settings.allowed_hosts) or [
+            f"{settings.host}:{settings.port}",
+            settings.host,
+            f"localhost:{settings.port}",
+            "localhost",
+            f"127.0.0.1:{settings.port}",
+            "127.0.0.1",
+        ]
         origins = list(settings.allowed_origins) or [f"http://{h}" for h in hosts]
         self.security = TransportSecuritySettings(enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins)
         self._guard = TransportSecurityMiddleware(self.security)
@@ -130,8 +135,12 @@ class ServeApp:
                 return
             version = headers.get(b"mcp-protocol-version")
             if version is not None and version.decode("latin-1") not in SUPPORTED_PROTOCOL_VERSIONS:
-                await _plain(send, 400, f"unsupported Mcp-Protocol-Version {version.decode('latin-1')[:40]!r}: "
-                                        f"send one of {', '.join(SUPPORTED_PROTOCOL_VERSIONS)}")  # fmt: skip
+                await _plain(
+                    send,
+                    400,
+                    f"unsupported Mcp-Protocol-Version {version.decode('latin-1')[:40]!r}: "
+                    f"send one of {', '.join(SUPPORTED_PROTOCOL_VERSIONS)}",
+                )
                 return
             if scope["method"] == "POST" and await self._answer_directly(session, scope, body, headers, after_body, send):
                 return
@@ -142,13 +151,15 @@ class ServeApp:
             return
         await self._open(scope, receive, send, principal)
 
-    async def _answer_directly(self, session: HttpSession, scope: Scope, body: bytes, headers: dict[bytes, bytes],
-                               receive: Receive, send: Send) -> bool:  # fmt: skip
+    async def _answer_directly(
+        self, session: HttpSession, scope: Scope, body: bytes, headers: dict[bytes, bytes], receive: Receive, send: Send
+    ) -> bool:
         """The fast path (see `gateway.fronts.http.direct`); False: take the SDK path."""
         if session.closing or session.transport is None or session.transport.is_terminated:
             return False  # the SDK path answers 404
-        picked = direct.candidate(body, headers, json_only=self.settings.json_responses, resumable=session.resumable,
-                                  open_ids=session.is_open)  # fmt: skip
+        picked = direct.candidate(
+            body, headers, json_only=self.settings.json_responses, resumable=session.resumable, open_ids=session.is_open
+        )
         if picked is None:
             return False
         refused = await self._guard.validate_request(Request(scope, receive), is_post=True)  # Host/Origin, as the SDK checks
@@ -174,8 +185,9 @@ class ServeApp:
         # Last-Event-ID. Not for one-shot requests, nor JSON responses (which have no event stream).
         resumable = stateful and self.settings.resume_events > 0 and not self.settings.json_responses
         events = SessionEvents(self.settings.resume_events) if resumable else None
-        transport = StreamableHTTPServerTransport(session_id, is_json_response_enabled=self.settings.json_responses,
-                                                  event_store=events, security_settings=self.security)  # fmt: skip
+        transport = StreamableHTTPServerTransport(
+            session_id, is_json_response_enabled=self.settings.json_responses, event_store=events, security_settings=self.security
+        )
         try:
             parts = self.make_session(session_id or secrets.token_hex(16), principal, "streamable-http")
         except GatewayError as error:
@@ -316,16 +328,23 @@ async def serve(settings: ServeSettings, make_session: SessionFactory) -> int:
             from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
             # The verified client certificate goes into each request's scope: the flight log records who it was.
-            tls |= {"ssl_ca_certs": str(settings.tls_client_ca), "ssl_cert_reqs": ssl.CERT_REQUIRED,
-                    "http": with_client_certificate(AutoHTTPProtocol)}  # fmt: skip
+            tls |= {
+                "ssl_ca_certs": str(settings.tls_client_ca),
+                "ssl_cert_reqs": ssl.CERT_REQUIRED,
+                "http": with_client_certificate(AutoHTTPProtocol),
+            }
     elif settings.tls_client_ca is not None:
         raise ConfigError("--tls-client-ca needs --tls-cert and --tls-key (mTLS runs over TLS)")
-    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning", lifespan="on",
-                            timeout_graceful_shutdown=3, **tls)  # fmt: skip
+    config = uvicorn.Config(
+        app, host=settings.host, port=settings.port, log_level="warning", lifespan="on", timeout_graceful_shutdown=3, **tls
+    )
     server = uvicorn.Server(config)
     scheme = "https" if settings.tls_cert is not None else "http"
-    log.info("serving MCP over streamable HTTP", url=f"{scheme}://{settings.host}:{settings.port}{settings.path}",
-             tokens=[t.id for t in settings.tokens])  # fmt: skip
+    log.info(
+        "serving MCP over streamable HTTP",
+        url=f"{scheme}://{settings.host}:{settings.port}{settings.path}",
+        tokens=[t.id for t in settings.tokens],
+    )
     async with AsyncExitStack():
         await server.serve()
     return 0

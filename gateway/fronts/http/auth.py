@@ -53,8 +53,10 @@ def check_settings(settings: ServeSettings) -> None:
     """Fail closed: listening beyond loopback needs tokens."""
     if not settings.tokens and not (settings.allow_unauthenticated and is_loopback(settings.host)):
         if is_loopback(settings.host):
-            raise ConfigError("airlock serve needs bearer tokens (--token-file or AIRLOCK_TOKENS); on loopback only, "
-                              "--insecure-no-auth turns authentication off")  # fmt: skip
+            raise ConfigError(
+                "airlock serve needs bearer tokens (--token-file or AIRLOCK_TOKENS); on loopback only, "
+                "--insecure-no-auth turns authentication off"
+            )
         raise ConfigError(f"airlock serve on {settings.host} (beyond loopback) needs bearer tokens: pass --token-file")
     if settings.resume_events < 0:
         raise ConfigError(f"--resume-events {settings.resume_events}: give a count of events, or 0 to turn resumability off")

@@ -48,8 +48,9 @@ def _accepts(accept: bytes, json_only: bool) -> bool:
     return json_ok and sse_ok
 
 
-def candidate(body: bytes, headers: MutableMapping[bytes, bytes], *, json_only: bool, resumable: bool,
-              open_ids: Callable[[Any], bool]) -> tuple[Any, dict[str, Any]] | None:  # fmt: skip
+def candidate(
+    body: bytes, headers: MutableMapping[bytes, bytes], *, json_only: bool, resumable: bool, open_ids: Callable[[Any], bool]
+) -> tuple[Any, dict[str, Any]] | None:
     """(request id, message) when this POST can take the fast path, else None (pure)."""
     version = headers.get(b"mcp-protocol-version")
     if version is not None and version not in _VERSIONS:
@@ -92,23 +93,41 @@ async def answer(queue: asyncio.Queue[Delivery], receive: Receive, send: Send, s
             if delivery is None:
                 if not streaming:
                     body = b'{"jsonrpc":"2.0","id":null,"error":{"code":-32603,"message":"no answer: cancelled, or the session ended"}}'
-                    await send({"type": "http.response.start", "status": 500,
-                                "headers": [(b"content-type", b"application/json"), (b"mcp-session-id", session_id)]})  # fmt: skip
+                    await send(
+                        {
+                            "type": "http.response.start",
+                            "status": 500,
+                            "headers": [(b"content-type", b"application/json"), (b"mcp-session-id", session_id)],
+                        }
+                    )
                     await send({"type": "http.response.body", "body": body})
                 else:
                     await send({"type": "http.response.body", "body": b""})
                 return
             line, final = delivery
             if final and not streaming:
-                await send({"type": "http.response.start", "status": 200,
-                            "headers": [(b"content-type", b"application/json"), (b"mcp-session-id", session_id)]})  # fmt: skip
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 200,
+                        "headers": [(b"content-type", b"application/json"), (b"mcp-session-id", session_id)],
+                    }
+                )
                 await send({"type": "http.response.body", "body": line})
                 return
             if not streaming:
                 streaming = True
-                await send({"type": "http.response.start", "status": 200,
-                            "headers": [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache, no-transform"),
-                                        (b"mcp-session-id", session_id)]})  # fmt: skip
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 200,
+                        "headers": [
+                            (b"content-type", b"text/event-stream"),
+                            (b"cache-control", b"no-cache, no-transform"),
+                            (b"mcp-session-id", session_id),
+                        ],
+                    }
+                )
             await send({"type": "http.response.body", "body": b"event: message\ndata: " + line + b"\n\n", "more_body": not final})
             if final:
                 return

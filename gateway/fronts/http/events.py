@@ -58,8 +58,7 @@ class SessionEvents(EventStore):
         first = self._events[0][0]
         if after < first or after >= self._next:
             reason = "evicted (older than the events kept)" if after < first else "never issued"
-            log.warning(f"Last-Event-ID {reason}: nothing replayed; the client must start over", last_event_id=after,
-                        oldest_kept=first)  # fmt: skip
+            log.warning(f"Last-Event-ID {reason}: nothing replayed; the client must start over", last_event_id=after, oldest_kept=first)
             return None
         stream = self._events[after - first][1]
         replayed = [(number, text) for number, stream_id, text in list(self._events)[after - first + 1 :] if stream_id == stream]

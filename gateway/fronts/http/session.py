@@ -95,9 +95,17 @@ SessionFactory = Callable[[str, Principal, str], SessionParts]
 class HttpSession:
     """One MCP session: its transport, upstream child, relay and flight log."""
 
-    def __init__(self, settings: ServeSettings, transport: StreamableHTTPServerTransport | None, parts: SessionParts,
-                 principal: Principal, *, connect: Callable[[], Any] | None = None, name: str | None = None,
-                 resumable: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self,
+        settings: ServeSettings,
+        transport: StreamableHTTPServerTransport | None,
+        parts: SessionParts,
+        principal: Principal,
+        *,
+        connect: Callable[[], Any] | None = None,
+        name: str | None = None,
+        resumable: bool = False,
+    ) -> None:
         """`transport`: a streamable-HTTP session; or `connect`: the streams of another transport
         (the legacy SSE one), whose session ends with the request that opened it."""
         self.settings = settings
@@ -190,8 +198,7 @@ class HttpSession:
             for queue in self._direct.values():
                 queue.put_nowait(None)
             status = await child.terminate(grace=0.5) if child.returncode is None else child.returncode
-            log.info("session ended", session=self.name, **self.principal.describe(), upstream_status=status,
-                     **self.relay.describe())  # fmt: skip
+            log.info("session ended", session=self.name, **self.principal.describe(), upstream_status=status, **self.relay.describe())
             if self.flight_log is not None:
                 await self.flight_log.aclose("session ended")
             if self.recorder is not None:
@@ -220,8 +227,10 @@ class HttpSession:
             related = self._router.related(message)
             if self.settings.json_responses and related is not None and "method" in message:
                 if "id" in message:  # a request during a call has no channel back: the upstream gets an error, not silence
-                    error = {"code": -32603, "message": "the client connection has no channel for requests during a call "
-                             "(airlock serve --json-responses)"}  # fmt: skip
+                    error = {
+                        "code": -32603,
+                        "message": "the client connection has no channel for requests during a call (airlock serve --json-responses)",
+                    }
                     self._from_client(jsonrpc.encode({"jsonrpc": "2.0", "id": message["id"], "error": error}))
                     self._flush()
                 continue  # a notification during a call has no channel either
