@@ -129,6 +129,16 @@ def gateway_setup(args: argparse.Namespace) -> tuple[RunSettings, GatewayConfig,
     return (settings, config, upstream_name, *policy_and_lock(args, config))
 
 
+def named_policy_and_lock(policy: Path, lock: Path | None) -> tuple[CompiledPolicy, Lock | None]:
+    """The policy file and lockfile a command names by path (`replay`, `fork`, `policy check`):
+    the file as it is (no default policy, no `--deny`), and the lock's pins if one is named.
+
+    Raises:
+        PolicyError, LockError: unreadable or invalid.
+    """
+    return CompiledPolicy.from_file(load_policy(policy)), (Lock.load(lock) if lock is not None else None)
+
+
 def policy_and_lock(args: argparse.Namespace, config: GatewayConfig) -> tuple[CompiledPolicy, Path | None, Lock | None]:
     """Logging configured; the policy, the lockfile's path and its pins (flags win over the config)."""
     configure_logging(args.log_level or config.gateway.log_level, args.log_format or config.gateway.log_format)

@@ -9,11 +9,8 @@ from typing import Any
 
 import orjson
 
-from gateway.cli.compose import read_public_key
-from gateway.policy.engine import CompiledPolicy
-from gateway.policy.model import load_policy
+from gateway.cli.compose import named_policy_and_lock, read_public_key
 from gateway.recording.fork import fork, read_verified
-from gateway.screening.pins import Lock
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -37,8 +34,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def cmd_fork(args: argparse.Namespace, out: Callable[[str], None] | None = None) -> int:
     """Returns 0 (nothing flips) or 4 (something flips); bad input raises a ConfigError (exit 2)."""
     pinned = read_public_key(args.public_key, flag="--public-key")
-    policy = CompiledPolicy.from_file(load_policy(args.policy))
-    lock = Lock.load(args.lock) if args.lock is not None else None
+    policy, lock = named_policy_and_lock(args.policy, args.lock)
     report = fork(read_verified(args.log, pinned), policy, lock, strict=args.strict)
     (out or print)(orjson.dumps(report.to_json()).decode() if args.json else report.table())
     return report.exit_code

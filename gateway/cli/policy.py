@@ -8,11 +8,10 @@ from pathlib import Path
 
 import orjson
 
+from gateway.cli.compose import named_policy_and_lock
 from gateway.errors import EXIT_OK
-from gateway.policy.engine import CompiledPolicy
 from gateway.policy.lint import lint
-from gateway.policy.model import load_policy, policy_schema
-from gateway.screening.pins import Lock
+from gateway.policy.model import policy_schema
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -27,8 +26,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def cmd_policy_check(args: argparse.Namespace) -> int:
-    policy = CompiledPolicy.from_file(load_policy(args.policy))
-    lock = Lock.load(args.lock) if args.lock else None
+    policy, lock = named_policy_and_lock(args.policy, args.lock)
     findings = lint(policy, lock)
     for finding in findings:
         print(f"{args.policy}: warning: {finding.kind}: {finding.message}")

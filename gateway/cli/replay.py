@@ -8,13 +8,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from gateway.cli.compose import named_policy_and_lock
 from gateway.logs import configure_logging
-from gateway.policy.engine import CompiledPolicy
-from gateway.policy.model import load_policy
 from gateway.recording.cassette import read_cassette
 from gateway.recording.replay import replay
 from gateway.recording.report import load_expectations
-from gateway.screening.pins import Lock
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -37,8 +35,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def cmd_replay(args: argparse.Namespace, out: Callable[[str], None] | None = None) -> int:
     """Returns 0 (no differences) or 4 (differences); bad input raises a ConfigError (exit 2)."""
     configure_logging("warning")
-    policy = CompiledPolicy.from_file(load_policy(args.policy))
-    lock = Lock.load(args.lock) if args.lock is not None else None
+    policy, lock = named_policy_and_lock(args.policy, args.lock)
     expect = load_expectations(args.expect) if args.expect is not None else None
     cassette = read_cassette(args.cassette)
     report = replay(cassette, policy, lock, expect=expect, log_path=args.log)
