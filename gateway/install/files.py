@@ -55,6 +55,14 @@ def read_backup(path: Path) -> bytes | None:
         return stream.read()
 
 
+def _write_durably(fd: int, data: bytes) -> None:
+    """Write `data` to the open file `fd`, on disk before this returns, and close it."""
+    with os.fdopen(fd, "wb") as stream:
+        stream.write(data)
+        stream.flush()
+        os.fsync(stream.fileno())
+
+
 def write_backup_once(path: Path, data: bytes) -> bool:
     """Write `data` to the backup of `path` unless a backup exists; True when written now.
     The backup is created exclusively (never through a symlink) with mode 0600.
@@ -76,10 +84,7 @@ def write_backup_once(path: Path, data: bytes) -> bool:
     except OSError as exc:
         raise ClientConfigUnwritable.from_os_error("write the backup", backup, exc) from None
     try:
-        with os.fdopen(fd, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
+        _write_durably(fd, data)
     except OSError as exc:
         with contextlib.suppress(OSError):
             os.unlink(backup)
@@ -103,10 +108,7 @@ def replace_atomically(path: Path, data: bytes, expected: bytes) -> None:
     except OSError as exc:
         raise ClientConfigUnwritable.from_os_error("write", path, exc) from None
     try:
-        with os.fdopen(fd, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
+        _write_durably(fd, data)
         os.chmod(tmp, stat.S_IMODE(info.st_mode))
         if hasattr(os, "geteuid") and info.st_uid != os.geteuid():
             with contextlib.suppress(OSError):
