@@ -29,7 +29,7 @@ import orjson
 import rfc8785
 
 from gateway.errors import EXIT_LOG_MALFORMED, GatewayError
-from gateway.evidence.entry import Entry
+from gateway.evidence.entry import Entry, escaped_members
 
 #: Prefixes that separate what is signed for different purposes (domain separation): an entry's
 #: signature can never be replayed as a batch statement or a rotation manifest, or vice versa.
@@ -216,6 +216,17 @@ class EntryTemplate:
             return ENTRY_DOMAIN + orjson.dumps(members, option=orjson.OPT_SORT_KEYS)
         except orjson.JSONEncodeError:
             return None  # a lone surrogate: `signing_bytes` says so
+
+
+def recorded_signing_bytes(entry: Mapping[str, Any], *, inspect: tuple[str, ...] | None = None) -> tuple[bytes, dict[str, Any]]:
+    """`signing_bytes` of `entry` and the entry as it is recorded: itself, or, when it has no
+    canonical form (text that is not valid Unicode), its `escaped_members` form, so that what the
+    gateway decided is always recorded."""
+    try:
+        return signing_bytes(entry, inspect=inspect), dict(entry)
+    except CanonicalizationError:
+        escaped = escaped_members(entry)
+        return signing_bytes(escaped, inspect=inspect), escaped
 
 
 def signing_bytes(entry: Mapping[str, Any], domain: bytes = ENTRY_DOMAIN, *, inspect: tuple[str, ...] | None = None) -> bytes:

@@ -108,6 +108,33 @@ def entry_json(**members: Any) -> dict[str, Any]:
     return out
 
 
+def escaped(value: Any) -> Any:
+    """`value` with every string (keys included) that is not valid Unicode, one holding a lone
+    surrogate, written with each surrogate as the six characters `\\uXXXX`: a value with no
+    canonical JSON form, as an entry can still record it. Other values come back as they are.
+    """
+    if type(value) is str:
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "backslashreplace").decode("ascii", "backslashreplace")
+        return value
+    if type(value) is dict:
+        return {escaped(k): escaped(v) for k, v in value.items()}
+    if type(value) is list:
+        return [escaped(v) for v in value]
+    return value
+
+
+def escaped_members(members: Mapping[str, Any]) -> dict[str, Any]:
+    """An entry's members (not the template's fixed ones), every string of them `escaped`, and
+    `data.unicode_escaped` set so a reader knows the text is not as it came: the gateway refuses
+    such a message, and the refusal still gets its entry."""
+    out = {name: escaped(value) for name, value in members.items() if name in _DEFAULTS}
+    out["data"] = {**(out.get("data") or {}), "unicode_escaped": True}
+    return out
+
+
 Clock = Callable[[], datetime]
 #: What the flight log asks for the time: an RFC 3339 timestamp string.
 TimestampSource = Callable[[], str]

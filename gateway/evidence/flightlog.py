@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gateway.errors import EXIT_USAGE, EvidenceUnavailable, GatewayError
 from gateway.evidence.batches import Batches
-from gateway.evidence.canonical import ENTRY_DOMAIN, EntryTemplate, batch_signing_bytes, signing_bytes
+from gateway.evidence.canonical import ENTRY_DOMAIN, EntryTemplate, batch_signing_bytes, recorded_signing_bytes
 from gateway.evidence.entry import (
     FORMAT_VERSION,
     GENESIS_PREV,
@@ -285,8 +285,8 @@ class FlightLog:
                    "data": data, "seq": seq, "prev": self._prev, "ts": self._clock()}  # fmt: skip
         template = self._template
         payload = template.entry_signing_bytes(members)
-        if payload is None:  # the same bytes, or the error, from the entry
-            payload = signing_bytes(template.entry(members), inspect=_HOT_INSPECT)
+        if payload is None:  # the same bytes from the entry, or those of its escaped form
+            payload, members = recorded_signing_bytes(template.entry(members), inspect=_HOT_INSPECT)
         raw_digest = _sha256(payload).digest()
         digest = raw_digest.hex()
         self._out.append(b"".join((payload[_DOMAIN_LENGTH:-1], b',"hash":"', digest.encode(), b'"}\n')))
@@ -311,7 +311,7 @@ class FlightLog:
         entry = entry_json(kind=kind, seq=seq, ts=self._clock(), prev=self._prev, **header, **fields)
         if self._lines.failed is not None:
             raise self._lines.failed
-        payload = signing_bytes(entry)
+        payload, entry = recorded_signing_bytes(entry)
         raw_digest = hashlib.sha256(payload).digest()
         digest = raw_digest.hex()
         self._out.append(line_from_signed(payload, ENTRY_DOMAIN, digest, sign(self._key, payload) if self_signed else None))

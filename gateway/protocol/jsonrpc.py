@@ -15,7 +15,7 @@ from typing import Any, Final, Literal
 
 import orjson
 
-from gateway.errors import GatewayError, InvalidRequest, ParseError
+from gateway.errors import GatewayError, InvalidRequest, MessageTooLarge, ParseError
 
 JsonObject = dict[str, Any]
 RequestId = int | str
@@ -40,11 +40,16 @@ def _finite_float(literal: str) -> float:
     return value
 
 
+#: How deep arrays and objects may nest in a message, either way: far beyond what MCP messages
+#: and JSON Schemas need, and within what orjson re-encodes (254), so every message the gateway
+#: accepts it can also forward, hash and log.
+MAX_DEPTH: Final = 128
+
 _STRICT_DECODER: Final = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
 
 
 def decode(line: bytes) -> Any:
-    """Parse one JSON text.
+    """Parse one JSON text, nested at most `MAX_DEPTH` levels.
 
     orjson is the fast path. It would turn integers beyond 64 bits into floats, so lines that
     may hold one take the standard library's exact parser, which then also refuses NaN,
@@ -52,13 +57,34 @@ def decode(line: bytes) -> Any:
 
     Raises:
         ParseError: not UTF-8, or not JSON.
+        MessageTooLarge: nested deeper than `MAX_DEPTH` (`data.depth` says how deep it went).
     """
     if _LONG_DIGIT_RUN in line.translate(_DIGIT_MAP):
-        return _decode_exact(line, "")
-    try:
-        return orjson.loads(line)
-    except orjson.JSONDecodeError as fast_error:
-        return _decode_exact(line, str(fast_error))
+        value = _decode_exact(line, "")
+    else:
+        try:
+            value = orjson.loads(line)
+        except orjson.JSONDecodeError as fast_error:
+            value = _decode_exact(line, str(fast_error))
+    # Only a line with more brackets than the limit can nest past it: most lines skip the walk.
+    if line.count(b"[") + line.count(b"{") > MAX_DEPTH:
+        check_depth(value)
+    return value
+
+
+def check_depth(value: Any) -> None:
+    """Raises MessageTooLarge if `value` nests arrays and objects deeper than `MAX_DEPTH`.
+    Iterative: any depth is measured without recursion."""
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise MessageTooLarge(
+                f"message nested more than {MAX_DEPTH} levels deep; the gateway accepts at most {MAX_DEPTH}",
+                data={"limit": MAX_DEPTH},
+            )
+        children = node.values() if type(node) is dict else node if type(node) is list else ()
+        stack.extend((child, depth + 1) for child in children if type(child) is dict or type(child) is list)
 
 
 def _decode_exact(line: bytes, fast_error: str) -> Any:
@@ -160,6 +186,15 @@ def _invalid(why: str, known_id: RequestId | None) -> InvalidRequest:
 def error_response(request_id: RequestId | None, error: GatewayError) -> bytes:
     """A complete JSON-RPC error response line (without newline)."""
     return encode({"jsonrpc": "2.0", "id": request_id, "error": error.to_error_object()})
+
+
+def batch_error_response(batch: list[Any], error: GatewayError) -> bytes:
+    """The answer to a batch the gateway refuses whole, as JSON-RPC 2.0 answers a batch: an array
+    with one `error` per member that is a request with a valid id (so no caller waits forever),
+    or a single one with id null when none is."""
+    ids = [m["id"] for m in batch if type(m) is dict and "method" in m and is_valid_id(m.get("id"))]
+    replies = [{"jsonrpc": "2.0", "id": i, "error": error.to_error_object()} for i in ids]
+    return encode(replies or [{"jsonrpc": "2.0", "id": None, "error": error.to_error_object()}])
 
 
 def probe_id(prefix: bytes) -> RequestId | None:

@@ -35,7 +35,7 @@ from typing import Any, Final
 
 import structlog
 
-from gateway.errors import GatewayError, InvalidParams, InvalidRequest, MethodNotFound, ParseError, UpstreamUnavailable
+from gateway.errors import GatewayError, InvalidParams, InvalidRequest, MessageTooLarge, MethodNotFound, ParseError, UpstreamUnavailable
 from gateway.protocol import jsonrpc, methods
 from gateway.protocol.methods import LIST_METHODS
 from gateway.session.directory import SEPARATOR, Directory
@@ -136,8 +136,9 @@ class Hub:
     def from_client(self, line: bytes) -> None:
         try:
             message = jsonrpc.decode(line)
-        except Exception:
-            self._error(None, ParseError("parse error: the line is not valid JSON"))
+        except Exception as error:  # not JSON; or nested past the limit, answered under its id if readable
+            deep = error if isinstance(error, MessageTooLarge) else None
+            self._error(jsonrpc.probe_id(line) if deep else None, deep or ParseError("parse error: the line is not valid JSON"))
             return
         if type(message) is not dict:
             why = "batches are not supported" if type(message) is list else "a JSON-RPC message must be an object"

@@ -125,7 +125,7 @@ class Relay:
         self.counters.from_client += 1
         try:
             decoded = jsonrpc.decode(line)
-        except ParseError as error:
+        except (ParseError, MessageTooLarge) as error:  # not JSON, or nested past the limit
             self._reject_client_line(line, error, jsonrpc.probe_id(line))
             return
         if type(decoded) is list and decoded:
@@ -153,16 +153,11 @@ class Relay:
         self._reject_client_line(prefix, error, jsonrpc.probe_id(prefix))
 
     def _reject_batch(self, line: bytes, batch: list[Any]) -> None:
-        """MCP removed JSON-RPC batches (2025-06-18). Answer as JSON-RPC 2.0 answers a batch, with
-        an array: one error per member that has a request id, so no caller waits forever."""
+        """MCP removed JSON-RPC batches (2025-06-18): every request in one is refused."""
         self.counters.malformed_from_client += 1
         error = InvalidRequest("JSON-RPC batches are not supported: MCP sends one message per line")
-        ids = [m["id"] for m in batch if type(m) is dict and "method" in m and jsonrpc.is_valid_id(m.get("id"))]
-        log.warning("client batch rejected", code=error.code, ids=ids, preview=_preview(line))
-        replies = [{"jsonrpc": "2.0", "id": i, "error": error.to_error_object()} for i in ids] or [
-            {"jsonrpc": "2.0", "id": None, "error": error.to_error_object()}
-        ]
-        self._to_client(jsonrpc.encode(replies))
+        log.warning("client batch rejected", code=error.code, preview=_preview(line))
+        self._to_client(jsonrpc.batch_error_response(batch, error))
 
     def _reject_client_line(self, line: bytes, error: GatewayError, request_id: RequestId | None) -> None:
         self.counters.malformed_from_client += 1
@@ -284,6 +279,9 @@ class Relay:
         self.counters.from_upstream += 1
         try:
             envelope = jsonrpc.classify(jsonrpc.decode(line))
+        except MessageTooLarge as error:  # nested past the limit: the request it answers gets the error
+            self._upstream_unrelayable(line, error.message, error)
+            return
         except GatewayError as error:
             self._upstream_garbage(line, error.message)
             return
@@ -317,17 +315,17 @@ class Relay:
     def upstream_line_too_large(self, prefix: bytes, size: int) -> None:
         """The upstream wrote a line over the size limit: answer the request it was for."""
         self.counters.from_upstream += 1
-        request_id = jsonrpc.probe_id(prefix)
+        why = f"the upstream's response of {size} bytes exceeds the gateway's limit"
+        self._upstream_unrelayable(prefix, why, MessageTooLarge(f"{why}; raise --max-message-bytes to accept it", data={"size": size}))
+
+    def _upstream_unrelayable(self, line: bytes, why: str, error: GatewayError) -> None:
+        """An upstream line the gateway cannot relay: the request it answers (its id read from
+        the line's first bytes) is answered with `error`, so no caller waits forever."""
+        request_id = jsonrpc.probe_id(line)
         pending = self._client_requests.close(request_id) if request_id is not None else None
-        self._upstream_garbage(prefix, f"message of {size} bytes exceeds the gateway's limit")
+        self._upstream_garbage(line, why)
         if pending is not None:
-            self._refuse(
-                pending.id,
-                MessageTooLarge(
-                    f"the upstream's response of {size} bytes exceeds the gateway's limit; raise --max-message-bytes to accept it",
-                    data={"size": size},
-                ),
-            )
+            self._refuse(pending.id, error)
 
     def _upstream_garbage(self, line: bytes, why: str) -> None:
         self.counters.malformed_from_upstream += 1
