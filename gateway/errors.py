@@ -14,7 +14,7 @@ JSON-RPC codes (client-visible). Codes reserved by the mcp SDK (-32000, -32001,
 | -32602 | InvalidParams            | a mediated request has malformed params                     |
 | -32030 | PolicyDenied             | a rule denied the request; `data.rule` names it             |
 | -32031 | UpstreamUnavailable      | the upstream server exited or could not be reached          |
-| -32032 | MessageTooLarge          | a message exceeded the configured size limit                |
+| -32032 | MessageTooLarge          | a message exceeded the size limit, or nests past 128 levels |
 | -32033 | TooManyInFlight          | the in-flight table is full                                 |
 | -32034 | UpstreamProtocolError    | the upstream sent something that is not valid JSON-RPC      |
 | -32035 | EvidenceUnavailable      | the flight log cannot record the decision: refused          |

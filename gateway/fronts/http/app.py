@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import re
 import secrets
+import urllib.parse
 from collections.abc import MutableMapping
 from contextlib import AsyncExitStack
 from typing import Any, Final
@@ -169,10 +170,27 @@ class ServeApp:
         await session.answer_directly(picked[0], picked[1], body, receive, send)
         return True
 
+    async def _admitted(self, scope: Scope, receive: Receive, send: Send, *, is_post: bool) -> bool:
+        """Host and Origin checked (DNS rebinding) as the SDK's transport checks them, before
+        anything is allocated for the request; False: refused, and answered."""
+        refused = await self._guard.validate_request(Request(scope, receive), is_post=is_post)
+        if refused is not None:
+            await refused(scope, receive, send)
+            return False
+        return True
+
     async def _open(self, scope: Scope, receive: Receive, send: Send, principal: Principal) -> None:
-        if self.sessions.full():
+        if not await self._admitted(scope, receive, send, is_post=True):
+            return
+        if not self.sessions.reserve():
             await _plain(send, 503, "too many open sessions", [(b"retry-after", b"5")])
             return
+        try:
+            await self._open_reserved(scope, receive, send, principal)
+        finally:
+            self.sessions.release()
+
+    async def _open_reserved(self, scope: Scope, receive: Receive, send: Send, principal: Principal) -> None:
         body = await _read_body(receive, self.settings.max_body_bytes)  # already read and checked: replayed
         try:
             message = orjson.loads(body)
@@ -219,9 +237,13 @@ class ServeApp:
             if scope["method"] != "POST":
                 await _plain(send, 405, "POST messages here", [(b"allow", b"POST")])
                 return
-            query = scope.get("query_string", b"").decode("latin-1")
-            sse_id = dict(part.partition("=")[::2] for part in query.split("&") if part).get("session_id", "")
-            if self.sessions.sse_owner(sse_id) != principal:
+            # Read as the SDK's router reads it (percent-decoded), and only if it is unambiguous: a
+            # second session_id, encoded or not, could route to a session the check never saw.
+            found = urllib.parse.parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True).get("session_id", [])
+            if len(found) != 1:
+                await _plain(send, 400, f"give exactly one session_id in the query (got {len(found)})")
+                return
+            if self.sessions.sse_owner(found[0]) != principal:
                 await _plain(send, 404, f"session not found: it ended or never existed; open a new one with GET {self.settings.sse_path}")
                 return
             await self._sse.handle_post_message(scope, receive, send)
@@ -229,9 +251,17 @@ class ServeApp:
         if scope["method"] != "GET":
             await _plain(send, 405, "GET this path to open an SSE session", [(b"allow", b"GET")])
             return
-        if self.sessions.full_for_legacy():
+        if not await self._admitted(scope, receive, send, is_post=False):
+            return
+        if not self.sessions.reserve():
             await _plain(send, 503, "too many open sessions", [(b"retry-after", b"5")])
             return
+        try:
+            await self._legacy_stream(scope, receive, send, principal)
+        finally:
+            self.sessions.release()
+
+    async def _legacy_stream(self, scope: Scope, receive: Receive, send: Send, principal: Principal) -> None:
         owned: list[str] = []
 
         async def send_and_learn(event: MutableMapping[str, Any]) -> None:

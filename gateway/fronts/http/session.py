@@ -259,17 +259,25 @@ class SessionRegistry:
         self._by_id: dict[str, HttpSession] = {}
         self._sse_owners: dict[str, Principal] = {}  # legacy SSE session id -> who opened it
         self._tasks: set[asyncio.Task[None]] = set()
+        #: Places taken by sessions being set up, one-shot (stateless) requests and legacy SSE
+        #: streams: taken before anything is started, given back when they end.
+        self._reserved = 0
 
     def get(self, session_id: str) -> HttpSession | None:
         return self._by_id.get(session_id)
 
-    def full(self) -> bool:
-        """No room for another streamable-HTTP session."""
-        return len(self._by_id) >= self.max_sessions
+    def reserve(self) -> bool:
+        """Take a place for a session or a one-shot request before starting anything for it;
+        False: the limit is reached. Checked and taken in one step (no await between), so
+        concurrent requests can never pass the limit together."""
+        if len(self._by_id) + self._reserved >= self.max_sessions:
+            return False
+        self._reserved += 1
+        return True
 
-    def full_for_legacy(self) -> bool:
-        """No room for another legacy SSE session (those count against the limit too)."""
-        return len(self._by_id) + len(self._sse_owners) >= self.max_sessions
+    def release(self) -> None:
+        """Give back a place `reserve` took (the session was registered with `add`, or ended)."""
+        self._reserved -= 1
 
     def run(self, session: HttpSession) -> asyncio.Task[None]:
         """Run `session` in a task of its own, kept until it ends (`close` waits for it)."""
