@@ -13,7 +13,7 @@ from gateway.cli.compose import gateway_setup, make_mediator, open_flight_log, s
 from gateway.cli.options import upstream_options
 from gateway.errors import ConfigError
 from gateway.fronts.http.auth import TOKENS_ENV, check_settings, load_tokens
-from gateway.fronts.http.settings import ServeSettings, Token
+from gateway.fronts.http.settings import DEFAULT_IDLE_TIMEOUT, ServeSettings, Token
 from gateway.recording.cassette import CassetteWriter
 from gateway.screening.pins import Lock
 
@@ -54,6 +54,13 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=1024,
         metavar="N",
         help="SSE events kept per session for clients resuming with Last-Event-ID (0: off; default 1024)",
+    )
+    serve.add_argument(
+        "--session-idle-timeout",
+        type=float,
+        default=DEFAULT_IDLE_TIMEOUT,
+        metavar="SECONDS",
+        help=f"close a session (and its upstream) after this long without a request (0: never; default {DEFAULT_IDLE_TIMEOUT:g})",
     )
     upstream_options(serve)
     serve.set_defaults(handler=cmd_serve)
@@ -105,6 +112,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         json_responses=args.json_responses,
         sse_path=args.sse_path,
         resume_events=args.resume_events,
+        session_idle_timeout=args.session_idle_timeout,
     )
     check_settings(serve_settings)
     identity, fallback = server_names(args.name or upstream_name, settings)

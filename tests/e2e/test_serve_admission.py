@@ -15,8 +15,8 @@ import anyio
 import orjson
 import pytest
 
-from tests.e2e.conftest import process_alive
-from tests.e2e.test_serve import INITIALIZE, JSON_HEADERS, _echo_works, airlock_serve
+from tests.e2e.conftest import eventually, process_alive, wait_until_dead
+from tests.e2e.test_serve import INITIALIZE, JSON_HEADERS, _echo_works, _open_raw_session, _post, airlock_serve
 
 pytestmark = pytest.mark.anyio
 
@@ -80,3 +80,26 @@ async def test_a_legacy_post_with_an_ambiguous_session_id_is_refused(tmp_path: P
                     assert answer.status_code == 400, answer.text
                     sole = await http.post(base + endpoint, json=ping)
                     assert sole.status_code == 202, sole.text
+
+
+async def test_clients_that_walk_away_never_lock_others_out(tmp_path: Path) -> None:
+    async with airlock_serve(tmp_path, "--max-sessions", "2") as served:
+        async with served.http() as http:
+            for _ in range(6):  # 3x the cap, none ever DELETEd: the longest idle makes room each time
+                await _open_raw_session(http, served.url)
+            with anyio.fail_after(30):
+                await eventually(lambda: len([pid for pid in served.upstream_pids() if process_alive(pid)]) <= 2)
+        assert "the longest idle, to make room at --max-sessions" in served.log()
+        await _echo_works(served)
+
+
+async def test_an_idle_session_is_closed_with_its_upstream(tmp_path: Path) -> None:
+    async with airlock_serve(tmp_path, "--session-idle-timeout", "1") as served:
+        async with served.http() as http:
+            session = await _open_raw_session(http, served.url)
+            (pid,) = served.upstream_pids()
+            await wait_until_dead(pid)
+            with anyio.fail_after(30):
+                after = await _post(http, served.url, {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}, session)
+            assert after.status_code == 404
+        assert "--session-idle-timeout" in served.log()

@@ -67,6 +67,7 @@ class ServeApp:
         self.settings = settings
         self.make_session = make_session
         self.sessions = SessionRegistry(settings.max_sessions)
+        self._reaper: asyncio.Future[None] | None = None
         self._buckets: dict[str, TokenBucket] = {}
         hosts = list(settings.allowed_hosts) or [
             f"{settings.host}:{settings.port}",
@@ -134,6 +135,7 @@ class ServeApp:
             if session.principal != principal or session.transport is None:
                 await _plain(send, 404, "session not found: it ended or never existed; start a new one with initialize")
                 return
+            session.touch()
             version = headers.get(b"mcp-protocol-version")
             if version is not None and version.decode("latin-1") not in SUPPORTED_PROTOCOL_VERSIONS:
                 await _plain(
@@ -183,8 +185,13 @@ class ServeApp:
         if not await self._admitted(scope, receive, send, is_post=True):
             return
         if not self.sessions.reserve():
-            await _plain(send, 503, "too many open sessions", [(b"retry-after", b"5")])
-            return
+            # At the cap: the longest-idle session (nothing open, no request for longest) makes room.
+            longest = self.sessions.idle(asyncio.get_running_loop().time())[:1]
+            for session in longest:
+                await self.sessions.end(session, "the longest idle, to make room at --max-sessions")
+            if not self.sessions.reserve():
+                await _plain(send, 503, "too many open sessions", [(b"retry-after", b"5")])
+                return
         try:
             await self._open_reserved(scope, receive, send, principal)
         finally:
@@ -297,11 +304,23 @@ class ServeApp:
         while True:
             event = await receive()
             if event["type"] == "lifespan.startup":
+                if self.settings.session_idle_timeout > 0:
+                    self._reaper = asyncio.ensure_future(self._close_idle_sessions(self.settings.session_idle_timeout))
                 await send({"type": "lifespan.startup.complete"})
             elif event["type"] == "lifespan.shutdown":
+                if self._reaper is not None:
+                    self._reaper.cancel()
                 await self.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    async def _close_idle_sessions(self, timeout: float) -> None:
+        """Every so often (a quarter of `timeout`, at most 30 s), close the sessions idle past it."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(min(timeout / 4, 30.0))
+            for session in self.sessions.idle(loop.time() - timeout):
+                await self.sessions.end(session, f"idle for more than {timeout:g} s (--session-idle-timeout)")
 
     async def close(self) -> None:
         await self.sessions.close()

@@ -60,6 +60,8 @@ def check_settings(settings: ServeSettings) -> None:
         raise ConfigError(f"airlock serve on {settings.host} (beyond loopback) needs bearer tokens: pass --token-file")
     if settings.resume_events < 0:
         raise ConfigError(f"--resume-events {settings.resume_events}: give a count of events, or 0 to turn resumability off")
+    if not (0 <= settings.session_idle_timeout <= 7 * 24 * 3600):  # NaN fails this too
+        raise ConfigError(f"--session-idle-timeout {settings.session_idle_timeout}: give seconds up to a week, or 0 for never")
 
 
 def authenticate(settings: ServeSettings, header: bytes | None) -> str | None:

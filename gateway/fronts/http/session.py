@@ -119,6 +119,7 @@ class HttpSession:
         self.done = asyncio.Event()
         self.start_error: str | None = None  # why the upstream could not be started
         self.closing = False  # the session is ending: the fast path takes no new request
+        self.last_request = asyncio.get_running_loop().time()  # `touch`ed by every request routed to it
         self._to_client_transport = QueueSink()
         self._to_client = LineWriter("client")
         self._to_client.attach(self._to_client_transport)
@@ -137,6 +138,14 @@ class HttpSession:
         self._router = _Router()
         self._direct: dict[Any, asyncio.Queue[direct.Delivery]] = {}  # request id -> its fast-path answer
         self.resumable = resumable
+
+    def touch(self) -> None:
+        """A request came for this session: it is in use."""
+        self.last_request = asyncio.get_running_loop().time()
+
+    def idle_since(self) -> float | None:
+        """When its last request came, if nothing of it is open now (None: it is in use)."""
+        return None if self.closing or self.relay.pending_client_requests else self.last_request
 
     def is_open(self, request_id: Any) -> bool:
         return request_id in self._router.open or request_id in self._direct
@@ -278,6 +287,23 @@ class SessionRegistry:
     def release(self) -> None:
         """Give back a place `reserve` took (the session was registered with `add`, or ended)."""
         self._reserved -= 1
+
+    def idle(self, older_than: float) -> list[HttpSession]:
+        """The sessions whose last request came before `older_than` and have nothing open,
+        longest-idle first."""
+        found = [(since, s) for s in self._by_id.values() if (since := s.idle_since()) is not None and since < older_than]
+        return [session for _, session in sorted(found, key=lambda pair: pair[0])]
+
+    async def end(self, session: HttpSession, why: str) -> None:
+        """Close `session` and its upstream now (its place is free when this returns; bounded: 5 s)."""
+        log.info("session closed", session=session.name, reason=why, **session.principal.describe())
+        for session_id, known in list(self._by_id.items()):
+            if known is session:
+                del self._by_id[session_id]
+        if session.transport is not None:
+            await session.transport.terminate()
+        with anyio.move_on_after(5):
+            await session.done.wait()
 
     def run(self, session: HttpSession) -> asyncio.Task[None]:
         """Run `session` in a task of its own, kept until it ends (`close` waits for it)."""

@@ -13,6 +13,9 @@ from gateway.upstream import UpstreamSpec
 DEFAULT_MAX_EVENTS: Final = 1024
 
 DEFAULT_MAX_BODY: Final = 4 * 1024 * 1024
+#: A session unused this long (seconds) is closed: clients that walk away without DELETE (crashed
+#: ones, the conformance suite) must not hold their places and upstream processes forever.
+DEFAULT_IDLE_TIMEOUT: Final = 900.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,3 +52,6 @@ class ServeSettings:
     json_responses: bool = False
     #: SSE events kept per session for clients resuming with Last-Event-ID (0: no resumability).
     resume_events: int = DEFAULT_MAX_EVENTS
+    #: Seconds a session may go without a request (and with none open) before it is closed with
+    #: its upstream (0: never). At the cap, the longest-idle such session is closed first.
+    session_idle_timeout: float = DEFAULT_IDLE_TIMEOUT
