@@ -172,26 +172,12 @@ class ServeApp:
         await session.answer_directly(picked[0], picked[1], body, receive, send)
         return True
 
-    async def _admitted(self, scope: Scope, receive: Receive, send: Send, *, is_post: bool) -> bool:
-        """Host and Origin checked (DNS rebinding) as the SDK's transport checks them, before
-        anything is allocated for the request; False: refused, and answered."""
-        refused = await self._guard.validate_request(Request(scope, receive), is_post=is_post)
-        if refused is not None:
-            await refused(scope, receive, send)
-            return False
-        return True
-
     async def _open(self, scope: Scope, receive: Receive, send: Send, principal: Principal) -> None:
-        if not await self._admitted(scope, receive, send, is_post=True):
+        if not await _admitted(self._guard, scope, receive, send, is_post=True):
             return
-        if not self.sessions.reserve():
-            # At the cap: the longest-idle session (nothing open, no request for longest) makes room.
-            longest = self.sessions.idle(asyncio.get_running_loop().time())[:1]
-            for session in longest:
-                await self.sessions.end(session, "the longest idle, to make room at --max-sessions")
-            if not self.sessions.reserve():
-                await _plain(send, 503, "too many open sessions", [(b"retry-after", b"5")])
-                return
+        if not await self.sessions.reserve_making_room():
+            await _plain(send, 503, "too many open sessions", [(b"retry-after", b"5")])
+            return
         try:
             await self._open_reserved(scope, receive, send, principal)
         finally:
@@ -258,7 +244,7 @@ class ServeApp:
         if scope["method"] != "GET":
             await _plain(send, 405, "GET this path to open an SSE session", [(b"allow", b"GET")])
             return
-        if not await self._admitted(scope, receive, send, is_post=False):
+        if not await _admitted(self._guard, scope, receive, send, is_post=False):
             return
         if not self.sessions.reserve():
             await _plain(send, 503, "too many open sessions", [(b"retry-after", b"5")])
@@ -305,7 +291,7 @@ class ServeApp:
             event = await receive()
             if event["type"] == "lifespan.startup":
                 if self.settings.session_idle_timeout > 0:
-                    self._reaper = asyncio.ensure_future(self._close_idle_sessions(self.settings.session_idle_timeout))
+                    self._reaper = asyncio.ensure_future(self.sessions.close_idle(self.settings.session_idle_timeout))
                 await send({"type": "lifespan.startup.complete"})
             elif event["type"] == "lifespan.shutdown":
                 if self._reaper is not None:
@@ -314,16 +300,18 @@ class ServeApp:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    async def _close_idle_sessions(self, timeout: float) -> None:
-        """Every so often (a quarter of `timeout`, at most 30 s), close the sessions idle past it."""
-        loop = asyncio.get_running_loop()
-        while True:
-            await asyncio.sleep(min(timeout / 4, 30.0))
-            for session in self.sessions.idle(loop.time() - timeout):
-                await self.sessions.end(session, f"idle for more than {timeout:g} s (--session-idle-timeout)")
-
     async def close(self) -> None:
         await self.sessions.close()
+
+
+async def _admitted(guard: TransportSecurityMiddleware, scope: Scope, receive: Receive, send: Send, *, is_post: bool) -> bool:
+    """Host and Origin checked (DNS rebinding) as the SDK's transport checks them, before anything
+    is allocated for the request; False: refused, and answered."""
+    refused = await guard.validate_request(Request(scope, receive), is_post=is_post)
+    if refused is not None:
+        await refused(scope, receive, send)
+        return False
+    return True
 
 
 class _BodyTooLarge(Exception):

@@ -288,6 +288,24 @@ class SessionRegistry:
         """Give back a place `reserve` took (the session was registered with `add`, or ended)."""
         self._reserved -= 1
 
+    async def reserve_making_room(self) -> bool:
+        """`reserve`, and at the cap first close the longest-idle session (nothing open, no
+        request for longest) to make room; False: every session is in use."""
+        if self.reserve():
+            return True
+        for session in self.idle(asyncio.get_running_loop().time())[:1]:
+            await self.end(session, "the longest idle, to make room at --max-sessions")
+        return self.reserve()
+
+    async def close_idle(self, timeout: float) -> None:
+        """Forever: every so often (a quarter of `timeout`, at most 30 s), close the sessions
+        idle for more than `timeout` seconds."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(min(timeout / 4, 30.0))
+            for session in self.idle(loop.time() - timeout):
+                await self.end(session, f"idle for more than {timeout:g} s (--session-idle-timeout)")
+
     def idle(self, older_than: float) -> list[HttpSession]:
         """The sessions whose last request came before `older_than` and have nothing open,
         longest-idle first."""
