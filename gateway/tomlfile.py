@@ -2,7 +2,7 @@
 are not coerced), reading with errors that name the file, and validation errors that name the
 key path and what is allowed there. Used by the gateway config and the policy file.
 
-Imports: errors.
+Imports: errors, trusted.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Annotated, Any, Final, TypeVar, Union
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from gateway.errors import ConfigError
+from gateway.trusted import read_trusted
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -31,12 +32,11 @@ def read_toml(path: Path, what: str, error: type[ConfigError]) -> dict[str, Any]
     """The TOML document in `path` (`what` names it in errors, e.g. "policy file").
 
     Raises:
-        error: the file cannot be read, is not UTF-8, or is not valid TOML.
+        error: the file cannot be read, may be written by group or others, is not UTF-8, or is
+            not valid TOML.
     """
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise error(f"{path}: cannot read the {what}: {exc.strerror or exc}") from None
+        text = read_trusted(path, what, error).decode("utf-8")
     except UnicodeDecodeError as exc:
         raise error(f"{path}: the {what} is not UTF-8 text (byte {exc.start})") from None
     try:

@@ -3,7 +3,7 @@ lockfile (`pins`), the poisoning scan (`scan`, over its techniques in `character
 `phrases`, reporting `findings`), and the neutralisation of terminal escapes in forwarded text
 (`neutralise`).
 
-Imports: errors, protocol, evidence.
+Imports: errors, trusted, protocol, evidence.
 """
 
 __all__ = ["characters", "descriptors", "findings", "neutralise", "phrases", "pins", "scan"]

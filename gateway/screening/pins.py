@@ -26,6 +26,7 @@ from typing import Any, Final, Literal
 from gateway.errors import ConfigError
 from gateway.protocol import jsonrpc
 from gateway.screening.descriptors import FieldChange, Sha256Hex, descriptor_hash, diff
+from gateway.trusted import read_trusted
 
 LOCK_FORMAT: Final = "mcp-airlock-lock/1"
 KINDS: Final = ("instructions", "tools", "prompts", "resources", "resourceTemplates")
@@ -117,10 +118,7 @@ class Lock:
 
     @classmethod
     def load(cls, path: Path) -> Lock:
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise LockError(f"{path}: cannot read the lockfile: {exc.strerror or exc}; write one with 'airlock pin'") from None
+        data = read_trusted(path, "lockfile (write one with 'airlock pin')", LockError)
         try:
             raw = jsonrpc.decode(data)
         except Exception:
