@@ -6,10 +6,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from gateway import trusted
 from gateway.config import load_config
 from gateway.errors import ConfigError
 from gateway.policy.model import PolicyError, load_policy
@@ -23,10 +25,22 @@ FILES: list[Any] = [
 
 
 @pytest.mark.parametrize(("name", "text", "load", "error"), FILES)
-@pytest.mark.parametrize("mode", [0o664, 0o646, 0o666], ids=["group-writable", "world-writable", "both"])
+@pytest.mark.parametrize(
+    ("mode", "shared"),
+    [(0o664, True), (0o646, False), (0o666, False), (0o646, True)],
+    ids=["group-writable-shared-group", "world-writable", "both-in-a-private-group", "world-writable-shared-group"],
+)
 def test_a_file_others_can_write_is_refused_with_the_fix(
-    tmp_path: Path, name: str, text: str, load: Callable[[Path], Any], error: type[ConfigError], mode: int
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    name: str,
+    text: str,
+    load: Callable[[Path], Any],
+    error: type[ConfigError],
+    mode: int,
+    shared: bool,
 ) -> None:
+    monkeypatch.setattr(trusted, "shared_group", lambda info: shared)
     path = tmp_path / name
     path.write_text(text)
     path.chmod(mode)
@@ -36,11 +50,49 @@ def test_a_file_others_can_write_is_refused_with_the_fix(
 
 
 @pytest.mark.parametrize(("name", "text", "load", "error"), FILES)
-@pytest.mark.parametrize("mode", [0o644, 0o600, 0o444])
+@pytest.mark.parametrize(("mode", "shared"), [(0o644, True), (0o600, True), (0o444, True), (0o664, False)])
 def test_a_file_only_its_owner_can_write_is_read(
-    tmp_path: Path, name: str, text: str, load: Callable[[Path], Any], error: type[ConfigError], mode: int
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    name: str,
+    text: str,
+    load: Callable[[Path], Any],
+    error: type[ConfigError],
+    mode: int,
+    shared: bool,
 ) -> None:
+    """Group-writable in a user-private group (umask 002) is the owner's alone."""
+    monkeypatch.setattr(trusted, "shared_group", lambda info: shared)
     path = tmp_path / name
     path.write_text(text)
     path.chmod(mode)
     load(path)
+
+
+@pytest.mark.parametrize(
+    ("owner_gid", "members", "others_with_it_as_primary", "shared"),
+    [
+        pytest.param(100, [], [], False, id="user-private-group"),
+        pytest.param(100, ["me"], [], False, id="owner-listed-as-its-member"),
+        pytest.param(100, ["me", "eve"], [], True, id="another-member"),
+        pytest.param(100, [], ["eve"], True, id="another-user-whose-primary-group-it-is"),
+        pytest.param(5, [], [], True, id="not-the-owners-primary-group"),
+    ],
+)
+def test_a_group_is_private_only_when_it_is_the_owners_own_and_no_one_elses(
+    monkeypatch: pytest.MonkeyPatch, owner_gid: int, members: list[str], others_with_it_as_primary: list[str], shared: bool
+) -> None:
+    users = [SimpleNamespace(pw_name="me", pw_uid=1000, pw_gid=owner_gid)]
+    users += [SimpleNamespace(pw_name=name, pw_uid=2000 + i, pw_gid=100) for i, name in enumerate(others_with_it_as_primary)]
+    monkeypatch.setattr(trusted.grp, "getgrgid", lambda gid: SimpleNamespace(gr_mem=members))
+    monkeypatch.setattr(trusted.pwd, "getpwuid", lambda uid: users[0])
+    monkeypatch.setattr(trusted.pwd, "getpwall", lambda: users)
+    assert trusted.shared_group(SimpleNamespace(st_uid=1000, st_gid=100)) is shared  # type: ignore[arg-type]
+
+
+def test_a_group_that_cannot_be_looked_up_is_taken_as_shared(monkeypatch: pytest.MonkeyPatch) -> None:
+    def missing(gid: int) -> None:
+        raise KeyError(gid)
+
+    monkeypatch.setattr(trusted.grp, "getgrgid", missing)
+    assert trusted.shared_group(SimpleNamespace(st_uid=1000, st_gid=100)) is True  # type: ignore[arg-type]
