@@ -44,12 +44,15 @@ def _finite_float(literal: str) -> float:
 #: and JSON Schemas need, and within what orjson re-encodes (254), so every message the gateway
 #: accepts it can also forward, hash and log.
 MAX_DEPTH: Final = 128
+#: For files that hold messages inside a few levels of their own (cassette lines, lockfiles).
+FILE_DEPTH: Final = MAX_DEPTH + 8
 
 _STRICT_DECODER: Final = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
 
 
-def decode(line: bytes) -> Any:
-    """Parse one JSON text, nested at most `MAX_DEPTH` levels.
+def decode(line: bytes, *, max_depth: int = MAX_DEPTH) -> Any:
+    """Parse one JSON text, nested at most `max_depth` levels (a file that wraps messages, a
+    cassette line or a lockfile, allows the few levels it adds: `FILE_DEPTH`).
 
     orjson is the fast path. It would turn integers beyond 64 bits into floats, so lines that
     may hold one take the standard library's exact parser, which then also refuses NaN,
@@ -57,7 +60,7 @@ def decode(line: bytes) -> Any:
 
     Raises:
         ParseError: not UTF-8, or not JSON.
-        MessageTooLarge: nested deeper than `MAX_DEPTH` (`data.depth` says how deep it went).
+        MessageTooLarge: nested deeper than `max_depth`.
     """
     if _LONG_DIGIT_RUN in line.translate(_DIGIT_MAP):
         value = _decode_exact(line, "")
@@ -67,21 +70,21 @@ def decode(line: bytes) -> Any:
         except orjson.JSONDecodeError as fast_error:
             value = _decode_exact(line, str(fast_error))
     # Only a line with more brackets than the limit can nest past it: most lines skip the walk.
-    if line.count(b"[") + line.count(b"{") > MAX_DEPTH:
-        check_depth(value)
+    if line.count(b"[") + line.count(b"{") > max_depth:
+        check_depth(value, max_depth)
     return value
 
 
-def check_depth(value: Any) -> None:
-    """Raises MessageTooLarge if `value` nests arrays and objects deeper than `MAX_DEPTH`.
+def check_depth(value: Any, limit: int = MAX_DEPTH) -> None:
+    """Raises MessageTooLarge if `value` nests arrays and objects deeper than `limit`.
     Iterative: any depth is measured without recursion."""
     stack = [(value, 1)]
     while stack:
         node, depth = stack.pop()
-        if depth > MAX_DEPTH:
+        if depth > limit:
             raise MessageTooLarge(
-                f"message nested more than {MAX_DEPTH} levels deep; the gateway accepts at most {MAX_DEPTH}",
-                data={"limit": MAX_DEPTH},
+                f"message nested more than {limit} levels deep; the gateway accepts at most {limit}",
+                data={"limit": limit},
             )
         children = node.values() if type(node) is dict else node if type(node) is list else ()
         stack.extend((child, depth + 1) for child in children if type(child) is dict or type(child) is list)

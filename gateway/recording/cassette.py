@@ -187,7 +187,7 @@ def _load(line: bytes, source: str, number: int) -> dict[str, Any]:
     if not line.strip():
         raise CassetteError(source, number, "empty line (every line of a cassette is one JSON object)")
     try:
-        value = jsonrpc.decode(line)
+        value = jsonrpc.decode(line, max_depth=jsonrpc.FILE_DEPTH)  # a recorded message, one level in
     except GatewayError as error:
         raise CassetteError(source, number, f"not JSON: {error.message}") from None
     if type(value) is not dict:

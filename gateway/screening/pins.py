@@ -120,7 +120,7 @@ class Lock:
     def load(cls, path: Path) -> Lock:
         data = read_trusted(path, "lockfile (write one with 'airlock pin')", LockError)
         try:
-            raw = jsonrpc.decode(data)
+            raw = jsonrpc.decode(data, max_depth=jsonrpc.FILE_DEPTH)  # descriptors, a few levels in
         except Exception:
             raise LockError(f"{path}: the lockfile is not valid JSON; write it again with 'airlock pin'") from None
         return cls.from_json(raw, str(path))

@@ -14,6 +14,7 @@ from gateway.evidence.flightlog import FlightLog, LogSettings
 from gateway.evidence.signing import generate_key
 from gateway.protocol import jsonrpc
 from gateway.protocol.framing import LineFramer
+from gateway.recording.cassette import CassetteHeader, entry_line, header_line, parse_cassette
 from gateway.session.hub import Hub
 from gateway.session.relay import Relay
 from tests.unit.helpers import policy_mediator
@@ -96,3 +97,10 @@ def test_through_the_hub_a_deep_request_is_answered_under_its_id_and_not_routed(
     (answer,) = map(jsonrpc.decode, to_client)
     assert (answer["id"], answer["error"]["code"]) == (3, MESSAGE_TOO_LARGE)
     assert sent == []
+
+
+def test_a_message_at_the_limit_is_recorded_in_a_cassette_that_reads_back() -> None:
+    deepest = _call(4, _deep_text(jsonrpc.MAX_DEPTH - 3))  # the deepest request the relay forwards
+    data = header_line(CassetteHeader("2026-01-01T00:00:00.000000Z", "srv", None, ())) + entry_line(1, "c2g", deepest)
+    (entry,) = parse_cassette(data, "test").entries
+    assert entry.message == jsonrpc.decode(deepest)

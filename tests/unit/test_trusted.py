@@ -17,6 +17,15 @@ from gateway.errors import ConfigError
 from gateway.policy.model import PolicyError, load_policy
 from gateway.screening.pins import Lock, LockError
 
+
+def _file(monkeypatch: pytest.MonkeyPatch, path: Path, text: str, mode: int, *, shared: bool) -> Path:
+    """`path` holding `text` with `mode`, its group taken as shared with other users or not."""
+    monkeypatch.setattr(trusted, "shared_group", lambda info: shared)
+    path.write_text(text)
+    path.chmod(mode)
+    return path
+
+
 FILES: list[Any] = [
     pytest.param("policy.toml", "version = 1\n", load_policy, PolicyError, id="policy"),
     pytest.param("airlock.toml", "[gateway]\n", load_config, ConfigError, id="config"),
@@ -40,10 +49,7 @@ def test_a_file_others_can_write_is_refused_with_the_fix(
     mode: int,
     shared: bool,
 ) -> None:
-    monkeypatch.setattr(trusted, "shared_group", lambda info: shared)
-    path = tmp_path / name
-    path.write_text(text)
-    path.chmod(mode)
+    path = _file(monkeypatch, tmp_path / name, text, mode, shared=shared)
     with pytest.raises(error) as caught:
         load(path)
     assert f"chmod go-w {path}" in caught.value.message
@@ -62,11 +68,7 @@ def test_a_file_only_its_owner_can_write_is_read(
     shared: bool,
 ) -> None:
     """Group-writable in a user-private group (umask 002) is the owner's alone."""
-    monkeypatch.setattr(trusted, "shared_group", lambda info: shared)
-    path = tmp_path / name
-    path.write_text(text)
-    path.chmod(mode)
-    load(path)
+    load(_file(monkeypatch, tmp_path / name, text, mode, shared=shared))
 
 
 @pytest.mark.parametrize(
