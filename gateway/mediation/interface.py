@@ -53,7 +53,8 @@ Verdict = Forward | Refuse | Fetch
 
 class Mediator(Protocol):
     def on_client_request(self, method: str, message: JsonObject) -> Verdict:
-        """Decide a request from the client before it is forwarded upstream."""
+        """Decide a message from the client (a request; or a notification, without an id)
+        before it is forwarded upstream. A refused notification is dropped."""
         ...
 
     def on_upstream_response(self, method: str, context: Any, message: JsonObject) -> JsonObject | bytes:
@@ -61,8 +62,9 @@ class Mediator(Protocol):
         May return the response already encoded (bytes, no newline): it is then sent as is."""
         ...
 
-    def on_upstream_notification(self, method: str, message: JsonObject) -> None:
-        """See a notification from the upstream before it is relayed (e.g. `list_changed`)."""
+    def on_upstream_notification(self, method: str, message: JsonObject) -> JsonObject | None:
+        """See a notification from the upstream before it is relayed (e.g. `list_changed`);
+        return the message to relay instead (labelled), or None to relay it as it is."""
         ...
 
     def on_upstream_request(self, method: str, message: JsonObject) -> Verdict:
@@ -72,7 +74,8 @@ class Mediator(Protocol):
 
     def on_client_response(self, method: str, context: Any, message: JsonObject) -> JsonObject | bytes:
         """Inspect or rewrite the client's answer to an upstream request this mediator let
-        through with a context. Raise a GatewayError to send the upstream an error instead."""
+        through (with the verdict's context). Raise a GatewayError to send the upstream an
+        error instead."""
         ...
 
 
@@ -85,7 +88,7 @@ class PassThrough:
     def on_upstream_response(self, method: str, context: Any, message: JsonObject) -> JsonObject:
         return message
 
-    def on_upstream_notification(self, method: str, message: JsonObject) -> None:
+    def on_upstream_notification(self, method: str, message: JsonObject) -> JsonObject | None:
         return None
 
     def on_upstream_request(self, method: str, message: JsonObject) -> Verdict:

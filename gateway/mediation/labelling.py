@@ -122,12 +122,34 @@ class Labelling:
         schema = params.get("requestedSchema")
         if schema is not None:
             texts.extend(_all_strings(schema))  # titles, descriptions, defaults, enums the user sees
-        mask = masks.UNTRUSTED
+        mask = masks.UNTRUSTED | self._flows.source_facts(self.identity).returns  # untrusted whatever the policy says
+        return self._stamped(method, message, params, mask, texts, forged)
+
+    def notification(self, method: str, message: JsonObject) -> JsonObject:
+        """A notification that carries content (a log message, a progress message, a resource
+        update, a method the gateway does not know): labelled by the server's declaration
+        (untrusted unless declared trusted), in `params._meta` and in the provenance."""
+        params = message.get("params")
+        if type(params) is not dict:
+            return message
+        forged: list[str] = []
+        params = _strip_forged(params, forged)
+        texts = _all_strings({k: v for k, v in params.items() if k != "_meta"})
+        facts = self._flows.source_facts(self.identity)
+        mask = (0 if facts.trusted else masks.UNTRUSTED) | facts.returns
+        return self._stamped(method, message, params, mask, texts, forged)
+
+    def _stamped(
+        self, method: str, message: JsonObject, params: dict[str, Any], mask: int, texts: list[str], forged: list[str]
+    ) -> JsonObject:
+        """`message` with `params` labelled `mask` in its `_meta`; its `texts` remembered."""
         pending = PendingLabels(mask, [(t, mask, False) for t in texts], frozenset(), tuple(forged))
         self.remember(method, hashlib.sha256(jsonrpc.encode(params)).hexdigest(), pending)
         meta = dict(params.get("_meta") or {}) if type(params.get("_meta")) is dict else {}
         meta = {k: v for k, v in meta.items() if not (type(k) is str and k.startswith(masks.META_NAMESPACE))}
         meta[masks.META_KEY] = masks.to_meta(mask, source={"server": self.identity, "tool": method})
+        if forged:
+            log.warning("upstream message carried labels in airlock's _meta namespace: removed", server=self.identity, method=method)
         return {**message, "params": {**params, "_meta": meta}}
 
 

@@ -60,6 +60,7 @@ class Listings:
         self._views: dict[tuple[str, str], ToolView] = {}
         self.blocked_server: str | None = None
         self.listed: set[str] = set()  # kinds whose first complete listing was seen
+        self.changes = 0  # listings of tools seen: what is derived from `tools` is memoised on it
 
     def rename(self, identity: str) -> None:
         """The server's name changed (learned from `initialize`): its pins are looked up again."""
@@ -156,6 +157,7 @@ class Listings:
         if type(items) is not list:
             return message
         pins = self._server_pins()
+        self.changes += kind == "tools"
         names: list[str] = [t["name"] for t in items if type(t) is dict and type(t.get("name")) is str] if kind == "tools" else []
         others = self._other_servers() if kind == "tools" else {}
         kept: list[Any] = []

@@ -33,7 +33,7 @@ from gateway.labels.masks import (
 )
 from gateway.labels.provenance import CLEAN, Provenance, Source, Taint
 from gateway.policy.engine import Outcome, tool_glob
-from gateway.policy.model import Declassification, FlowRule, PolicyFile, ToolDeclaration
+from gateway.policy.model import Declassification, FlowRule, PolicyFile, ResourceDeclaration, ServerDeclaration, ToolDeclaration
 from gateway.protocol.names import normalise
 
 _MEMO_LIMIT: Final = 10_000
@@ -120,6 +120,8 @@ class CompiledFlows:
     precise: bool
     cap: int
     min_token: int
+    servers: tuple[tuple[ServerDeclaration, Callable[[str], bool]], ...] = ()
+    resources: tuple[tuple[ResourceDeclaration, Callable[[str], bool], re.Pattern[str]], ...] = ()
     _facts: dict[tuple[str, str], ToolFacts] = field(default_factory=dict)
 
     @classmethod
@@ -130,7 +132,11 @@ class CompiledFlows:
         )
         declarations = tuple((d, _matcher(d.tools)) for d in policy.tools)
         precise = any(f.mode == "precise" for f in policy.flows)
-        return cls(flows, declassify, declarations, precise, policy.labels.max_fingerprints, policy.labels.min_token_length)
+        servers = tuple((d, _matcher(d.servers)) for d in policy.servers)
+        resources = tuple((d, _matcher(d.servers), uri_glob(d.uris)) for d in policy.resources)
+        return cls(
+            flows, declassify, declarations, precise, policy.labels.max_fingerprints, policy.labels.min_token_length, servers, resources
+        )
 
     def new_provenance(self) -> Provenance:
         return Provenance(cap=self.cap, min_token=self.min_token, precise=self.precise)
@@ -148,6 +154,7 @@ class CompiledFlows:
                 continue
             for name in declaration.model_fields_set - {"tools"}:
                 chosen.setdefault(name, getattr(declaration, name))
+        self._server_defaults(server, chosen)
         declared = chosen.get("class_")
         found = ToolFacts(
             action=declared if declared is not None else derived_class(annotations),
@@ -165,6 +172,57 @@ class CompiledFlows:
         self._facts[key] = found
         return found
 
+    def _server_defaults(self, server: str, chosen: dict[str, Any]) -> None:
+        """Fill `trusted` and `returns` from the first `[[servers]]` entries that set them."""
+        name = normalise(server)
+        for declaration, matches in self.servers:
+            if matches(name):
+                for key in declaration.model_fields_set & {"trusted", "returns"}:
+                    chosen.setdefault(key, getattr(declaration, key))
+
+    def source_facts(self, server: str, uri: str | None = None) -> ToolFacts:
+        """What the policy says about a message `server` sends that is not a tool's result (a
+        resource read at `uri`, a prompt, a completion, a notification, a request)."""
+        chosen: dict[str, Any] = {}
+        if uri is not None:
+            name = normalise(server)
+            for declaration, matches, uris in self.resources:
+                if matches(name) and uris.fullmatch(uri):
+                    for key in declaration.model_fields_set & {"trusted", "returns"}:
+                        chosen.setdefault(key, getattr(declaration, key))
+        self._server_defaults(server, chosen)
+        return ToolFacts(
+            action="read",
+            declared_class=False,
+            trusted=bool(chosen.get("trusted", False)),
+            returns=confidentiality_mask(chosen.get("returns")),
+            fields={},
+            trusted_fields=(),
+            control=None,
+            recipients=(),
+            readers=(),
+        )
+
+    def server_class(self, server: str) -> ActionClass | None:
+        """The sink class the policy declares for `server` (`[[servers]] class`), if any."""
+        name = normalise(server)
+        for declaration, matches in self.servers:
+            if declaration.class_ is not None and matches(name):
+                return declaration.class_
+        return None
+
+
+def uri_glob(patterns: Sequence[str]) -> re.Pattern[str]:
+    """One regex for URI globs and templates: `*` any run, `?` one character, `{...}` (an RFC
+    6570 expression) any run; case-insensitive (matching more only labels more)."""
+    parts = []
+    for pattern in patterns:
+        out = []
+        for piece in re.split(r"(\{[^{}]*\}|\*|\?)", pattern):
+            out.append(".*" if piece == "*" or piece.startswith("{") else "." if piece == "?" else re.escape(piece))
+        parts.append("".join(out))
+    return re.compile("|".join(f"(?:{p})" for p in parts), re.IGNORECASE | re.DOTALL)
+
 
 def argument_taints(provenance: Provenance, arguments: Mapping[str, Any]) -> dict[str, Taint]:
     """Each argument's precise labels (coarse when the session is saturated)."""
@@ -181,18 +239,22 @@ def check_flows(
     coarse: Taint,
     *,
     policy_shadow: bool,
+    data: bool = False,
 ) -> FlowVerdict:
     """The first flow rule that fires on this call, or ALLOWED. Shadow rules (and a shadow
-    policy) are remembered and evaluation goes on, so a trial rule never weakens the policy."""
+    policy) are remembered and evaluation goes on, so a trial rule never weakens the policy.
+    `data`: the `arguments` are members of a message that is not a tool call's arguments
+    (`params._meta.note` of any method, `params.argument.value` of a completion): they steer
+    nothing, so rules on control arguments skip them; `tool` is then the method."""
     if not flows.flows:
         return ALLOWED
     qualified = normalise(f"{server}.{tool}")
-    released, used = _declassified(flows, qualified, facts, arguments)
+    released, used = _declassified(flows, qualified, facts, arguments) if not data else (0, [])
     recipients = _recipients(facts, arguments)
     shadowed: FlowVerdict | None = None
     exceptions: list[str] = list(used)
     for flow in flows.flows:
-        if not flow.sink(qualified, facts.action):
+        if not flow.sink(qualified, facts.action) or (data and flow.rule.arguments == "control"):
             continue
         names = list(arguments) if flow.rule.arguments == "any" or facts.control is None else [a for a in facts.control if a in arguments]
         for name in names:
@@ -203,7 +265,7 @@ def check_flows(
             if flow.rule.readers_may_receive and not hit & ~CONFIDENTIAL and _readers_see(taint, recipients):
                 exceptions.append(f"readers:{flow.rule.id}")
                 continue
-            verdict = _denial(flow, facts, server, tool, name, hit, taint, policy_shadow, tuple(exceptions))
+            verdict = _denial(flow, facts, server, tool, name, hit, taint, policy_shadow, tuple(exceptions), data)
             if verdict.outcome == "deny":
                 return verdict
             shadowed = shadowed or verdict
@@ -223,15 +285,17 @@ def _denial(
     taint: Taint,
     policy_shadow: bool,
     exceptions: tuple[str, ...],
+    data: bool = False,
 ) -> FlowVerdict:
     culprit = taint.culprit(hit)
     labels = tuple(names_of(hit))
     origin = f" from {culprit.server}.{culprit.tool} (result {culprit.result_hash[:12]} at {culprit.time})" if culprit is not None else ""
     how = "contains a value" if flow.rule.mode == "precise" else "is sent in a session that has seen data"
-    reason = (
-        f"flow rule {flow.rule.id!r}: argument {argument!r} {how} labelled {'/'.join(labels)}{origin}; "
-        f"{server}.{tool} is {'an' if facts.action in ('exec', 'egress') else 'a'} {facts.action} tool"
-        + (f", and that flow is not allowed ({flow.rule.reason})" if flow.rule.reason else ", and that flow is not allowed")
+    article = "an" if facts.action in ("exec", "egress") else "a"
+    what = f"{argument} of {tool}" if data else f"argument {argument!r}"
+    sink = f"server {server!r} is {article} {facts.action} sink" if data else f"{server}.{tool} is {article} {facts.action} tool"
+    reason = f"flow rule {flow.rule.id!r}: {what} {how} labelled {'/'.join(labels)}{origin}; {sink}" + (
+        f", and that flow is not allowed ({flow.rule.reason})" if flow.rule.reason else ", and that flow is not allowed"
     )
     shadow = flow.rule.action == "shadow" or policy_shadow
     return FlowVerdict("shadow-deny" if shadow else "deny", flow.rule.id, reason, argument, labels, culprit, exceptions)

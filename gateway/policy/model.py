@@ -169,6 +169,38 @@ class ToolDeclaration(_Strict):
     )
 
 
+ServerPattern = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\s.]+$")]
+UriPattern = Annotated[str, Field(min_length=1, max_length=2000, pattern=r"^[^\s]+$")]
+
+
+class ServerDeclaration(_Strict):
+    """What the policy knows about whole servers, in one place: what every kind of message they
+    send carries (tool results, resources, prompts, completions, notifications, their requests),
+    and what class of sink they are for everything a client sends them that is not a tool call's
+    arguments (other methods' params, `_meta`, notifications). A `[[tools]]` or `[[resources]]`
+    entry that sets a key wins over this for what it matches."""
+
+    servers: list[ServerPattern] = Field(min_length=1, description="server-name globs ('*' any run, '?' one character)")
+    class_: ActionClassName | None = Field(
+        None,
+        alias="class",
+        description="the server as a sink for what is not a tool call's arguments; unset: every class of its listed tools "
+        "(egress before it listed any)",
+    )
+    trusted: bool | None = Field(None, description="everything these servers send is trusted (default: untrusted)")
+    returns: Confidentiality | None = Field(None, description="the confidentiality of everything these servers send")
+
+
+class ResourceDeclaration(_Strict):
+    """What the results of `resources/read` carry, by URI: globs (`*` any run, `?` one character)
+    or URI templates (each `{...}` expression matches any run), matched against the URI read."""
+
+    uris: list[UriPattern] = Field(min_length=1, description="URI globs or templates: 'file:///home/*/.ssh/*', 'bank://accounts/{id}'")
+    servers: list[ServerPattern] = Field(default=["*"], description="server-name globs; default every server")
+    trusted: bool | None = Field(None, description="the contents are trusted (default: untrusted)")
+    returns: Confidentiality | None = Field(None, description="the confidentiality of the contents")
+
+
 class FlowRule(_Strict):
     """Deny (or shadow) a call when an argument carrying one of `labels` reaches one of the
     sinks: a tool of a class in `to`, a tool matching `tools`, restricted to `arguments`."""
@@ -239,6 +271,8 @@ class PolicyFile(_Strict):
     rules: list[Rule] = []
     labels: LabelSettings = LabelSettings()
     tools: list[ToolDeclaration] = Field(default=[], description="action classes, result labels and control arguments")
+    servers: list[ServerDeclaration] = Field(default=[], description="labels of everything a server sends; its class as a sink")
+    resources: list[ResourceDeclaration] = Field(default=[], description="labels of resources by URI")
     flows: list[FlowRule] = Field(default=[], description="information-flow rules, checked after the rules allow a call")
     declassify: list[Declassification] = []
     server_requests: ServerRequestSettings = ServerRequestSettings()

@@ -35,7 +35,17 @@ from typing import Any, Final
 
 import structlog
 
-from gateway.errors import GatewayError, InvalidParams, InvalidRequest, MessageTooLarge, MethodNotFound, ParseError, UpstreamUnavailable
+from gateway.errors import (
+    FlowDenied,
+    GatewayError,
+    InvalidParams,
+    InvalidRequest,
+    MessageTooLarge,
+    MethodNotFound,
+    ParseError,
+    PolicyDenied,
+    UpstreamUnavailable,
+)
 from gateway.protocol import jsonrpc, methods
 from gateway.protocol.methods import LIST_METHODS
 from gateway.session.directory import SEPARATOR, Directory
@@ -48,6 +58,7 @@ _BY_NAME: Final = frozenset({methods.TOOLS_CALL, methods.PROMPTS_GET})
 _BY_URI: Final = frozenset({methods.RESOURCES_READ, methods.RESOURCES_SUBSCRIBE, methods.RESOURCES_UNSUBSCRIBE})
 _BROADCAST: Final = frozenset({methods.SET_LEVEL})
 _MAX_PAGES: Final = 1000
+_REFUSALS: Final = frozenset({FlowDenied.code, PolicyDenied.code})
 
 log = structlog.get_logger("airlock.hub")
 
@@ -97,6 +108,9 @@ def _gathered_answer(gather: _Gather, directory: Directory) -> dict[str, Any]:
                 error=str(error)[:200],
             )
         return {**reply, "result": {kind: items}}
+    refused = [e for e in gather.errors.values() if type(e) is dict and e.get("code") in _REFUSALS]
+    if refused:  # a broadcast one upstream's gateway refused (a flow rule): the client must know
+        return {**reply, "error": refused[0]}
     if gather.errors and not gather.results:
         return {**reply, "error": next(iter(gather.errors.values()))}
     return {**reply, "result": {}}

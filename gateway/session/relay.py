@@ -223,24 +223,21 @@ class Relay:
             self._client_request(envelope)
 
     def _client_notification(self, envelope: Envelope) -> None:
+        """A notification is mediated as a request is (a method call without an id, e.g.
+        `tools/call` sent as a notification, is still a call: some servers dispatch on the method
+        alone); refused, or not decidable yet (a notification cannot wait), it is dropped."""
         method = envelope.method
         assert method is not None
-        if not method.startswith(methods.NOTIFICATION_PREFIX):
-            # A method call without an id (e.g. `tools/call` sent as a notification) is still
-            # a call: some servers dispatch on the method alone. It gets the same mediation as
-            # a request and, having no id, no answer.
-            verdict = self._decide(method, envelope.message, None)
-            if not isinstance(verdict, Forward):  # refused, or not decidable yet: a notification cannot wait
-                self.counters.refused += 1
-                return
-            line = jsonrpc.encode(verdict.message if verdict.message is not None else envelope.message)
-            if self._uncommitted is not None:
-                self._uncommitted.append(("upstream", None, line))
-            self._to_upstream(line)
+        verdict = self._decide(method, envelope.message, None)
+        if not isinstance(verdict, Forward):
+            self.counters.refused += 1
             return
         if method == methods.CANCELLED and not self._cancel(self._client_requests, envelope):
             return
-        self._to_upstream(jsonrpc.encode(envelope.message))
+        line = jsonrpc.encode(verdict.message if verdict.message is not None else envelope.message)
+        if self._uncommitted is not None and not method.startswith(methods.NOTIFICATION_PREFIX):
+            self._uncommitted.append(("upstream", None, line))  # a call: its entry decides it
+        self._to_upstream(line)
 
     def _decide(self, method: str, message: JsonObject, request_id: RequestId | None) -> Verdict:
         asked = ask(self._mediator.on_client_request, method, message, not_done="decide this request", undone="it was not forwarded")
@@ -254,14 +251,11 @@ class Relay:
         if pending is None:
             self._unsolicited("client", envelope)
             return
-        message: JsonObject | bytes = envelope.message
-        if pending.context is not None:
-            checked = ask(self._mediator.on_client_response, pending.method, pending.context, envelope.message,
-                           not_done="check this response", undone="it was withheld")  # fmt: skip
-            if isinstance(checked, GatewayError):
-                log.info("client response withheld from the upstream", method=pending.method, id=pending.id, error=checked.message)
-                checked = jsonrpc.error_response(pending.id, checked)
-            message = checked
+        message = ask(self._mediator.on_client_response, pending.method, pending.context, envelope.message,
+                      not_done="check this response", undone="it was withheld")  # fmt: skip
+        if isinstance(message, GatewayError):
+            log.info("client response withheld from the upstream", method=pending.method, id=pending.id, error=message.message)
+            message = jsonrpc.error_response(pending.id, message)
         self._to_upstream(message if type(message) is bytes else jsonrpc.encode(message))
 
     def _decide_upstream(self, method: str, message: JsonObject, request_id: RequestId) -> Verdict:
@@ -306,11 +300,11 @@ class Relay:
             assert envelope.method is not None
             if envelope.method == methods.CANCELLED and not self._cancel(self._upstream_requests, envelope):
                 return
-            try:
-                self._mediator.on_upstream_notification(envelope.method, envelope.message)
-            except Exception:
-                log.exception("mediator failed on a notification; relayed anyway", method=envelope.method)
-            self._to_client(neutralise_line(jsonrpc.encode(envelope.message)))
+            seen = ask(self._mediator.on_upstream_notification, envelope.method, envelope.message,
+                       not_done="label this notification", undone="it was not relayed")  # fmt: skip
+            if isinstance(seen, GatewayError):  # fail closed: what could not be labelled is not relayed
+                return
+            self._to_client(neutralise_line(jsonrpc.encode(seen if seen is not None else envelope.message)))
 
     def upstream_line_too_large(self, prefix: bytes, size: int) -> None:
         """The upstream wrote a line over the size limit: answer the request it was for."""

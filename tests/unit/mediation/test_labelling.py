@@ -354,7 +354,7 @@ def test_a_flow_denial_is_a_refusal_naming_rule_argument_labels_and_source_resul
     assert data["source"]["server"] == SERVER
     assert data["source"]["tool"] == "read_email"
     assert data["source"]["result_hash"] == hashlib.sha256(raw).hexdigest()  # the bytes the client got
-    assert set(data) == {"rule", "argument", "labels", "source", "reason"}
+    assert set(data) == {"rule", "argument", "labels", "source", "reason", "method"}
     assert isinstance(verdict, Refuse)
     error = verdict.error.to_error_object()
     assert error["code"] == -32036
