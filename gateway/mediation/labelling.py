@@ -185,7 +185,7 @@ def _strip_forged(result: dict[str, Any], forged: list[str]) -> dict[str, Any]:
 def _content_texts(result: dict[str, Any], structured: Any) -> list[str]:
     """The texts of a result the model reads: every string of its content blocks (text,
     resource links' URIs, names, titles and descriptions, embedded resources' text, prompt
-    messages, sampling content arrays) but base64 data and `_meta`. A text block that is just
+    messages, sampling content arrays, completion values) but base64 data and `_meta`. A text block that is just
     `structuredContent` as JSON (what MCP asks servers to add for old clients) is skipped: the
     fields carry it, labelled field by field."""
     out: list[str] = []
@@ -204,7 +204,7 @@ def _content_texts(result: dict[str, Any], structured: Any) -> list[str]:
             for member in value:
                 add(member, key)
 
-    for key in ("content", "contents", "messages"):
+    for key in ("content", "contents", "messages", "completion"):
         add(result.get(key))
     description = result.get("description")
     if type(description) is str:

@@ -79,18 +79,17 @@ class Results:
 
     def read_result(self, read: Read, message: JsonObject) -> bytes:
         call = read.call
-        message = self._asks(read.method, message)
         if call is not None:
             labelled, pending = self._labelling.label(call.tool, call.facts, call.suspect, message)
         else:  # an unknown task is suspect: its tool's declarations cannot be applied
             facts = self._flows.source_facts(self._identity(), read.uri)
             labelled, pending = self._labelling.label(read.method, facts, read.method in _TASK_METHODS, message)
+        labelled = self._asks(read.method, labelled)  # after `label`, which removes airlock's _meta keys it did not write
         encoded = neutralise_line(jsonrpc.encode(labelled))
         self._labelling.remember(read.method, hashlib.sha256(encoded).hexdigest(), pending)
         return encoded
 
     def call_result(self, call: Call, message: JsonObject) -> bytes:
-        message = self._asks(methods.TOOLS_CALL, message)
         result = message.get("result")
         task = result.get("task") if type(result) is dict else None
         if type(task) is dict and type(task.get("taskId")) is str:
@@ -99,6 +98,7 @@ class Results:
                 self._tasks.pop(next(iter(self._tasks)))
             self._tasks[task["taskId"]] = call
         message, pending = self._labelling.label(call.tool, call.facts, call.suspect, message)
+        message = self._asks(methods.TOOLS_CALL, message)
         encoded = neutralise_line(jsonrpc.encode(message))  # hash exactly what the client gets
         result_hash = hashlib.sha256(encoded).hexdigest()
         label_data = self._labelling.remember(call.tool, result_hash, pending, call.own)

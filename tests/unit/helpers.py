@@ -9,15 +9,20 @@ decides the call is the thing under test and not the missing listing.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from gateway.evidence.flightlog import FlightLog
+import orjson
+
+from gateway.evidence.flightlog import FlightLog, LogSettings
+from gateway.evidence.signing import generate_key
 from gateway.mediation.mediator import PolicyMediator
 from gateway.policy.engine import CompiledPolicy
 from gateway.policy.model import parse_policy
 from gateway.screening.pins import Lock
+from gateway.session.relay import Relay
 
 SERVER = "srv"
 
@@ -77,3 +82,43 @@ def policy_mediator(
         lock=pinned_lock(pinned, server=server) if pinned is not None else None,
         flight_log=flight_log,
     )
+
+
+class RelayedSession:
+    """A real `Relay` and `PolicyMediator` (identity `identity`) whose upstream is the test: it
+    has listed `tools`; `client` and `upstream` are what each side was sent, `entries` the
+    flight log's entries (as JSON objects)."""
+
+    def __init__(self, tmp_path: Path, policy: CompiledPolicy, *, identity: str, tools: list[dict[str, Any]]) -> None:
+        self.entries: list[dict[str, Any]] = []
+        self.log = FlightLog.open(LogSettings(path=tmp_path / "flight.jsonl"), generate_key(), policy_hash=None,
+                                  inline_signing=True, on_entry=lambda e: self.entries.append(e.to_json()))  # fmt: skip
+        self.log.start("test", ephemeral=True)
+        self.mediator = PolicyMediator(policy, identity=identity, flight_log=self.log)
+        self.client: list[dict[str, Any]] = []
+        self.upstream: list[dict[str, Any]] = []
+        self.relay = Relay(self.mediator, lambda b: self.client.append(orjson.loads(b)), lambda b: self.upstream.append(orjson.loads(b)))
+        self._ids = itertools.count(100)
+        self.exchange({"jsonrpc": "2.0", "id": "l", "method": "tools/list"}, {"tools": tools})
+        self.client.clear()
+        self.upstream.clear()
+
+    def send(self, message: dict[str, Any]) -> None:
+        self.relay.from_client(orjson.dumps(message))
+
+    def reply(self, message: dict[str, Any]) -> None:
+        self.relay.from_upstream(orjson.dumps(message))
+
+    def exchange(self, request: dict[str, Any], result: Any) -> dict[str, Any]:
+        """Send `request`; the upstream answers it with `result`; returns what the client got."""
+        self.send(request)
+        self.reply({"jsonrpc": "2.0", "id": self.upstream[-1]["id"], "result": result})
+        return self.client[-1]
+
+    def ask_client(self, method: str, params: dict[str, Any] | None) -> Any:
+        """The upstream sends the client a request; returns the id the client sees."""
+        message: dict[str, Any] = {"jsonrpc": "2.0", "id": f"s{next(self._ids)}", "method": method}
+        if params is not None:
+            message["params"] = params
+        self.reply(message)
+        return self.client[-1]["id"]
