@@ -1,5 +1,7 @@
-"""Relay overhead: the same echo calls directly over stdio, through `airlock run`, and through
-`airlock run` with the signed flight log, all in one run.
+"""Relay overhead: the same echo calls directly over stdio, through `airlock run`, through
+`airlock run` with the signed flight log, and through `airlock run` with a precise flow policy
+(every result labelled private, a flow rule checking every call's arguments and members), all in
+one run.
 
     .venv/bin/python benchmarks/relay_bench.py [--calls N] [--rounds R]
 
@@ -8,7 +10,8 @@ rotates each round); each figure is the median over the rounds, so a burst of no
 shared machine moves one sample, not the result. Printed: p50/p99 latency per `tools/call` (1 in
 flight), calls/s at 1 and 16 in flight, and ratios to the direct path. Targets (issues 2 and 3,
 this 2-core machine): added p50 <= 0.5 ms; throughput at 16 in flight >= 25% of direct; the
-flight log costs <= 25% of the relay's calls/s at 16 in flight.
+flight log costs <= 25% of the relay's calls/s at 16 in flight; with the flow policy on, >= 40%
+of direct at 16 in flight (issue 15).
 
 `--baseline DIR` adds the same two gateway paths run from another checkout of this repository
 (say, the commit before a refactor, from `git worktree add DIR REV`), measured in the same
@@ -32,6 +35,28 @@ from rawclient import RawClient, latencies, throughput
 ROOT = Path(__file__).resolve().parent.parent
 EVERYTHING = [str(ROOT / "node_modules" / ".bin" / "mcp-server-everything")]
 ECHO = {"name": "echo", "arguments": {"message": "hello through the airlock"}}
+#: Every result private, every call checked precisely (the rule is on secret data, so nothing is
+#: refused: what is measured is the check).
+FLOW_POLICY = """
+version = 1
+default = "allow"
+
+[pins]
+unpinned = "trust-on-first-use"
+
+[[servers]]
+servers = ["*"]
+returns = "private"
+
+[[tools]]
+tools = ["*.echo"]
+class = "egress"
+
+[[flows]]
+id = "no-secret-egress"
+labels = ["secret"]
+to = ["egress"]
+"""
 
 
 def quantile(values: list[float], q: float) -> float:
@@ -70,10 +95,14 @@ async def main() -> None:
     if args.baseline is not None and not (args.baseline / "gateway" / "__init__.py").is_file():
         parser.error(f"--baseline {args.baseline}: not a checkout of this repository (no gateway/__init__.py)")
     log_dir = tempfile.mkdtemp(prefix="airlock-bench-")
+    flow_policy = Path(log_dir) / "flow-policy.toml"
+    flow_policy.write_text(FLOW_POLICY)
+    flow_policy.chmod(0o600)
     paths = {
         "direct": EVERYTHING,
         "airlock run": gateway_argv([], EVERYTHING),
         "+ flight log": gateway_argv(["--log", log_dir, "--ephemeral-key"], EVERYTHING),
+        "+ flow policy": gateway_argv(["--policy", str(flow_policy)], EVERYTHING),
     }
     envs: dict[str, dict[str, str] | None] = dict.fromkeys(paths)
     if args.baseline is not None:

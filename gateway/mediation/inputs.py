@@ -52,7 +52,8 @@ class Inputs:
 
     def request(self, method: str, message: JsonObject) -> Verdict:
         """A request from the upstream (see the module doc)."""
-        if method not in methods.SERVER_REQUEST_METHODS:
+        known = method in methods.SERVER_REQUEST_METHODS
+        if not known and self._policy.source.unknown_methods != "mediate":
             self._record(method, message.get("id"), message.get("params"), "deny", "methods.unknown", _unknown(method))
             return Refuse(MethodNotFound(_unknown(method)))
         decision = server_request_decision(method, self._identity(), self._policy)
@@ -63,8 +64,8 @@ class Inputs:
                 return Refuse(PolicyDenied(decision.rule, decision.reason))
         params = message.get("params")
         context = ServerRequest(method, entry_hash)
-        if type(params) is not dict or method not in (methods.SAMPLING, methods.ELICITATION):
-            return Forward(context)
+        if type(params) is not dict or (known and method not in (methods.SAMPLING, methods.ELICITATION)):
+            return Forward(context)  # roots, ping, tasks: nothing the model reads
         return Forward(context, self._labelling.server_request(method, message, params))
 
     def input_required(self, message: JsonObject, request_id: Any) -> JsonObject:

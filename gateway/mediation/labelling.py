@@ -17,7 +17,7 @@ import structlog
 from gateway.labels import masks
 from gateway.labels.provenance import Provenance, field_values
 from gateway.policy.flows import CompiledFlows, ToolFacts, reader_values
-from gateway.protocol import jsonrpc
+from gateway.protocol import jsonrpc, methods
 from gateway.protocol.jsonrpc import JsonObject
 
 log = structlog.get_logger("airlock.policy")
@@ -115,7 +115,10 @@ class Labelling:
         `params._meta` for the client, and in the session's provenance)."""
         forged: list[str] = []
         params = _strip_forged(params, forged)
-        texts = _content_texts(params, None)
+        if method not in (methods.SAMPLING, methods.ELICITATION):  # a request the policy lets through unknown: all of it
+            texts = _all_strings({k: v for k, v in params.items() if k != "_meta"})
+        else:
+            texts = _content_texts(params, None)
         for key in ("systemPrompt", "message"):
             if type(params.get(key)) is str:
                 texts.append(params[key])

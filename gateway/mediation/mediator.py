@@ -44,6 +44,7 @@ _CALL: Final = methods.TOOLS_CALL
 _HANDSHAKES: Final = frozenset({methods.INITIALIZE, methods.DISCOVER})
 _LIST_CHANGED: Final = methods.TOOLS_LIST_CHANGED
 _SERVER_INFO_META: Final = "io.modelcontextprotocol/serverInfo"
+_PROTOCOL_META: Final = "io.modelcontextprotocol/"
 
 __all__ = ["PolicyMediator", "log_request_id"]
 
@@ -105,9 +106,13 @@ class PolicyMediator:
         a method the gateway does not class is refused; every other is a sink (`SinkCheck`)."""
         channel = methods.CLIENT_METHODS.get(method)
         if channel is None:
-            why = f"the gateway does not know the method {method[:80]!r} and refuses what it cannot class (it could carry anything)"
-            self._record_refusal(method, message, Decision("deny", "methods.unknown", why), {})
-            return Refuse(MethodNotFound(why))
+            if self._policy.source.unknown_methods == "mediate":
+                channel = "read" if "id" in message else "notification"
+            else:
+                why = (f"the gateway does not know the method {method[:80]!r} and refuses what it cannot class (it could carry "
+                       'anything); a policy with unknown_methods = "mediate" lets such methods through its flow rules')  # fmt: skip
+                self._record_refusal(method, message, Decision("deny", "methods.unknown", why), {})
+                return Refuse(MethodNotFound(why))
         if channel == "call":
             return self._call(message)
         params = message.get("params")
@@ -163,7 +168,7 @@ class PolicyMediator:
             # The client calls a tool it did not list in this session (it may have listed
             # before, elsewhere): the gateway lists the tools itself, pins and scans them,
             # then decides the call. Only once: a tool still unknown after that is refused.
-            return Fetch(methods.TOOLS_LIST, {}, _GatewayListing())
+            return Fetch(methods.TOOLS_LIST, _envelope(params), _GatewayListing())
         state = SessionState(server_blocked=listings.blocked_server)
         decision = decide(CallRequest(self.identity, tool, arguments), view, state, self._policy)
         facts = None
@@ -294,6 +299,17 @@ class PolicyMediator:
             self._listings.rename(self._identity)
             self._labelling.identity = self._identity
         return self._listings.instructions(message)
+
+
+def _envelope(params: dict[str, Any]) -> dict[str, Any]:
+    """The params of the gateway's own request made for a client's: the protocol's `_meta` keys
+    of the client's request (a 2026-07-28 upstream needs its per-request version and client
+    info), nothing else of it."""
+    meta = params.get("_meta")
+    if type(meta) is not dict:
+        return {}
+    kept = {k: v for k, v in meta.items() if type(k) is str and k.startswith(_PROTOCOL_META)}
+    return {"_meta": kept} if kept else {}
 
 
 def _utc_now() -> str:

@@ -81,9 +81,11 @@ class Results:
         call = read.call
         if call is not None:
             labelled, pending = self._labelling.label(call.tool, call.facts, call.suspect, message)
-        else:  # an unknown task is suspect: its tool's declarations cannot be applied
+        else:  # the result of an unknown task is suspect: its tool's declarations cannot be applied
             facts = self._flows.source_facts(self._identity(), read.uri)
-            labelled, pending = self._labelling.label(read.method, facts, read.method in _TASK_METHODS, message)
+            labelled, pending = self._labelling.label(
+                read.method, facts, read.method == methods.TASKS_RESULT and read.call is None, message
+            )
         labelled = self._asks(read.method, labelled)  # after `label`, which removes airlock's _meta keys it did not write
         encoded = neutralise_line(jsonrpc.encode(labelled))
         self._labelling.remember(read.method, hashlib.sha256(encoded).hexdigest(), pending)

@@ -16,7 +16,8 @@ rules:
   unless a `[[tools]]` entry names it), as they always were.
 
 Members of fixed syntax that the client, not the model, sets (request ids, progress tokens,
-cursors, the protocol version) are checked for the values they contain (precise rules) but do
+cursors, the protocol version, `_meta` keys in the protocol's `io.modelcontextprotocol/`
+namespace) are checked for the values they contain (precise rules) but do
 not carry the whole session's labels (coarse rules): a cancellation is never refused because
 the session has seen untrusted data.
 """
@@ -35,10 +36,19 @@ from gateway.policy.flows import CompiledFlows, FlowVerdict, ToolFacts, argument
 from gateway.protocol import methods
 
 _NO_FLOWS: Final = FlowVerdict("allow")
-#: Members the client's code sets, of fixed syntax: checked precisely, never coarsely.
+#: Members the client's code sets, of fixed syntax: checked precisely, never coarsely. Also the
+#: `_meta` keys of the protocol's own namespace (a 2026-07-28 request's version, client info and
+#: capabilities), which every request of a modern client carries.
 _STRUCTURAL: Final = frozenset(
     {"params.requestId", "params.progressToken", "params._meta.progressToken", "params.cursor", "params.protocolVersion"}
 )
+_PROTOCOL_META: Final = "params._meta.io.modelcontextprotocol/"
+
+
+def _structural(path: str) -> bool:
+    return path in _STRUCTURAL or path.startswith(_PROTOCOL_META)
+
+
 #: Members of a tool call decided elsewhere: its name by the rules, its arguments per argument.
 _CALL_OWN: Final = frozenset({"name", "arguments"})
 
@@ -121,9 +131,9 @@ class SinkCheck:
             return _NO_FLOWS, {}
         taints = argument_taints(provenance, arguments) if flows.precise else {}
         coarse = provenance.coarse()
-        structural = {k: v for k, v in arguments.items() if k in _STRUCTURAL} if data else {}
+        structural = {k: v for k, v in arguments.items() if _structural(k)} if data else {}
         if structural:
-            arguments = {k: v for k, v in arguments.items() if k not in _STRUCTURAL}
+            arguments = {k: v for k, v in arguments.items() if not _structural(k)}
         shadow = self.policy.shadow
         verdict = check_flows(flows, server, tool, facts, arguments, taints, coarse, policy_shadow=shadow, data=data)
         if structural and verdict.outcome != "deny":

@@ -267,6 +267,11 @@ class PolicyFile(_Strict):
     extra_arguments: Literal["deny", "allow"] = Field(
         default="deny", description="an argument the tool's pinned schema does not declare: deny the call, or let it through"
     )
+    unknown_methods: Literal["refuse", "mediate"] = Field(
+        default="refuse",
+        description="a method the gateway does not class (a vendor extension): refuse it, or mediate it as an unknown read "
+        "(its params through the flow rules as data sent to the server, its result labelled untrusted)",
+    )
     pins: PinSettings = PinSettings()
     rules: list[Rule] = []
     labels: LabelSettings = LabelSettings()

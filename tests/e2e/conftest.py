@@ -233,3 +233,15 @@ def remote_everything() -> Iterator[str]:
     port = free_port()
     with listening([str(EVERYTHING), "streamableHttp"], f"http://127.0.0.1:{port}/mcp", env={**os.environ, "PORT": str(port)}) as url:
         yield url
+
+
+def unlabelled(result: Any) -> Any:
+    """A result as the upstream sent it: without the labels the gateway stamps in its `_meta`
+    (and without `_meta` when that was all it held)."""
+    from gateway.labels.masks import META_KEY
+
+    if type(result) is not dict or type(result.get("_meta")) is not dict or META_KEY not in result["_meta"]:
+        return result
+    meta = {k: v for k, v in result["_meta"].items() if k != META_KEY}
+    rest = {k: v for k, v in result.items() if k != "_meta"}
+    return {**rest, "_meta": meta} if meta else rest

@@ -21,7 +21,7 @@ from gateway.errors import (
     PARSE_ERROR,
     UPSTREAM_UNAVAILABLE,
 )
-from tests.e2e.conftest import ROOT, eventually, fixture_server_argv, gateway_argv, raw_gateway, upstream_pids, wait_until_dead
+from tests.e2e.conftest import ROOT, eventually, fixture_server_argv, gateway_argv, raw_gateway, unlabelled, upstream_pids, wait_until_dead
 
 pytestmark = pytest.mark.anyio
 
@@ -37,13 +37,13 @@ async def test_request_ids_come_back_verbatim(request_id: Any) -> None:
     async with raw_gateway(MISBEHAVING) as gateway:
         reply = await gateway.request(request_id, "echo", {"k": request_id})
     assert reply["id"] == request_id and type(reply["id"]) is type(request_id)
-    assert reply["result"] == {"k": request_id}
+    assert unlabelled(reply["result"]) == {"k": request_id}
 
 
 async def test_unknown_methods_and_fields_pass_through_unchanged() -> None:
     async with raw_gateway(MISBEHAVING) as gateway:
         await gateway.send({"jsonrpc": "2.0", "id": 1, "method": "echo", "params": {"_meta": {"x/y": [1, {"z": None}]}, "new": 1.5}})
-        assert (await gateway.receive())["result"] == {"_meta": {"x/y": [1, {"z": None}]}, "new": 1.5}
+        assert unlabelled((await gateway.receive())["result"]) == {"_meta": {"x/y": [1, {"z": None}]}, "new": 1.5}
         reply = await gateway.request(2, "vendor/brand-new-method", {})
         assert reply["error"]["code"] == METHOD_NOT_FOUND  # the upstream's own answer
 
@@ -52,7 +52,7 @@ async def test_duplicate_keys_reach_the_upstream_as_the_gateway_read_them() -> N
     async with raw_gateway(MISBEHAVING) as gateway:
         await gateway.send_raw(b'{"jsonrpc":"2.0","id":1,"method":"echo","params":{"name":"first","name":"last"}}\n')
         reply = await gateway.receive()
-    assert reply["result"] == {"name": "last"}
+    assert unlabelled(reply["result"]) == {"name": "last"}
 
 
 @pytest.mark.parametrize(
@@ -76,7 +76,7 @@ async def test_malformed_input_gets_a_precise_error_and_the_gateway_keeps_servin
         reply = await gateway.receive()
         assert reply["error"]["code"] == code
         assert reply["id"] == reply_id
-        assert (await gateway.request(99, "echo", {"still": "serving"}))["result"] == {"still": "serving"}
+        assert unlabelled((await gateway.request(99, "echo", {"still": "serving"}))["result"]) == {"still": "serving"}
 
 
 async def test_a_batch_gets_one_error_per_request_in_an_array() -> None:
@@ -89,7 +89,7 @@ async def test_a_batch_gets_one_error_per_request_in_an_array() -> None:
         await gateway.send(batch)
         reply = await gateway.receive()
         assert [(r["id"], r["error"]["code"]) for r in reply] == [(1, INVALID_REQUEST), ("b", INVALID_REQUEST)]
-        assert (await gateway.request(2, "echo", {}))["result"] == {}
+        assert unlabelled((await gateway.request(2, "echo", {}))["result"]) == {}
 
 
 async def test_an_oversized_line_is_refused_by_id_without_being_buffered_whole() -> None:
@@ -100,14 +100,14 @@ async def test_an_oversized_line_is_refused_by_id_without_being_buffered_whole()
         assert reply["id"] == "big"
         assert reply["error"]["code"] == MESSAGE_TOO_LARGE
         assert reply["error"]["data"]["size"] == len(big)
-        assert (await gateway.request(2, "echo", {"after": 1}))["result"] == {"after": 1}
+        assert unlabelled((await gateway.request(2, "echo", {"after": 1}))["result"]) == {"after": 1}
 
 
 async def test_an_oversized_upstream_answer_becomes_an_error_for_that_request() -> None:
     async with raw_gateway(MISBEHAVING, "--max-message-bytes", "4096") as gateway:
         reply = await gateway.request(3, "huge", {"size": 100_000})
         assert reply["error"]["code"] == MESSAGE_TOO_LARGE and reply["id"] == 3
-        assert (await gateway.request(4, "echo", {"ok": True}))["result"] == {"ok": True}
+        assert unlabelled((await gateway.request(4, "echo", {"ok": True}))["result"]) == {"ok": True}
 
 
 async def test_upstream_garbage_is_reported_not_relayed(tmp_path: Path) -> None:
@@ -115,15 +115,15 @@ async def test_upstream_garbage_is_reported_not_relayed(tmp_path: Path) -> None:
     with open(errlog, "wb") as stderr:
         async with raw_gateway(MISBEHAVING, stderr=stderr) as gateway:
             reply = await gateway.request(1, "garbage", {})
-            assert reply == {"jsonrpc": "2.0", "id": 1, "result": {"ok": True}}
-            assert (await gateway.request(2, "echo", {"x": 1}))["result"] == {"x": 1}
+            assert {**reply, "result": unlabelled(reply["result"])} == {"jsonrpc": "2.0", "id": 1, "result": {"ok": True}}
+            assert unlabelled((await gateway.request(2, "echo", {"x": 1}))["result"]) == {"x": 1}
     assert errlog.read_text(errors="replace").count("upstream wrote an invalid message") == 3
 
 
 async def test_a_response_to_no_open_request_is_dropped() -> None:
     async with raw_gateway(MISBEHAVING) as gateway:
         reply = await gateway.request(1, "unsolicited", {})
-        assert reply == {"jsonrpc": "2.0", "id": 1, "result": {"ok": True}}
+        assert {**reply, "result": unlabelled(reply["result"])} == {"jsonrpc": "2.0", "id": 1, "result": {"ok": True}}
 
 
 async def test_a_server_to_client_request_round_trips_through_the_gateway() -> None:
@@ -132,7 +132,8 @@ async def test_a_server_to_client_request_round_trips_through_the_gateway() -> N
         asked = await gateway.receive()
         assert asked["method"] == "sampling/createMessage" and asked["id"] == "srv-1"
         await gateway.send({"jsonrpc": "2.0", "id": "srv-1", "result": {"answer": 42}})
-        assert await gateway.receive() == {"jsonrpc": "2.0", "id": 1, "result": {"client_said": {"answer": 42}}}
+        reply = await gateway.receive()
+        assert {**reply, "result": unlabelled(reply["result"])} == {"jsonrpc": "2.0", "id": 1, "result": {"client_said": {"answer": 42}}}
 
 
 async def test_when_the_upstream_dies_every_open_request_gets_an_error_and_the_gateway_exits_3(tmp_path: Path) -> None:
@@ -155,7 +156,7 @@ async def test_answers_still_owed_are_delivered_after_the_client_closes_its_inpu
     async with raw_gateway(MISBEHAVING) as gateway:
         await gateway.send({"jsonrpc": "2.0", "id": 1, "method": "echo", "params": {"last": True}})
         await gateway.close_input()
-        assert (await gateway.receive())["result"] == {"last": True}
+        assert unlabelled((await gateway.receive())["result"]) == {"last": True}
         assert await gateway.wait() == 0
 
 
@@ -166,7 +167,7 @@ async def test_a_signal_ends_the_gateway_and_its_upstream_process_group(sig: sig
     upstream = ["/bin/sh", "-c", f"sleep 300 & exec {sys.executable} {MISBEHAVING[1]}"]
     with open(errlog, "wb") as stderr:
         async with raw_gateway(upstream, stderr=stderr) as gateway:
-            assert (await gateway.request(1, "echo", {}))["result"] == {}
+            assert unlabelled((await gateway.request(1, "echo", {}))["result"]) == {}
             pgid = os.getpgid(upstream_pids(errlog.read_text())[0])
             gateway.process.send_signal(sig)
             assert await gateway.wait(timeout=10) == 0
@@ -199,7 +200,7 @@ async def test_the_child_gets_only_the_allowed_environment(tmp_path: Path) -> No
             data = b""
             while not data.endswith(b"\n"):
                 data += await process.stdout.receive()
-        child_env = orjson.loads(data)["result"]
+        child_env = unlabelled(orjson.loads(data)["result"])
     finally:
         process.terminate()
         await process.wait()

@@ -11,6 +11,7 @@ import anyio
 import pytest
 
 from gateway.labels.masks import META_KEY
+from gateway.protocol import methods
 from tests.e2e.conftest import ROOT, GatewayProcess, everything_argv, raw_gateway
 
 pytestmark = pytest.mark.anyio
@@ -89,20 +90,22 @@ async def test_the_same_transcript_gets_the_same_answers_directly_and_through_th
         async with raw_gateway(everything_argv()) as gateway:
             mediated = await _answers(gateway)
     assert mediated.keys() == direct.keys()
-    labelled = {m["id"] for m in TRANSCRIPT if m.get("method") in ("tools/call", "resources/read", "prompts/get")}
+    sources = {method for method, channel in methods.CLIENT_METHODS.items() if channel in ("call", "read")}
+    labelled = {m["id"] for m in TRANSCRIPT if m.get("method") in sources}  # every result that is a source
     for request_id, answer in direct.items():
         got = mediated[request_id]
         if request_id in labelled and "result" in got:
-            got = _without_labels(got)
+            got = _without_labels(got, had_meta="_meta" in (answer.get("result") or {}))
         assert got == answer, f"answer to request {request_id!r} differs"
 
 
-def _without_labels(reply: dict[str, Any]) -> dict[str, Any]:
-    """The reply without the gateway's labels, which must be there."""
+def _without_labels(reply: dict[str, Any], *, had_meta: bool) -> dict[str, Any]:
+    """The reply without the gateway's labels, which must be there (`had_meta`: the server's
+    own result had a `_meta`, maybe empty, that the labels went into)."""
     result = dict(reply["result"])
     meta = dict(result.pop("_meta"))
     labels = meta.pop(META_KEY)
     assert labels["integrity"] == "untrusted", labels
-    if meta:
+    if meta or had_meta:
         result["_meta"] = meta
     return {**reply, "result": result}

@@ -322,3 +322,30 @@ def test_through_the_hub_a_notification_with_a_secret_reaches_no_upstream(tmp_pa
     gateway.send(_request(None, "notifications/roots/list_changed", {"_meta": {"note": SECRET}}))
     assert gateway.upstream == [[], []]
     assert {e["server"] for e in gateway.entries[-2:]} == {"vault", "web"}  # each upstream's gateway refused it
+
+
+def test_a_coarse_rule_refuses_what_the_model_chooses_but_not_what_the_clients_code_sets(tmp_path: Path) -> None:
+    """Coarse: every member carries all the session has seen. Protocol bookkeeping the client's
+    code sets (a 2026-07-28 request's `_meta` in the protocol namespace, cursors, request ids) is
+    exempt from coarse rules (precise rules still check it), so a tainted session can still list;
+    what the model picks (a prompt's arguments) is refused."""
+    coarse = {"id": "after-secrets", "labels": ["secret"], "to": ["egress"], "mode": "coarse"}
+    gateway = _session(tmp_path, compiled(flows=[coarse, *POLICY["flows"]]))
+    meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientInfo": {"name": "c", "version": "1"}}
+    gateway.send(_request(7, "tools/list", {"cursor": "page-2", "_meta": meta}))
+    assert [m.get("method") for m in gateway.upstream] == ["tools/list"]
+    gateway.send(_request(8, "prompts/get", {"name": "p", "arguments": {"topic": "anything"}}))
+    assert (gateway.client[-1]["id"], gateway.client[-1]["error"]["data"]["rule"]) == (8, "after-secrets")
+    gateway.send(_request(9, "tools/list", {"cursor": SECRET}))  # precise rules still see into them
+    assert (gateway.client[-1]["id"], gateway.client[-1]["error"]["data"]["rule"]) == (9, "no-secret-egress")
+    assert [m.get("id") for m in gateway.upstream] == [7]
+
+
+def test_a_policy_may_mediate_unknown_methods_through_the_flow_rules_and_label_their_results(tmp_path: Path) -> None:
+    gateway = _session(tmp_path, compiled(unknown_methods="mediate"))
+    gateway.send(_request(5, "vendor/search", {"q": SECRET}))
+    assert gateway.upstream == [] and gateway.client[-1]["error"]["data"]["argument"] == "params.q"
+    answer = gateway.exchange(_request(6, "vendor/search", {"q": "weather"}), {"hits": ["sunny"]})
+    assert answer["result"]["_meta"]["dev.mcp-airlock/labels"]["integrity"] == "untrusted"
+    gateway.reply(_request("s1", "vendor/askClient", {"text": "hi"}))
+    assert gateway.client[-1]["params"]["_meta"]["dev.mcp-airlock/labels"]["integrity"] == "untrusted"
