@@ -14,6 +14,7 @@ from gateway.cli.options import upstream_options
 from gateway.errors import ConfigError
 from gateway.fronts.http.auth import TOKENS_ENV, check_settings, load_tokens
 from gateway.fronts.http.settings import DEFAULT_IDLE_TIMEOUT, ServeSettings, Token
+from gateway.labels.provenance import Provenance
 from gateway.recording.cassette import CassetteWriter
 from gateway.screening.pins import Lock
 
@@ -124,10 +125,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if record_dir is not None and not record_dir.is_dir():
         raise ConfigError(f"--record {record_dir}: airlock serve records one cassette per session: give an existing directory")
 
-    def make_session(session: str, principal: Principal, transport: str) -> SessionParts:
+    def make_session(session: str, principal: Principal, transport: str, *, label_state: object | None = None) -> SessionParts:
         # Each session: its own mediator (label state, pins of its first listing), log file and
         # cassette. The log's genesis names who opened it: the token id (never the token) and,
-        # under mTLS, the client certificate's subject and fingerprint.
+        # under mTLS, the client certificate's subject and fingerprint. A principal's stateless
+        # pool started again continues the label state of the one before (`label_state`).
+        if label_state is not None and not isinstance(label_state, Provenance):
+            raise TypeError(f"label_state must be a Provenance, not {type(label_state).__name__}")
         session_lock = Lock.from_json(lock.to_json(), str(lock_path)) if lock is not None else None
         flight_log = (
             open_flight_log(args, config, policy.hash, extra=principal.describe(), session=session) if log_dir is not None else None
@@ -145,8 +149,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 transport=transport,
             )
         mediator = make_mediator(
-            args, config, policy, identity=identity, fallback_identity=fallback, lock=session_lock, flight_log=flight_log
+            args,
+            config,
+            policy,
+            identity=identity,
+            fallback_identity=fallback,
+            lock=session_lock,
+            flight_log=flight_log,
+            provenance=label_state,
         )
-        return SessionParts(mediator, flight_log, recorder)
+        return SessionParts(mediator, flight_log, recorder, label_state=mediator.provenance)
 
     return asyncio.run(serve(serve_settings, make_session))
