@@ -1,4 +1,21 @@
-"""`airlock serve`: the upstream over streamable HTTP (and legacy SSE), one session per client."""
+"""`airlock serve`: the upstream over streamable HTTP (and legacy SSE), one session per client.
+
+Label state: a stateful session (`initialize`, then `Mcp-Session-Id`) has its own, as on stdio.
+A stateless request (no `Mcp-Session-Id`, not `initialize`: every request of a 2026-07-28
+client) belongs to its principal (the bearer token's id and, under mTLS, the client
+certificate): all of one principal's stateless requests share one label state and one pooled
+upstream (`gateway.fronts.http.pool`), so a secret read in one request cannot be sent out in
+the next by simply not keeping a session. Two principals never share a pool or a label state.
+
+The pool is a session for `--max-sessions` (it takes a place), `--session-idle-timeout` (closed
+with its upstream, its flight log sealed) and making room at the cap; the next stateless
+request of the principal starts a new pool (a new upstream, a new flight-log file) that
+continues the principal's label state. That state lives as long as this `airlock serve`: a
+principal cannot wash its taint away by waiting, by opening sessions until its pool is closed
+to make room, or by killing its upstream. The conservative consequence: one conversation's
+private read taints every other stateless conversation of the same principal; give separate
+tokens to callers whose data must not mix, or use stateful sessions.
+"""
 
 from __future__ import annotations
 
@@ -28,7 +45,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "serve",
         help="serve a stdio MCP server over streamable HTTP: airlock serve [options] -- CMD [ARG...]",
         description="Expose CMD over streamable HTTP; every MCP session gets its own upstream process, label state and "
-        "flight-log file. Bearer tokens are required (loopback may opt out with --insecure-no-auth).",
+        "flight-log file; stateless (2026-07-28) requests share one per principal (bearer token, client certificate). "
+        "Bearer tokens are required (loopback may opt out with --insecure-no-auth).",
     )
     serve.add_argument("--listen", default="127.0.0.1:8080", metavar="HOST:PORT", help="address to listen on (default 127.0.0.1:8080)")
     serve.add_argument("--path", default="/mcp", help="the MCP endpoint path (default /mcp)")

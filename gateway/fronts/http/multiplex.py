@@ -47,7 +47,7 @@ class Multiplexer:
     _channels: int = 0
     _open: dict[str, _Open] = field(default_factory=dict)  # gateway id -> its request
     _tokens: dict[str, tuple[str, RequestId]] = field(default_factory=dict)  # gateway token -> (gateway id, client token)
-    _by_channel: dict[int, dict[RequestId, str]] = field(default_factory=dict)  # channel -> client id -> gateway id
+    _by_channel: dict[int, dict[str, RequestId]] = field(default_factory=dict)  # channel -> its open gateway ids -> client ids
 
     def open_channel(self) -> int:
         """A new channel (one HTTP request)."""
@@ -65,7 +65,8 @@ class Multiplexer:
         params = message.get("params")
         if method == methods.CANCELLED and "id" not in message:
             requested = jsonrpc.members(params).get("requestId")
-            target = own.get(requested) if type(requested) is int or type(requested) is str else None
+            named = [g for g, c in own.items() if c == requested and type(c) is type(requested)]  # 1 and "1" are two ids
+            target = named[-1] if named else None
             if target is None:
                 return None
             return {**message, "params": {**jsonrpc.members(params), "requestId": target}}
@@ -76,7 +77,7 @@ class Multiplexer:
         self._count += 1
         gateway_id = f"{REQUEST_PREFIX}{self._count}"
         opened = _Open(Route(channel, request_id))
-        own[request_id] = gateway_id
+        own[gateway_id] = request_id
         self._open[gateway_id] = opened
         rewritten = {**message, "id": gateway_id}
         meta = params.get("_meta") if type(params) is dict else None
@@ -110,7 +111,7 @@ class Multiplexer:
         answers any more: the caller cancels them upstream)."""
         own = self._by_channel.pop(channel, {})
         left = []
-        for gateway_id in own.values():
+        for gateway_id in own:
             opened = self._open.pop(gateway_id, None)
             if opened is not None:
                 left.append(gateway_id)
@@ -123,7 +124,7 @@ class Multiplexer:
             self._tokens.pop(opened.token, None)
         own = self._by_channel.get(opened.route.channel)
         if own is not None:
-            own.pop(opened.route.request_id, None)
+            own.pop(gateway_id, None)
 
     @property
     def open_requests(self) -> int:
