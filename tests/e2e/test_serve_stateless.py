@@ -34,7 +34,16 @@ from mcp.shared.exceptions import MCPError
 
 from gateway.errors import FLOW_DENIED
 from gateway.labels.masks import META_KEY
-from tests.e2e.conftest import ROOT, eventually, fixture_server_argv, free_port, process_alive, upstream_pids, wait_until_dead
+from tests.e2e.conftest import (
+    ROOT,
+    TRANSPARENT_POLICY,
+    eventually,
+    fixture_server_argv,
+    free_port,
+    process_alive,
+    upstream_pids,
+    wait_until_dead,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -98,18 +107,18 @@ class Served:
 
 
 @asynccontextmanager
-async def files_served(tmp_path: Path, *options: str) -> AsyncIterator[Served]:
-    """`airlock serve` in front of the files scenario server with two tokens; on exit it must
-    stop cleanly and leave no upstream process behind."""
+async def files_served(tmp_path: Path, *options: str, upstream: str = "scenarios/files_server.py") -> AsyncIterator[Served]:
+    """`airlock serve` in front of the files scenario server (or another fixture server, under
+    the transparent policy) with two tokens; on exit it must stop cleanly and leave no
+    upstream process behind."""
     tokens = {f"tok{i}": secrets.token_hex(24) for i in (1, 2)}
     token_file = tmp_path / "tokens.txt"
     token_file.write_text("".join(f"{tid}:{secret}\n" for tid, secret in tokens.items()))
     policy = tmp_path / "policy.toml"
-    policy.write_text(POLICY)
+    policy.write_text(POLICY if upstream == "scenarios/files_server.py" else TRANSPARENT_POLICY.read_text())
     port = free_port()
-    upstream = fixture_server_argv("scenarios/files_server.py")
     argv = [sys.executable, "-m", "gateway", "serve", "--listen", f"127.0.0.1:{port}", "--token-file", str(token_file)]
-    argv += ["--policy", str(policy), "--name", "files", *options, "--", *upstream]
+    argv += ["--policy", str(policy), "--name", "files", *options, "--", *fixture_server_argv(upstream)]
     served = Served(f"http://127.0.0.1:{port}/mcp", tokens, tmp_path / "serve.log")
     environment = {name: value for name, value in os.environ.items() if name != "AIRLOCK_TOKENS"}
     with open(served.stderr_path, "wb") as stderr:
@@ -281,3 +290,37 @@ async def test_the_pool_counts_against_max_sessions_and_is_made_room_for_without
             outcome = await _upload_the_key(served)  # makes room in turn (the session is idle)
         _assert_flow_denied(outcome)
         assert served.log().count("the longest idle, to make room at --max-sessions") == 2
+
+
+async def test_when_the_pools_upstream_dies_the_next_request_starts_a_new_pool_with_the_same_labels(tmp_path: Path) -> None:
+    async with files_served(tmp_path) as served:
+        with anyio.fail_after(60):
+            await _read_the_key(served)
+            (first,) = upstream_pids(served.log())
+            os.kill(first, signal.SIGKILL)
+            await eventually(lambda: "session ended" in served.log())
+            outcome = await _upload_the_key(served)
+        _assert_flow_denied(outcome)
+        assert served.pools_opened("tok1") == 2 and "label_state=continued" in served.log()
+
+
+async def test_a_stateless_request_that_ends_before_its_answer_cancels_its_call_upstream(tmp_path: Path) -> None:
+    async with files_served(tmp_path, upstream="probe_server.py") as served, served.http() as http:
+        with anyio.fail_after(60):
+            await _post(http, served.url, 1, "tools/list", {})
+            async with anyio.create_task_group() as group:  # the client gives up: its connection closes
+                group.start_soon(_post, http, served.url, 1, "tools/call", {"name": "block_until_cancelled", "arguments": {}})
+
+                async def counts() -> dict[str, int]:
+                    reply = await _post(http, served.url, 2, "tools/call", {"name": "cancellations", "arguments": {}})
+                    return dict(reply["result"]["structuredContent"])
+
+                await eventually(lambda: _reached(counts, "started"))
+                group.cancel_scope.cancel()
+            await eventually(lambda: _reached(counts, "cancelled"))
+            assert await counts() == {"started": 1, "cancelled": 1}
+        assert len(upstream_pids(served.log())) == 1
+
+
+async def _reached(counts: Any, counter: str) -> bool:
+    return bool((await counts())[counter] >= 1)
