@@ -41,7 +41,7 @@ from gateway.fronts.http.auth import TokenBucket, authenticate, check_settings
 from gateway.fronts.http.direct import Receive, Send
 from gateway.fronts.http.events import SessionEvents
 from gateway.fronts.http.peer import Principal, client_certificate, with_client_certificate
-from gateway.fronts.http.pool import Refusal, StatelessPools
+from gateway.fronts.http.pool import StatelessPools
 from gateway.fronts.http.session import HttpSession, SessionFactory, SessionRegistry
 from gateway.fronts.http.settings import ServeSettings
 from gateway.protocol import methods
@@ -179,11 +179,9 @@ class ServeApp:
             await _plain(send, 400, f"the body is not JSON: {exc}")
             return
         if type(message) is not dict or message.get("method") != methods.INITIALIZE:
-            pool = await self.pools.acquire(principal)
-            if isinstance(pool, Refusal):
-                await _plain(send, pool.status, pool.message, list(pool.headers), code=pool.code)
-                return
-            await pool.answer(scope, receive, send)
+            refused = await self.pools.serve(principal, scope, receive, send)
+            if refused is not None:
+                await _plain(send, refused.status, refused.message, list(refused.headers), code=refused.code)
             return
         if not await self.sessions.reserve_making_room():
             await _plain(send, 503, "too many open sessions", [(b"retry-after", b"5")])

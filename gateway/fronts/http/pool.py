@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, MutableMapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -46,7 +46,7 @@ from gateway.protocol import methods
 
 log = structlog.get_logger("airlock.serve")
 
-Scope = Any
+Scope = MutableMapping[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +74,11 @@ class Pool:
     async def connect(self) -> AsyncIterator[tuple[Any, Any]]:
         """The session's streams: nothing comes in through the read one (requests are
         delivered to the session directly), until `stop` ends it."""
-        yield self._read, _Output(self)
+        try:
+            yield self._read, _Output(self)
+        finally:
+            self._inbox.close()
+            self._read.close()
 
     def stop(self) -> None:
         self._inbox.close()
@@ -183,6 +187,15 @@ class StatelessPools:
         self._pools: dict[Principal, Pool] = {}
         self._label_states: dict[Principal, object] = {}
         self._starting: dict[Principal, asyncio.Lock] = {}
+
+    async def serve(self, principal: Principal, scope: Scope, receive: Receive, send: Send) -> Refusal | None:
+        """Answer one stateless request of `principal` on its pool; a Refusal (not answered):
+        no pool could take it."""
+        pool = await self.acquire(principal)
+        if isinstance(pool, Refusal):
+            return pool
+        await pool.answer(scope, receive, send)
+        return None
 
     async def acquire(self, principal: Principal) -> Pool | Refusal:
         """`principal`'s open pool, started if it has none (taking a place under `--max-sessions`)."""
