@@ -1,4 +1,21 @@
-"""`airlock serve`: the upstream over streamable HTTP (and legacy SSE), one session per client."""
+"""`airlock serve`: the upstream over streamable HTTP (and legacy SSE), one session per client.
+
+Label state: a stateful session (`initialize`, then `Mcp-Session-Id`) has its own, as on stdio.
+A stateless request (no `Mcp-Session-Id`, not `initialize`: every request of a 2026-07-28
+client) belongs to its principal (the bearer token's id and, under mTLS, the client
+certificate): all of one principal's stateless requests share one label state and one pooled
+upstream (`gateway.fronts.http.pool`), so a secret read in one request cannot be sent out in
+the next by simply not keeping a session. Two principals never share a pool or a label state.
+
+The pool is a session for `--max-sessions` (it takes a place), `--session-idle-timeout` (closed
+with its upstream, its flight log sealed) and making room at the cap; the next stateless
+request of the principal starts a new pool (a new upstream, a new flight-log file) that
+continues the principal's label state. That state lives as long as this `airlock serve`: a
+principal cannot wash its taint away by waiting, by opening sessions until its pool is closed
+to make room, or by killing its upstream. The conservative consequence: one conversation's
+private read taints every other stateless conversation of the same principal; give separate
+tokens to callers whose data must not mix, or use stateful sessions.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +31,7 @@ from gateway.cli.options import upstream_options
 from gateway.errors import ConfigError
 from gateway.fronts.http.auth import TOKENS_ENV, check_settings, load_tokens
 from gateway.fronts.http.settings import DEFAULT_IDLE_TIMEOUT, ServeSettings, Token
+from gateway.labels.provenance import Provenance
 from gateway.recording.cassette import CassetteWriter
 from gateway.screening.pins import Lock
 
@@ -27,7 +45,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "serve",
         help="serve a stdio MCP server over streamable HTTP: airlock serve [options] -- CMD [ARG...]",
         description="Expose CMD over streamable HTTP; every MCP session gets its own upstream process, label state and "
-        "flight-log file. Bearer tokens are required (loopback may opt out with --insecure-no-auth).",
+        "flight-log file; stateless (2026-07-28) requests share one per principal (bearer token, client certificate). "
+        "Bearer tokens are required (loopback may opt out with --insecure-no-auth).",
     )
     serve.add_argument("--listen", default="127.0.0.1:8080", metavar="HOST:PORT", help="address to listen on (default 127.0.0.1:8080)")
     serve.add_argument("--path", default="/mcp", help="the MCP endpoint path (default /mcp)")
@@ -124,10 +143,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if record_dir is not None and not record_dir.is_dir():
         raise ConfigError(f"--record {record_dir}: airlock serve records one cassette per session: give an existing directory")
 
-    def make_session(session: str, principal: Principal, transport: str) -> SessionParts:
+    def make_session(session: str, principal: Principal, transport: str, *, label_state: object | None = None) -> SessionParts:
         # Each session: its own mediator (label state, pins of its first listing), log file and
         # cassette. The log's genesis names who opened it: the token id (never the token) and,
-        # under mTLS, the client certificate's subject and fingerprint.
+        # under mTLS, the client certificate's subject and fingerprint. A principal's stateless
+        # pool started again continues the label state of the one before (`label_state`).
+        if label_state is not None and not isinstance(label_state, Provenance):
+            raise TypeError(f"label_state must be a Provenance, not {type(label_state).__name__}")
         session_lock = Lock.from_json(lock.to_json(), str(lock_path)) if lock is not None else None
         flight_log = (
             open_flight_log(args, config, policy.hash, extra=principal.describe(), session=session) if log_dir is not None else None
@@ -145,8 +167,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 transport=transport,
             )
         mediator = make_mediator(
-            args, config, policy, identity=identity, fallback_identity=fallback, lock=session_lock, flight_log=flight_log
+            args,
+            config,
+            policy,
+            identity=identity,
+            fallback_identity=fallback,
+            lock=session_lock,
+            flight_log=flight_log,
+            provenance=label_state,
         )
-        return SessionParts(mediator, flight_log, recorder)
+        return SessionParts(mediator, flight_log, recorder, label_state=mediator.provenance)
 
     return asyncio.run(serve(serve_settings, make_session))

@@ -9,11 +9,12 @@ stdio: the transport's messages are turned into the same JSON lines `Relay.from_
 In front of every request, before any session is touched: bearer-token authentication (on by
 default; constant-time comparison; the token's id, never the token, is logged), a body-size
 limit, and Host/Origin validation. A request without a session id that is not `initialize`
-(e.g. the 2026-07-28 `server/discover` probe) is served by a one-shot session, ended after
-its answer.
+(every 2026-07-28 request, e.g. the `server/discover` probe) goes to its principal's stateless
+pool (`pool`): one long-lived session per principal, so one label state per principal.
 
 The pieces: `settings` (`ServeSettings`), `auth` (tokens, rate limit), `session` (one session, the
-registry of them); this module routes each request and runs the server.
+registry of them), `pool` (stateless requests); this module routes each request and runs the
+server.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from gateway.fronts.http.auth import TokenBucket, authenticate, check_settings
 from gateway.fronts.http.direct import Receive, Send
 from gateway.fronts.http.events import SessionEvents
 from gateway.fronts.http.peer import Principal, client_certificate, with_client_certificate
+from gateway.fronts.http.pool import StatelessPools
 from gateway.fronts.http.session import HttpSession, SessionFactory, SessionRegistry
 from gateway.fronts.http.settings import ServeSettings
 from gateway.protocol import methods
@@ -81,6 +83,7 @@ class ServeApp:
         self.security = TransportSecuritySettings(enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins)
         self._guard = TransportSecurityMiddleware(self.security)
         self._sse = SseServerTransport(_SSE_MESSAGES, security_settings=self.security, max_request_body_size=settings.max_body_bytes)
+        self.pools = StatelessPools(settings, make_session, self.sessions, self.security)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -136,14 +139,7 @@ class ServeApp:
                 await _plain(send, 404, "session not found: it ended or never existed; start a new one with initialize")
                 return
             session.touch()
-            version = headers.get(b"mcp-protocol-version")
-            if version is not None and version.decode("latin-1") not in SUPPORTED_PROTOCOL_VERSIONS:
-                await _plain(
-                    send,
-                    400,
-                    f"unsupported Mcp-Protocol-Version {version.decode('latin-1')[:40]!r}: "
-                    f"send one of {', '.join(SUPPORTED_PROTOCOL_VERSIONS)}",
-                )
+            if not await _known_version(headers, send):
                 return
             if scope["method"] == "POST" and await self._answer_directly(session, scope, body, headers, after_body, send):
                 return
@@ -152,7 +148,9 @@ class ServeApp:
         if scope["method"] != "POST":
             await _plain(send, 400, "a request without Mcp-Session-Id must be a POST that starts a session (initialize)")
             return
-        await self._open(scope, receive, send, principal)
+        if not await _known_version(headers, send):
+            return
+        await self._open(scope, receive, send, principal, body)
 
     async def _answer_directly(
         self, session: HttpSession, scope: Scope, body: bytes, headers: dict[bytes, bytes], receive: Receive, send: Send
@@ -172,8 +170,18 @@ class ServeApp:
         await session.answer_directly(picked[0], picked[1], body, receive, send)
         return True
 
-    async def _open(self, scope: Scope, receive: Receive, send: Send, principal: Principal) -> None:
+    async def _open(self, scope: Scope, receive: Receive, send: Send, principal: Principal, body: bytes) -> None:
         if not await _admitted(self._guard, scope, receive, send, is_post=True):
+            return
+        try:
+            message = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            await _plain(send, 400, f"the body is not JSON: {exc}")
+            return
+        if type(message) is not dict or message.get("method") != methods.INITIALIZE:
+            refused = await self.pools.serve(principal, scope, receive, send)
+            if refused is not None:
+                await _plain(send, refused.status, refused.message, list(refused.headers), code=refused.code)
             return
         if not await self.sessions.reserve_making_room():
             await _plain(send, 503, "too many open sessions", [(b"retry-after", b"5")])
@@ -184,23 +192,17 @@ class ServeApp:
             self.sessions.release()
 
     async def _open_reserved(self, scope: Scope, receive: Receive, send: Send, principal: Principal) -> None:
-        body = await _read_body(receive, self.settings.max_body_bytes)  # already read and checked: replayed
-        try:
-            message = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            await _plain(send, 400, f"the body is not JSON: {exc}")
-            return
-        stateful = type(message) is dict and message.get("method") == methods.INITIALIZE
-        session_id = secrets.token_hex(16) if stateful else None
+        """A new stateful session, for the `initialize` in the (replayed) body of the request."""
+        session_id = secrets.token_hex(16)
         # Resumability: a session's SSE events are kept (bounded) for a client that reconnects with
-        # Last-Event-ID. Not for one-shot requests, nor JSON responses (which have no event stream).
-        resumable = stateful and self.settings.resume_events > 0 and not self.settings.json_responses
+        # Last-Event-ID. Not for JSON responses (which have no event stream).
+        resumable = self.settings.resume_events > 0 and not self.settings.json_responses
         events = SessionEvents(self.settings.resume_events) if resumable else None
         transport = StreamableHTTPServerTransport(
             session_id, is_json_response_enabled=self.settings.json_responses, event_store=events, security_settings=self.security
         )
         try:
-            parts = self.make_session(session_id or secrets.token_hex(16), principal, "streamable-http")
+            parts = self.make_session(session_id, principal, "streamable-http")
         except GatewayError as error:
             log.error("session not opened", error=error.message)
             await _plain(send, 500, f"the session could not be set up: {error.message}")
@@ -212,13 +214,12 @@ class ServeApp:
             reason = session.start_error or "it ended at once"
             await _plain(send, 502, f"the upstream server could not be started: {reason}", code=UPSTREAM_UNAVAILABLE)
             return
-        if session_id is not None:
-            self.sessions.add(session_id, session, task)
-        log.info("session opened" if stateful else "one-shot request", session=session_id, **principal.describe())
+        self.sessions.add(session_id, session, task)
+        log.info("session opened", session=session_id, **principal.describe())
         try:
-            await transport.handle_request(scope, _replay(body, receive), send)
+            await transport.handle_request(scope, receive, send)
         finally:
-            if not stateful or transport.is_terminated:
+            if transport.is_terminated:
                 await transport.terminate()
                 await session.done.wait()
 
@@ -302,6 +303,16 @@ class ServeApp:
 
     async def close(self) -> None:
         await self.sessions.close()
+
+
+async def _known_version(headers: dict[bytes, bytes], send: Send) -> bool:
+    """False (and answered 400) when the request names a protocol version the SDK does not know."""
+    version = headers.get(b"mcp-protocol-version")
+    if version is None or version.decode("latin-1") in SUPPORTED_PROTOCOL_VERSIONS:
+        return True
+    known = ", ".join(SUPPORTED_PROTOCOL_VERSIONS)
+    await _plain(send, 400, f"unsupported Mcp-Protocol-Version {version.decode('latin-1')[:40]!r}: send one of {known}")
+    return False
 
 
 async def _admitted(guard: TransportSecurityMiddleware, scope: Scope, receive: Receive, send: Send, *, is_post: bool) -> bool:

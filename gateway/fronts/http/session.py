@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 import structlog
@@ -81,15 +81,26 @@ class _Router:
 @dataclass(slots=True)
 class SessionParts:
     """What `airlock serve` builds for each session: its mediator (label state, pins), its
-    flight log and, with `--record`, its cassette."""
+    flight log and, with `--record`, its cassette. `label_state` is the mediator's label state,
+    opaque to the front: a stateless pool that is started again for the same principal gets it
+    back (`SessionFactory`'s `label_state`), so its labels survive the pool."""
 
     mediator: Mediator
     flight_log: FlightLog | None = None
     recorder: CassetteWriter | None = None
+    label_state: object | None = None
 
 
-#: (session id, principal, transport: "streamable-http" | "sse") -> the session's parts
-SessionFactory = Callable[[str, Principal, str], SessionParts]
+class SessionFactory(Protocol):
+    def __call__(self, session: str, principal: Principal, transport: str, *, label_state: object | None = None) -> SessionParts:
+        """The parts of session `session` opened by `principal` over `transport`
+        ("streamable-http", "stateless" or "sse"); with `label_state` (a `SessionParts.label_state`
+        of an earlier session), its mediator continues that label state instead of a new one.
+
+        Raises:
+            GatewayError: the session cannot be set up (e.g. its flight log cannot be opened).
+        """
+        ...
 
 
 class HttpSession:
@@ -103,16 +114,19 @@ class HttpSession:
         principal: Principal,
         *,
         connect: Callable[[], Any] | None = None,
+        on_stop: Callable[[], None] | None = None,
         name: str | None = None,
         resumable: bool = False,
     ) -> None:
         """`transport`: a streamable-HTTP session; or `connect`: the streams of another transport
-        (the legacy SSE one), whose session ends with the request that opened it."""
+        (the legacy SSE one, whose session ends with the request that opened it; a stateless
+        pool's, which `on_stop` ends)."""
         self.settings = settings
         self.transport = transport
         self._connect = connect if connect is not None else transport.connect if transport is not None else None
         self.name = name if name is not None else transport.mcp_session_id if transport is not None else None
         self.principal = principal
+        self._on_stop = on_stop
         self.flight_log = flight_log = parts.flight_log
         self.recorder = recorder = parts.recorder
         self.ready = asyncio.Event()
@@ -146,6 +160,27 @@ class HttpSession:
     def idle_since(self) -> float | None:
         """When its last request came, if nothing of it is open now (None: it is in use)."""
         return None if self.closing or self.relay.pending_client_requests else self.last_request
+
+    async def stop(self) -> None:
+        """End the session: its run ends, and its upstream with it."""
+        if self.transport is not None:
+            await self.transport.terminate()
+        elif self._on_stop is not None:
+            self._on_stop()
+
+    def deliver(self, message: dict[str, Any]) -> bool:
+        """Relay one message from the client; False: the session is ending and took nothing."""
+        if self.closing:
+            return False
+        self._router.client_request(message)
+        self._from_client(jsonrpc.encode(message))
+        self._flush()
+        if message.get("method") == methods.CANCELLED:  # a cancelled fast-path call is answered no more
+            cancelled = jsonrpc.members(message.get("params")).get("requestId")
+            waiting = self._direct.get(cancelled) if type(cancelled) in (int, str) else None
+            if waiting is not None:
+                waiting.put_nowait(None)
+        return True
 
     def is_open(self, request_id: Any) -> bool:
         return request_id in self._router.open or request_id in self._direct
@@ -188,15 +223,7 @@ class HttpSession:
                             if isinstance(item, Exception):
                                 log.info("client sent an unreadable message", error=str(item))
                                 continue
-                            message = item.message.model_dump(by_alias=True, mode="json", exclude_unset=True)
-                            self._router.client_request(message)
-                            self._from_client(jsonrpc.encode(message))
-                            self._flush()
-                            if message.get("method") == methods.CANCELLED:  # a cancelled fast-path call is answered no more
-                                cancelled = jsonrpc.members(message.get("params")).get("requestId")
-                                waiting = self._direct.get(cancelled) if type(cancelled) in (int, str) else None
-                                if waiting is not None:
-                                    waiting.put_nowait(None)
+                            self.deliver(item.message.model_dump(by_alias=True, mode="json", exclude_unset=True))
                     except (anyio.ClosedResourceError, anyio.EndOfStream):
                         pass  # the session was terminated (DELETE, or the upstream ended)
                     tasks.cancel_scope.cancel()
@@ -259,13 +286,15 @@ class HttpSession:
 
 
 class SessionRegistry:
-    """The open sessions of one `airlock serve`: streamable-HTTP ones by `Mcp-Session-Id`, legacy
-    SSE ones by who opened each (their session lives as long as its GET request), the tasks that
+    """The open sessions of one `airlock serve`: streamable-HTTP ones by `Mcp-Session-Id`, the
+    stateless pools (no id: `gateway.fronts.http.pool` finds them by principal), legacy SSE
+    ones by who opened each (their session lives as long as its GET request), the tasks that
     run them, and the `max_sessions` limit."""
 
     def __init__(self, max_sessions: int) -> None:
         self.max_sessions = max_sessions
         self._by_id: dict[str, HttpSession] = {}
+        self._pools: set[HttpSession] = set()
         self._sse_owners: dict[str, Principal] = {}  # legacy SSE session id -> who opened it
         self._tasks: set[asyncio.Task[None]] = set()
         #: Places taken by sessions being set up, one-shot (stateless) requests and legacy SSE
@@ -279,7 +308,7 @@ class SessionRegistry:
         """Take a place for a session or a one-shot request before starting anything for it;
         False: the limit is reached. Checked and taken in one step (no await between), so
         concurrent requests can never pass the limit together."""
-        if len(self._by_id) + self._reserved >= self.max_sessions:
+        if len(self._by_id) + len(self._pools) + self._reserved >= self.max_sessions:
             return False
         self._reserved += 1
         return True
@@ -309,7 +338,8 @@ class SessionRegistry:
     def idle(self, older_than: float) -> list[HttpSession]:
         """The sessions whose last request came before `older_than` and have nothing open,
         longest-idle first."""
-        found = [(since, s) for s in self._by_id.values() if (since := s.idle_since()) is not None and since < older_than]
+        sessions = [*self._by_id.values(), *self._pools]
+        found = [(since, s) for s in sessions if (since := s.idle_since()) is not None and since < older_than]
         return [session for _, session in sorted(found, key=lambda pair: pair[0])]
 
     async def end(self, session: HttpSession, why: str) -> None:
@@ -318,8 +348,8 @@ class SessionRegistry:
         for session_id, known in list(self._by_id.items()):
             if known is session:
                 del self._by_id[session_id]
-        if session.transport is not None:
-            await session.transport.terminate()
+        self._pools.discard(session)
+        await session.stop()
         with anyio.move_on_after(5):
             await session.done.wait()
 
@@ -335,6 +365,11 @@ class SessionRegistry:
         self._by_id[session_id] = session
         task.add_done_callback(lambda _: self._by_id.pop(session_id, None))
 
+    def add_pool(self, session: HttpSession, task: asyncio.Task[None]) -> None:
+        """`session`, run by `task`, is a stateless pool: it holds a place until it ends."""
+        self._pools.add(session)
+        task.add_done_callback(lambda _: self._pools.discard(session))
+
     def sse_owner(self, sse_id: str) -> Principal | None:
         return self._sse_owners.get(sse_id)
 
@@ -345,9 +380,8 @@ class SessionRegistry:
         self._sse_owners.pop(sse_id, None)
 
     async def close(self) -> None:
-        """End every streamable-HTTP session and wait (at most 5 s) for their tasks."""
-        for session in list(self._by_id.values()):
-            if session.transport is not None:
-                await session.transport.terminate()
+        """End every streamable-HTTP session and stateless pool, and wait (at most 5 s) for their tasks."""
+        for session in [*self._by_id.values(), *self._pools]:
+            await session.stop()
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=5)
