@@ -32,6 +32,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from gateway.labels.decoding import expand
 from gateway.labels.fingerprints import (
     MAX_ARGUMENT_TEXT,
     MAX_RESULT_TEXT,
@@ -90,6 +91,9 @@ class Provenance:
     cap: int = 100_000
     min_token: int = 6
     precise: bool = True  # False: the policy has no precise flow rule, so nothing is fingerprinted
+    #: False: arguments are not decoded and their pieces and letter runs not looked up. For
+    #: measuring what that costs (benchmarks/flow_bench.py) only: it misses encoded secrets.
+    trace_encodings: bool = True
     mask: int = 0  # the join of every result's labels (coarse)
     saturated: bool = False
     sources: dict[int, Source] = field(default_factory=dict)  # the fingerprinted results, by index
@@ -145,7 +149,8 @@ class Provenance:
             if len(text) > MAX_TEXT:
                 return source, self._saturate()
             echoed_labels = labels & CONFIDENTIAL
-            for fp in source_prints(normalise_value(text), self.min_token, exact=exact):
+            confidential = bool(echoed_labels)
+            for fp in source_prints(normalise_value(text), self.min_token, exact=exact, confidential=confidential, text=text):
                 value_labels = labels
                 if fp in own:  # echoed: not made untrusted by the echo, but what the policy declares holds
                     value_labels = echoed_labels
@@ -191,11 +196,14 @@ class Provenance:
         found: dict[int, Source] = {}
         culprits: dict[int, Source] = {}
         reader_sets: set[frozenset[str]] = set()
-        for text in texts:
+        encodings = self.trace_encodings
+        for text in expand(texts, _code_lists(value)) if encodings else texts:
+            if text is TOO_DEEP:
+                return self.coarse()  # more encoded forms, or layers, than are traced (fail closed)
             norm = normalise_value(text)
             if not norm:
                 continue
-            for fp in argument_prints(norm, self.min_token):
+            for fp in argument_prints(norm, self.min_token, pieces=encodings):
                 if fp is TOO_DEEP:
                     return self.coarse()
                 hit = self._prints.get(fp)
@@ -241,6 +249,20 @@ def _strings(value: Any) -> Iterator[str]:
         for key, member in value.items():
             yield key
             yield from _strings(member)
+
+
+def _code_lists(value: Any) -> Iterator[list[int]]:
+    """The lists of integers in an argument value (character codes, perhaps)."""
+    kind = type(value)
+    if kind is list:
+        if value and all(type(member) is int for member in value):
+            yield value
+            return
+        for member in value:
+            yield from _code_lists(member)
+    elif kind is dict:
+        for member in value.values():
+            yield from _code_lists(member)
 
 
 def field_values(
