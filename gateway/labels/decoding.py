@@ -43,6 +43,7 @@ _CODE_CLASSES: Final = str.maketrans(
     {chr(c): "d" if chr(c) in string.digits else "s" if chr(c) in " ,;\t\r\n" else "." for c in range(128)}
 )
 _CODES: Final = re.compile(rf"d{{1,7}}(?:s{{1,3}}d{{1,7}}){{{_MIN_CODES - 1},}}")
+_DIGIT: Final = re.compile(r"\d")
 _ALL_HEX: Final = re.compile(r"[0-9a-fA-F]+")
 _NOT_HEX: Final = re.compile(r"[^0-9a-fA-F]+")
 #: What base64 of text has and a word of prose lacks: a digit, a '+/-_', or a capital after a
@@ -87,7 +88,8 @@ def _decoded(text: str) -> Iterator[str]:
     classes = text.translate(_B64_CLASSES)
     for match in _B64_RUN.finditer(classes):
         yield from _run(text[match.start() : match.end()].strip())
-    if len(text) >= 3 * _MIN_CODES - 1:
+    # hex of text has a digit in nearly every byte (ASCII is 0x20-0x7e), and codes are digits
+    if len(text) >= 3 * _MIN_CODES - 1 and len(_DIGIT.findall(text)) >= _MIN_CODES:
         spaced = text.replace("0x", "  ").replace("0X", "  ").replace("\\x", "  ")  # same length
         for match in _HEX_SPACED.finditer(spaced.translate(_HEX_CLASSES)):
             yield from _from_hex(spaced[match.start() : match.end()])

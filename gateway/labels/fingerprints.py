@@ -1,6 +1,11 @@
 """Fingerprints of values, in a normal form (NFKC, case-folded, invisible and format characters
 removed, whitespace folded): the exact, token and run fingerprints that `provenance` keeps per
-result and looks up per argument (its docstring says what each kind catches). Pure.
+result and looks up per argument (its docstring says what each kind catches), and what only a
+private or secret value leaves (`_confidential_prints`): its value and tokens reversed, the
+8-character pieces holding a digit of its key-like runs (16 or more letters and digits, mixed),
+and its letters-only words of 12 or more letters that are not prose (a capital after a small
+letter, 20 or more letters, or assigned with '=' or ':'), forwards and reversed. The argument
+side hashes every such piece and every letter run of 12 or more letters it holds. Pure.
 """
 
 from __future__ import annotations
@@ -223,25 +228,36 @@ TOO_DEEP: Final = object()
 
 
 def argument_prints(norm: str, min_token: int, decodings: int = 3, *, pieces: bool = True) -> Iterator[Any]:
+    """Every fingerprint an argument value could share with a result (`argument_print_set`),
+    or `TOO_DEEP` when it is percent-encoded more times than are decoded."""
+    found = argument_print_set(norm, min_token, decodings, pieces=pieces)
+    if found is None:
+        yield TOO_DEEP  # more layers than are traced: the caller fails closed
+        return
+    yield from found
+
+
+def argument_print_set(norm: str, min_token: int, decodings: int = 3, *, pieces: bool = True) -> set[int] | None:
     """Every fingerprint an argument value could share with a result (also of its
-    percent-decoded forms, up to three levels: a value in a URL query). `pieces=False` leaves
-    out the letter runs and key pieces (for measuring their cost only)."""
+    percent-decoded forms, up to three levels: a value in a URL query); None when there are
+    more levels. `pieces=False` leaves out the letter runs and key pieces (for measuring their
+    cost only)."""
+    out: set[int] = set()
     if "%" in norm:
         decoded = normalise_value(unquote(norm))
         if decoded != norm:
-            if not decodings:
-                yield TOO_DEEP  # more layers than are traced: the caller fails closed
-                return
-            yield from argument_prints(decoded, min_token, decodings - 1, pieces=pieces)
-    yield hash(norm)
-    for token in _tokens(norm, min_token):
-        yield hash(token)
+            inner = argument_print_set(decoded, min_token, decodings - 1, pieces=pieces) if decodings else None
+            if inner is None:
+                return None
+            out = inner
+    out.add(hash(norm))
+    out.update(map(hash, _tokens(norm, min_token)))
     if _TWO_DIGITS.search(norm):
-        yield from _digit_windows(_NOT_ALNUM.sub("", norm))
-    yield from _shingles(norm)
+        out.update(_digit_windows(_NOT_ALNUM.sub("", norm)))
+    out.update(_shingles(norm))
     if pieces:
         if len(norm) >= _MIN_WORD:
             salt = _WORD_SALT
-            for word in _LETTER_RUN.findall(norm):
-                yield hash(word) ^ salt
-        yield from _pieces(norm)
+            out.update(hash(word) ^ salt for word in _LETTER_RUN.findall(norm))
+        out.update(_pieces(norm))
+    return out

@@ -18,6 +18,26 @@ inserted still matches. Three kinds of fingerprint:
 
 The argument side checks every window and shingle, so the guarantee holds however the value is
 embedded.
+
+What a private or secret value also leaves (fingerprints.py), so that the argument that carries
+it disguised still inherits its labels:
+
+- **reversed**: its whole value and tokens, and its secret words, backwards;
+- **pieces**: every 8-character piece holding a digit of a key-like run of 16 or more letters
+  and digits (`sk-live-4f9a...`, not `report-2026-q1` and not an IBAN: one bank's IBANs share its
+  code). A piece alone carries the labels, so a key split between two arguments or two calls
+  is caught in each;
+- **secret words**: letters-only words of 12 or more letters that are not prose (a passphrase
+  like `CorrectHorseBatteryStaple`, in any case). Public results leave none of these three, so
+  their prose never taints ordinary words.
+
+And the argument is decoded before it is looked up (decoding.py): hex (any case, with or without
+`0x`, `\\x`, spaces, colons, commas), base64 and base64url (padded or not, line-wrapped, inside a
+URL), character codes (a JSON array of ints, or a string of decimal codes), percent-encoding
+(fingerprints.py), to two layers (base64 of hex); a deeper one, or more than
+`decoding.MAX_DECODED` decoded forms in one argument value, makes its taint coarse (fail closed).
+Not seen through: paraphrase, translation, computation on a value, an encoding past the layers,
+pieces shorter than 8 characters or without a digit.
 Fingerprints are Python string hashes in one dict, mapping to the OR of the labels of every
 result that had the value and the latest such result. The dict is bounded (`cap`): when a
 result would pass it, the session is *saturated* and every later check is coarse (an argument
@@ -38,6 +58,7 @@ from gateway.labels.fingerprints import (
     MAX_RESULT_TEXT,
     MAX_TEXT,
     TOO_DEEP,
+    argument_print_set,
     argument_prints,
     normalise_value,
     source_prints,
@@ -197,18 +218,18 @@ class Provenance:
         culprits: dict[int, Source] = {}
         reader_sets: set[frozenset[str]] = set()
         encodings = self.trace_encodings
+        prints = self._prints
         for text in expand(texts, _code_lists(value)) if encodings else texts:
             if text is TOO_DEEP:
                 return self.coarse()  # more encoded forms, or layers, than are traced (fail closed)
             norm = normalise_value(text)
             if not norm:
                 continue
-            for fp in argument_prints(norm, self.min_token, pieces=encodings):
-                if fp is TOO_DEEP:
-                    return self.coarse()
-                hit = self._prints.get(fp)
-                if hit is None:
-                    continue
+            candidates = argument_print_set(norm, self.min_token, pieces=encodings)
+            if candidates is None:
+                return self.coarse()
+            for fp in prints.keys() & candidates:  # the lookups at C speed: most fingerprints miss
+                hit = prints[fp]
                 mask |= hit[0]
                 readers: set[str] = set()
                 for entry in hit[1]:
