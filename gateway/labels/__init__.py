@@ -5,4 +5,4 @@ over the value `fingerprints`). Pure.
 Imports: errors, protocol.
 """
 
-__all__ = ["fingerprints", "masks", "provenance"]
+__all__ = ["decoding", "fingerprints", "masks", "provenance"]

@@ -18,6 +18,26 @@ inserted still matches. Three kinds of fingerprint:
 
 The argument side checks every window and shingle, so the guarantee holds however the value is
 embedded.
+
+What a private or secret value also leaves (fingerprints.py), so that the argument that carries
+it disguised still inherits its labels:
+
+- **reversed**: its whole value and tokens, and its secret words, backwards;
+- **pieces**: every 8-character piece holding a digit of a key-like run of 16 or more letters
+  and digits (`sk-live-4f9a...`, not `report-2026-q1` and not an IBAN: one bank's IBANs share its
+  code). A piece alone carries the labels, so a key split between two arguments or two calls
+  is caught in each;
+- **secret words**: letters-only words of 12 or more letters that are not prose (a passphrase
+  like `CorrectHorseBatteryStaple`, in any case). Public results leave none of these three, so
+  their prose never taints ordinary words.
+
+And the argument is decoded before it is looked up (decoding.py): hex (any case, with or without
+`0x`, `\\x`, spaces, colons, commas), base64 and base64url (padded or not, line-wrapped, inside a
+URL), character codes (a JSON array of ints, or a string of decimal codes), percent-encoding
+(fingerprints.py), to two layers (base64 of hex); a deeper one, or more than
+`decoding.MAX_DECODED` decoded forms in one argument value, makes its taint coarse (fail closed).
+Not seen through: paraphrase, translation, computation on a value, an encoding past the layers,
+pieces shorter than 8 characters or without a digit.
 Fingerprints are Python string hashes in one dict, mapping to the OR of the labels of every
 result that had the value and the latest such result. The dict is bounded (`cap`): when a
 result would pass it, the session is *saturated* and every later check is coarse (an argument
@@ -32,11 +52,13 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from gateway.labels.decoding import expand
 from gateway.labels.fingerprints import (
     MAX_ARGUMENT_TEXT,
     MAX_RESULT_TEXT,
     MAX_TEXT,
     TOO_DEEP,
+    argument_print_set,
     argument_prints,
     normalise_value,
     source_prints,
@@ -90,6 +112,9 @@ class Provenance:
     cap: int = 100_000
     min_token: int = 6
     precise: bool = True  # False: the policy has no precise flow rule, so nothing is fingerprinted
+    #: False: arguments are not decoded and their pieces and letter runs not looked up. For
+    #: measuring what that costs (benchmarks/flow_bench.py) only: it misses encoded secrets.
+    trace_encodings: bool = True
     mask: int = 0  # the join of every result's labels (coarse)
     saturated: bool = False
     sources: dict[int, Source] = field(default_factory=dict)  # the fingerprinted results, by index
@@ -145,7 +170,8 @@ class Provenance:
             if len(text) > MAX_TEXT:
                 return source, self._saturate()
             echoed_labels = labels & CONFIDENTIAL
-            for fp in source_prints(normalise_value(text), self.min_token, exact=exact):
+            confidential = bool(echoed_labels)
+            for fp in source_prints(normalise_value(text), self.min_token, exact=exact, confidential=confidential, text=text):
                 value_labels = labels
                 if fp in own:  # echoed: not made untrusted by the echo, but what the policy declares holds
                     value_labels = echoed_labels
@@ -191,16 +217,19 @@ class Provenance:
         found: dict[int, Source] = {}
         culprits: dict[int, Source] = {}
         reader_sets: set[frozenset[str]] = set()
-        for text in texts:
+        encodings = self.trace_encodings
+        prints = self._prints
+        for text in expand(texts, _code_lists(value)) if encodings else texts:
+            if text is TOO_DEEP:
+                return self.coarse()  # more encoded forms, or layers, than are traced (fail closed)
             norm = normalise_value(text)
             if not norm:
                 continue
-            for fp in argument_prints(norm, self.min_token):
-                if fp is TOO_DEEP:
-                    return self.coarse()
-                hit = self._prints.get(fp)
-                if hit is None:
-                    continue
+            candidates = argument_print_set(norm, self.min_token, pieces=encodings)
+            if candidates is None:
+                return self.coarse()
+            for fp in prints.keys() & candidates:  # the lookups at C speed: most fingerprints miss
+                hit = prints[fp]
                 mask |= hit[0]
                 readers: set[str] = set()
                 for entry in hit[1]:
@@ -241,6 +270,20 @@ def _strings(value: Any) -> Iterator[str]:
         for key, member in value.items():
             yield key
             yield from _strings(member)
+
+
+def _code_lists(value: Any) -> Iterator[list[int]]:
+    """The lists of integers in an argument value (character codes, perhaps)."""
+    kind = type(value)
+    if kind is list:
+        if value and all(type(member) is int for member in value):
+            yield value
+            return
+        for member in value:
+            yield from _code_lists(member)
+    elif kind is dict:
+        for member in value.values():
+            yield from _code_lists(member)
 
 
 def field_values(
