@@ -47,7 +47,7 @@ def _hash(text: str, tmp_path: Path, name: str = "policy.toml") -> str:
 # fmt: off
 LOAD_ERRORS = [
     pytest.param("version = 1\ncolour = 'red'\n", ["colour: unknown key",
-                 "allowed here: version, name, mode, default, extra_arguments, pins, rules"], id="unknown-top-level-key"),
+                 "allowed here: version, name, mode, default, extra_arguments, unknown_methods, pins, rules"], id="unknown-top-level-key"),
     pytest.param("version = 1\n" + RULE + "colour = 'red'\n", ["rules.0.colour: unknown key",
                  "allowed here: id, tools, action, mode, reason, annotations, arguments"], id="unknown-key-in-a-rule"),
     pytest.param("version = 1\n" + RULE + "[rules.arguments.path]\nregex = 'x'\n", ["rules.0.arguments.path.regex: unknown key",
