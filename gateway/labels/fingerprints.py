@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from itertools import pairwise
 from typing import Any, Final
 from urllib.parse import unquote
@@ -125,12 +125,27 @@ def _digit_windows(skeleton: str) -> list[int]:
     if len(digits) < 2 or len(skeleton) < _RUN:
         return []
     last = len(skeleton) - _RUN
-    starts: set[int] = set()
-    for first, second in pairwise(digits):
-        # windows [i, i + _RUN) holding both digits: i in [second - _RUN + 1, first]
-        starts.update(range(max(0, second - _RUN + 1), min(first, last) + 1))
+    # windows [i, i + _RUN) holding both digits of a pair: i in [second - _RUN + 1, first]
+    spans = ((max(0, second - _RUN + 1), min(first, last)) for first, second in pairwise(digits))
     salt = _RUN_SALT
-    return [hash(skeleton[i : i + _RUN]) ^ salt for i in sorted(starts)]
+    return [hash(skeleton[i : i + _RUN]) ^ salt for i in _union(spans)]
+
+
+def _union(spans: Iterable[tuple[int, int]]) -> Iterator[int]:
+    """Every integer of the union of closed spans `(low, high)` given in order of `low`, once
+    each, in order (one pass: no set of starts to build and sort)."""
+    low = high = -2
+    for start, end in spans:
+        if end < start:
+            continue
+        if start > high + 1:
+            if high >= low >= 0:
+                yield from range(low, high + 1)
+            low, high = start, end
+        elif end > high:
+            high = end
+    if high >= low >= 0:
+        yield from range(low, high + 1)
 
 
 def _secret_words(text: str) -> Iterator[str]:
@@ -160,12 +175,9 @@ def _piece_hashes(run: str) -> list[int]:
     last = len(run) - _PIECE
     if last < 0:
         return []
-    starts: set[int] = set()
-    for match in _DIGIT.finditer(run):
-        at = match.start()
-        starts.update(range(max(0, at - _PIECE + 1), min(at, last) + 1))
+    spans = ((max(0, at - _PIECE + 1), min(at, last)) for at in (m.start() for m in _DIGIT.finditer(run)))
     salt = _PIECE_SALT
-    return [hash(run[i : i + _PIECE]) ^ salt for i in starts]
+    return [hash(run[i : i + _PIECE]) ^ salt for i in _union(spans)]
 
 
 def _pieces(norm: str) -> list[int]:
