@@ -103,6 +103,8 @@ class Taint:
 
 CLEAN: Final = Taint(0, ())
 _SOURCES_PER_PRINT: Final = 8
+_RECENT: Final = 256  # argument texts whose fingerprints are remembered (see `Provenance._recent`)
+_RECENT_TEXT: Final = 4096  # characters: longer texts are not remembered
 
 
 @dataclass(slots=True)
@@ -124,6 +126,10 @@ class Provenance:
     _prints: dict[int, tuple[int, tuple[int, ...]]] = field(default_factory=dict)
     _by_bit: dict[int, Source] = field(default_factory=dict)  # the latest source that set each label bit
     _reader_meet: frozenset[str] | None = None  # who can see every confidential result so far (coarse)
+    #: normal form -> its argument fingerprints, for the texts of the latest arguments: `taint`
+    #: computes them and `prints_of` (the same call's arguments, for echoes) reuses them. Pure
+    #: function of the text, so never stale; bounded.
+    _recent: dict[str, frozenset[int]] = field(default_factory=dict)
 
     @property
     def size(self) -> int:
@@ -201,8 +207,24 @@ class Provenance:
         for text in _strings(value):
             norm = normalise_value(text)
             if norm:
-                out.update(argument_prints(norm, self.min_token))
+                known = self._candidates(norm, True)
+                out.update(known if known is not None else argument_prints(norm, self.min_token))
         return frozenset(out)
+
+    def _candidates(self, norm: str, pieces: bool) -> frozenset[int] | None:
+        """`argument_print_set` of `norm`, remembered for `prints_of` (short texts only)."""
+        found = self._recent.get(norm) if pieces else None
+        if found is not None:
+            return found
+        computed = argument_print_set(norm, self.min_token, pieces=pieces)
+        if computed is None:
+            return None
+        found = frozenset(computed)
+        if pieces and len(norm) <= _RECENT_TEXT:
+            if len(self._recent) >= _RECENT:
+                self._recent.clear()
+            self._recent[norm] = found
+        return found
 
     def taint(self, value: Any) -> Taint:
         """The labels an argument value carries (precise mode); coarse when saturated."""
@@ -225,7 +247,7 @@ class Provenance:
             norm = normalise_value(text)
             if not norm:
                 continue
-            candidates = argument_print_set(norm, self.min_token, pieces=encodings)
+            candidates = self._candidates(norm, encodings)
             if candidates is None:
                 return self.coarse()
             for fp in prints.keys() & candidates:  # the lookups at C speed: most fingerprints miss

@@ -312,8 +312,14 @@ def _envelope(params: dict[str, Any]) -> dict[str, Any]:
     return {"_meta": kept} if kept else {}
 
 
+_NOW: list[Any] = [-1, ""]  # (the second, its text): a result's time is formatted once a second
+
+
 def _utc_now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    second = int(time.time())
+    if second != _NOW[0]:
+        _NOW[:] = [second, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second))]
+    return str(_NOW[1])
 
 
 _FORWARD: Final = Forward()
