@@ -21,7 +21,7 @@ import statistics
 import time
 from typing import Any
 
-from provenance_bench import POLICY, WORDS, fill
+from provenance_bench import OTHER_WORDS, POLICY, WORDS, fill
 
 from gateway.labels.masks import SECRET, UNTRUSTED
 from gateway.labels.provenance import Provenance
@@ -42,7 +42,7 @@ def _prose(rng: random.Random) -> str:
 
 
 def arguments(rng: random.Random) -> dict[str, dict[str, Any]]:
-    body = ("Hello Carol, following up on our conversation: " + " ".join(WORDS) * 3)[:400]
+    body = ("Hello Carol, following up on our conversation: " + " ".join(OTHER_WORDS) * 3)[:400]
     image = base64.b64encode(b"\x89PNG\r\n\x1a\n" + rng.randbytes(KIB64 * 3 // 4)).decode()[:KIB64]
     hexdump = " ".join(f"{rng.randrange(256):02x}" for _ in range(KIB64 // 3))[:KIB64]
     decimal = ", ".join(str(rng.randrange(256)) for _ in range(KIB64 // 4))[:KIB64]

@@ -43,6 +43,7 @@ POLICY = parse_policy(
     "bench",
 )  # fmt: skip
 WORDS = ("meeting", "report", "quarter", "invoice", "please", "review", "attached", "budget", "team", "schedule", "thanks", "update")
+OTHER_WORDS = ("roadmap", "hiring", "offsite", "venue", "catering", "agenda", "travel", "slides", "keynote", "workshop", "dinner", "notes")
 
 
 def email(rng: random.Random, index: int) -> dict[str, Any]:
@@ -67,14 +68,19 @@ def fill(provenance: Provenance, flows: CompiledFlows, target: int, rng: random.
 
 def call_samples(provenance: Provenance, flows: CompiledFlows, count: int) -> list[float]:
     facts = flows.facts("mail", "send_email", {}, None)
-    body = ("Hello Carol, following up on our conversation: " + " ".join(WORDS) * 3)[:400]
+    # Not the e-mails' vocabulary: a body made of WORDS shares a 6-word passage with one of 1,600
+    # random e-mails of those words often enough to be refused (rightly) in some runs.
+    body = ("Hello Carol, following up on our conversation: " + " ".join(OTHER_WORDS) * 3)[:400]
     arguments = {"to": "carol@partner.example", "subject": "Follow-up on the quarterly plan", "body": body}
     clock = time.perf_counter_ns
     samples = []
-    for _ in range(count):
+    # A fresh body each call (a word counter in front), so the provenance's memo of recent
+    # argument texts never answers for a repeated call.
+    calls = [{**arguments, "body": f"{'x' * (1 + i % 7)}{chr(97 + i % 26)}{chr(97 + i // 26 % 26)} {body}"} for i in range(count)]
+    for call in calls:
         started = clock()
-        taints = argument_taints(provenance, arguments)
-        verdict = check_flows(flows, "mail", "send_email", facts, arguments, taints, provenance.coarse(), policy_shadow=False)
+        taints = argument_taints(provenance, call)
+        verdict = check_flows(flows, "mail", "send_email", facts, call, taints, provenance.coarse(), policy_shadow=False)
         samples.append((clock() - started) / 1e3)
     assert verdict.outcome == "allow", verdict
     return samples

@@ -46,8 +46,8 @@ _DIGIT: Final = re.compile(r"\d")
 _TWO_DIGITS: Final = re.compile(r"\d\D*\d")
 _WORDS: Final = re.compile(r"[^\W_]+")
 _TRIM: Final = ".,:;!?-_*~"
-_LETTER_RUN: Final = re.compile(rf"[a-z]{{{_MIN_WORD},}}")
-_SECRET_WORD: Final = re.compile(rf"[A-Za-z]{{{_MIN_WORD},}}")
+_LETTER_RUN: Final = re.compile(rf"(?<![a-z])[a-z]{{{_MIN_WORD},}}")  # from a run's start only: fails fast inside words
+_SECRET_WORD: Final = re.compile(rf"(?<![A-Za-z])[A-Za-z]{{{_MIN_WORD},}}")
 _CAMEL: Final = re.compile(r"[a-z][A-Z]")
 _KEY_RUN: Final = re.compile(rf"[a-z0-9_-]{{{_MIN_KEY},}}")
 _TRANSITION: Final = re.compile(r"[a-z](?=\d)|\d(?=[a-z])")
