@@ -55,8 +55,9 @@ _CALL_OWN: Final = frozenset({"name", "arguments"})
 
 def sink_members(method: str, params: Any) -> dict[str, Any]:
     """The members of a message's `params` checked as data, by path: every member, and the
-    members of object-valued ones (`params._meta.note`). A tool call's `name` and `arguments`,
-    and `inputResponses` (checked per server request) are left out."""
+    members of object-valued ones (`params._meta.note`), each as its key and its value (a secret
+    used as a key reaches the server as surely as one used as a value). A tool call's `name`
+    and `arguments`, and `inputResponses` (checked per server request) are left out."""
     if params is None:
         return {}
     if type(params) is not dict:
@@ -67,9 +68,9 @@ def sink_members(method: str, params: Any) -> dict[str, Any]:
             continue
         if type(value) is dict and value:
             for sub, member in value.items():
-                out[f"params.{key}.{sub}"] = member
+                out[f"params.{key}.{sub}"] = [sub, member]  # the key is sent too: it is checked with its value
         else:
-            out[f"params.{key}"] = value
+            out[f"params.{key}"] = [key, value]
     return out
 
 

@@ -349,3 +349,17 @@ def test_a_policy_may_mediate_unknown_methods_through_the_flow_rules_and_label_t
     assert answer["result"]["_meta"]["dev.mcp-airlock/labels"]["integrity"] == "untrusted"
     gateway.reply(_request("s1", "vendor/askClient", {"text": "hi"}))
     assert gateway.client[-1]["params"]["_meta"]["dev.mcp-airlock/labels"]["integrity"] == "untrusted"
+
+
+@pytest.mark.parametrize(
+    ("params", "member"),
+    [
+        ({"name": "p", SECRET: "x"}, f"params.{SECRET}"),
+        ({"name": "p", "_meta": {SECRET: 1}}, f"params._meta.{SECRET}"),
+    ],
+    ids=["params-key", "meta-key"],
+)
+def test_a_secret_used_as_a_key_is_refused_like_one_used_as_a_value(tmp_path: Path, params: dict[str, Any], member: str) -> None:
+    gateway = _session(tmp_path)
+    gateway.send(_request(7, "prompts/get", params))
+    _assert_refused(gateway, 7, "prompts/get", member)
