@@ -43,8 +43,7 @@ log = structlog.get_logger("airlock.policy")
 _CALL: Final = methods.TOOLS_CALL
 _HANDSHAKES: Final = frozenset({methods.INITIALIZE, methods.DISCOVER})
 _LIST_CHANGED: Final = methods.TOOLS_LIST_CHANGED
-_SERVER_INFO_META: Final = "io.modelcontextprotocol/serverInfo"
-_PROTOCOL_META: Final = "io.modelcontextprotocol/"
+_SERVER_INFO_META: Final = methods.PROTOCOL_META + "serverInfo"
 
 __all__ = ["PolicyMediator", "log_request_id"]
 
@@ -308,7 +307,7 @@ def _envelope(params: dict[str, Any]) -> dict[str, Any]:
     meta = params.get("_meta")
     if type(meta) is not dict:
         return {}
-    kept = {k: v for k, v in meta.items() if type(k) is str and k.startswith(_PROTOCOL_META)}
+    kept = {k: v for k, v in meta.items() if type(k) is str and k.startswith(methods.PROTOCOL_META)}
     return {"_meta": kept} if kept else {}
 
 

@@ -42,7 +42,7 @@ _NO_FLOWS: Final = FlowVerdict("allow")
 _STRUCTURAL: Final = frozenset(
     {"params.requestId", "params.progressToken", "params._meta.progressToken", "params.cursor", "params.protocolVersion"}
 )
-_PROTOCOL_META: Final = "params._meta.io.modelcontextprotocol/"
+_PROTOCOL_META: Final = "params._meta." + methods.PROTOCOL_META
 
 
 def _structural(path: str) -> bool:

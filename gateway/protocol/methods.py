@@ -32,6 +32,10 @@ RESOURCES_SUBSCRIBE: Final = "resources/subscribe"
 RESOURCES_UNSUBSCRIBE: Final = "resources/unsubscribe"
 TASKS_RESULT: Final = "tasks/result"
 
+#: The namespace of the protocol's own `_meta` keys (a 2026-07-28 request's version, client info
+#: and capabilities; `server/discover`'s server info).
+PROTOCOL_META: Final = "io.modelcontextprotocol/"
+
 # Requests a server sends the client.
 SAMPLING: Final = "sampling/createMessage"
 ELICITATION: Final = "elicitation/create"
